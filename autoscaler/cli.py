@@ -1,0 +1,39 @@
+"""The ``autoscaler`` command. Subcommands live in their own modules and load on use, so
+``autoscaler validate`` does not pay for numpy or the daemon's imports."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+SUBCOMMANDS: dict[str, str] = {
+    "run": "autoscaler.cli_run:run",
+    "demo": "autoscaler.cli_run:demo",
+    "validate": "autoscaler.cli_validate:validate",
+    "worker": "autoscaler.cli_worker:worker",
+    "policies": "autoscaler.cli_policies:policies",
+    "simulate": "autoscaler.cli_simulate:simulate",
+    "tune": "autoscaler.cli_simulate:tune",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = SUBCOMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, _, attribute = target.partition(":")
+        command: Any = getattr(importlib.import_module(module_name), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(package_name="queue-autoscaler")
+def main() -> None:
+    """Scale GPU inference fleets on queue wait time against an SLA."""

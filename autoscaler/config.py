@@ -1,0 +1,346 @@
+"""The YAML config: strict pydantic models, checked in full at load time.
+
+Policy parameters, queue settings and provider settings belong to their plugins; each plugin
+class carries a pydantic model (``Params`` or ``Settings``) and the blocks here validate against
+it, so a typo in a third-party policy's parameter is reported with the same file:line precision
+as a typo in ``capacity``.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from autoscaler.core.model import Market
+from autoscaler.core.policy import PolicyParams, PoolSettings
+from autoscaler.durations import Duration
+from autoscaler.registry import (
+    POLICY_GROUP,
+    PROVIDER_GROUP,
+    SOURCE_GROUP,
+    Registry,
+    RegistryError,
+)
+from autoscaler.yaml_lines import ConfigFileError, LocatedDocument, load_yaml, parse_yaml
+
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
+"""Pool and group names end up in metric labels and cloud resource names: keep them plain."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@cache
+def default_registries() -> dict[str, Registry[Any]]:
+    """The process-wide registries, filled from installed entry points on first use."""
+    return {
+        "policies": Registry[Any](POLICY_GROUP, "policy").load_entry_points(),
+        "providers": Registry[Any](PROVIDER_GROUP, "provider").load_entry_points(),
+        "sources": Registry[Any](SOURCE_GROUP, "queue kind").load_entry_points(),
+    }
+
+
+def _registry(info: ValidationInfo, which: str) -> Registry[Any]:
+    context = info.context or {}
+    registries = context.get("registries") or default_registries()
+    registry: Registry[Any] = registries[which]
+    return registry
+
+
+def _plugin_block(
+    data: Any, info: ValidationInfo, which: str, key: str, attribute: str
+) -> dict[str, Any]:
+    """Split ``{key: name, ...rest}`` and validate rest with the plugin's own model."""
+    if isinstance(data, str) and key == "kind":
+        data = {"kind": data}
+    if not isinstance(data, dict):
+        raise ValueError(f"must be a mapping with a {key!r} field")
+    if key not in data:
+        raise ValueError(f"missing {key!r}")
+    rest = {k: v for k, v in data.items() if k != key}
+    name = data[key]
+    if not isinstance(name, str):
+        raise ValueError(f"{key} must be a string")
+    try:
+        plugin = _registry(info, which).get(name)
+    except RegistryError as exc:
+        raise ValueError(str(exc)) from None
+    model: type[BaseModel] = getattr(plugin, attribute)
+    return {key: name, "settings": model.model_validate(rest, context=info.context)}
+
+
+# --------------------------------------------------------------------------- controller
+
+
+class ControllerConfig(Strict):
+    """Loop-wide settings."""
+
+    interval: Duration = Field(default=1.0, gt=0)
+    metrics_address: str = "127.0.0.1:9464"
+    sample_timeout: Duration = Field(default=0.5, gt=0)
+    drain_timeout: Duration = Field(default=30.0, ge=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9464")
+        return value
+
+    @property
+    def metrics_host(self) -> str:
+        return self.metrics_address.rpartition(":")[0].strip("[]")
+
+    @property
+    def metrics_port(self) -> int:
+        return int(self.metrics_address.rpartition(":")[2])
+
+
+# --------------------------------------------------------------------------- pool parts
+
+
+class QueueBlock(Strict):
+    """Where the pool's requests wait; validated by the queue kind's ``Settings``."""
+
+    kind: str
+    settings: BaseModel
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve(cls, data: Any, info: ValidationInfo) -> Any:
+        return _plugin_block(data, info, "sources", "kind", "Settings")
+
+
+class SlaConfig(Strict):
+    """The promise: a fraction ``target`` of requests waits at most ``max_wait``."""
+
+    max_wait: Duration = Field(gt=0)
+    target: float = Field(default=0.99, gt=0, lt=1)
+
+
+class CapacityConfig(Strict):
+    min: int = Field(default=0, ge=0)
+    max: int = Field(ge=1)
+    initial: int | None = Field(default=None, ge=0)
+    slots_per_instance: int = Field(default=1, ge=1, le=4096)
+    boot_time: Duration = 0.0
+    boot_time_spread: Duration = 0.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CapacityConfig:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
+        if self.initial is not None and not self.min <= self.initial <= self.max:
+            raise ValueError(f"initial ({self.initial}) must be within [min, max]")
+        if self.boot_time_spread > self.boot_time:
+            raise ValueError("boot_time_spread must not exceed boot_time")
+        return self
+
+    @property
+    def initial_instances(self) -> int:
+        return self.min if self.initial is None else self.initial
+
+
+class PolicyBlock(Strict):
+    """``kind`` names a registered policy; the other keys are its parameters."""
+
+    kind: str
+    settings: PolicyParams
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve(cls, data: Any, info: ValidationInfo) -> Any:
+        return _plugin_block(data, info, "policies", "kind", "Params")
+
+    @property
+    def params(self) -> PolicyParams:
+        return self.settings
+
+
+class ScalingRule(Strict):
+    """At most ``value`` pods (or percent of current) added/removed per ``period``."""
+
+    type: Literal["pods", "percent"]
+    value: int = Field(gt=0)
+    period: Duration = Field(gt=0, le=3600)
+
+
+class ScalingBehavior(Strict):
+    stabilization_window: Duration = Field(default=0.0, le=3600)
+    select: Literal["max", "min", "disabled"] = "max"
+    rules: tuple[ScalingRule, ...] = ()
+
+
+def _default_scale_up() -> ScalingBehavior:
+    return ScalingBehavior(stabilization_window=0.0)
+
+
+def _default_scale_down() -> ScalingBehavior:
+    return ScalingBehavior(
+        stabilization_window=300.0,
+        rules=(ScalingRule(type="percent", value=100, period=15.0),),
+    )
+
+
+class BehaviorConfig(Strict):
+    """HPA ``behavior`` semantics, every window in seconds on the injected clock."""
+
+    scale_up: ScalingBehavior = Field(default_factory=_default_scale_up)
+    scale_down: ScalingBehavior = Field(default_factory=_default_scale_down)
+    scale_to_zero_after: Duration = Field(default=300.0, ge=0)
+
+
+class ServiceModel(Strict):
+    """How long one request occupies a slot, for traces that only carry token counts."""
+
+    overhead_s: float = Field(default=0.05, ge=0)
+    prefill_tokens_per_s: float = Field(default=10_000.0, gt=0)
+    decode_s_per_token: float = Field(default=0.02, ge=0)
+    distribution: Literal["exponential", "lognormal", "fixed"] = "exponential"
+    mean_s: float = Field(default=1.0, gt=0)
+    cv: float = Field(default=1.0, ge=0)
+
+
+class GroupConfig(Strict):
+    """One instance group; ``provider`` names an adapter whose ``Settings`` check the rest."""
+
+    name: Name
+    provider: str
+    market: Market = Market.ON_DEMAND
+    hourly_price: float = Field(default=0.0, ge=0)
+    max: int | None = Field(default=None, ge=0)
+    settings: BaseModel
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            raise ValueError("must be a mapping")
+        common = {k: data[k] for k in ("name", "market", "hourly_price", "max") if k in data}
+        rest = {k: v for k, v in data.items() if k not in common}
+        return {**common, **_plugin_block(rest, info, "providers", "provider", "Settings")}
+
+
+class PoolConfig(Strict):
+    name: Name
+    queue: QueueBlock
+    sla: SlaConfig
+    capacity: CapacityConfig
+    policy: PolicyBlock = Field(default_factory=lambda: PolicyBlock.model_validate("threshold"))
+    behavior: BehaviorConfig = Field(default_factory=BehaviorConfig)
+    service_model: ServiceModel = Field(default_factory=ServiceModel)
+    groups: tuple[GroupConfig, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _groups(self) -> PoolConfig:
+        names = [g.name for g in self.groups]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"group names must be unique; repeated: {', '.join(duplicates)}")
+        bounded = [g.max for g in self.groups]
+        if all(m is not None for m in bounded) and sum(m or 0 for m in bounded) < self.capacity.min:
+            raise ValueError(
+                f"the groups' max sizes add up to {sum(m or 0 for m in bounded)}, "
+                f"below capacity.min ({self.capacity.min})"
+            )
+        return self
+
+    def settings(self, interval_s: float) -> PoolSettings:
+        return PoolSettings(
+            name=self.name,
+            max_wait_s=self.sla.max_wait,
+            target=self.sla.target,
+            min_instances=self.capacity.min,
+            max_instances=self.capacity.max,
+            slots_per_instance=self.capacity.slots_per_instance,
+            boot_time_s=self.capacity.boot_time,
+            interval_s=interval_s,
+        )
+
+
+class Config(Strict):
+    controller: ControllerConfig = Field(default_factory=ControllerConfig)
+    pools: tuple[PoolConfig, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_pools(self) -> Config:
+        names = [p.name for p in self.pools]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"pool names must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+    def pool(self, name: str) -> PoolConfig:
+        for pool in self.pools:
+            if pool.name == name:
+                return pool
+        raise KeyError(f"no pool named {name!r} (pools: {', '.join(p.name for p in self.pools)})")
+
+
+# --------------------------------------------------------------------------- loading
+
+_FIELD_PART = re.compile(r"^[A-Za-z_][\w-]*$")
+
+
+def _format_loc(loc: tuple[int | str, ...], document: LocatedDocument) -> str:
+    """``pools[0].capacity.max``, dropping the parts pydantic adds that are not in the file."""
+    text = ""
+    node_parts: list[int | str] = []
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif _FIELD_PART.match(part) and part not in {"function-after", "function-before"}:
+            text += f".{part}" if text else part
+        node_parts.append(part)
+    return text or "(top level)"
+
+
+def _messages(exc: ValidationError, document: LocatedDocument) -> list[str]:
+    messages = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        msg = error["msg"]
+        for prefix in ("Value error, ", "Assertion failed, "):
+            msg = msg.removeprefix(prefix)
+        if error["type"] == "extra_forbidden":
+            msg = "unknown key"
+        line = document.line_of(loc)
+        messages.append(f"{document.path}:{line}: {_format_loc(loc, document)}: {msg}")
+    return messages
+
+
+def config_from_document(
+    document: LocatedDocument, registries: dict[str, Registry[Any]] | None = None
+) -> Config:
+    if not isinstance(document.data, dict):
+        raise ConfigFileError([f"{document.path}:1: the file must be a YAML mapping"])
+    try:
+        return Config.model_validate(document.data, context={"registries": registries})
+    except ValidationError as exc:
+        raise ConfigFileError(_messages(exc, document)) from None
+
+
+def load_config(path: str | Path, registries: dict[str, Registry[Any]] | None = None) -> Config:
+    """Load and fully validate a config file, or raise ``ConfigFileError`` naming lines."""
+    return config_from_document(load_yaml(path), registries)
+
+
+def parse_config(
+    text: str, name: str = "<string>", registries: dict[str, Registry[Any]] | None = None
+) -> Config:
+    return config_from_document(parse_yaml(text, name), registries)

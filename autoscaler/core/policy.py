@@ -1,0 +1,63 @@
+"""The policy protocol: a pure function of what was observed and the policy's own state.
+
+Policies never read a clock, never do I/O and never see providers. Time arrives in the
+observation; what a policy remembers between ticks is the explicit ``state`` it returns, so the
+daemon, the simulator and a unit test all drive it the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from autoscaler.core.model import FleetState, Observation, Recommendation
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """The parts of a pool's config a policy may use, flattened into plain numbers."""
+
+    name: str
+    max_wait_s: float
+    target: float
+    min_instances: int
+    max_instances: int
+    slots_per_instance: int
+    boot_time_s: float
+    interval_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyContext:
+    """Everything a policy sees on one tick."""
+
+    obs: Observation
+    fleet: FleetState
+    pool: PoolSettings
+
+
+class PolicyParams(BaseModel):
+    """Base for every policy's parameters: unknown keys are errors, values are checked."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """A scaling policy.
+
+    ``kind`` is the name used in YAML and on the command line; ``Params`` validates its YAML
+    block. ``recommend`` returns the desired count with a reason and the terms that explain it,
+    plus the state to hand back on the next tick.
+    """
+
+    kind: ClassVar[str]
+    Params: ClassVar[type[PolicyParams]]
+
+    def __init__(self, params: Any) -> None: ...
+
+    def initial_state(self) -> Any: ...
+
+    def recommend(self, ctx: PolicyContext, state: Any) -> tuple[Recommendation, Any]: ...

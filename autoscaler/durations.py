@@ -1,0 +1,36 @@
+"""Durations as people write them in YAML: ``500ms``, ``2s``, ``5m``, ``1h`` or plain seconds."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated
+
+from pydantic import BeforeValidator
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$")
+
+
+def parse_duration(value: object) -> float:
+    """Seconds as a float; raises ``ValueError`` with the accepted forms in the message."""
+    if isinstance(value, bool):
+        raise ValueError("a duration must be a number of seconds or a string like 500ms, 2s, 5m, 1h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _PATTERN.match(value)
+        if match is None:
+            raise ValueError(
+                f"invalid duration {value!r}: use 500ms, 2s, 5m, 1h or a number of seconds"
+            )
+        seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    else:
+        raise ValueError("a duration must be a number of seconds or a string like 500ms, 2s, 5m, 1h")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError("a duration must be a finite, non-negative number of seconds")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""A non-negative number of seconds, parsed from the human forms above."""

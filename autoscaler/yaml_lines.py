@@ -1,0 +1,84 @@
+"""YAML loading that remembers where every value came from, for errors that name a line."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigFileError(ValueError):
+    """A config file that cannot be used; ``messages`` are ``file:line: field: message``."""
+
+    def __init__(self, messages: Sequence[str]) -> None:
+        super().__init__("\n".join(messages))
+        self.messages = list(messages)
+
+
+@dataclass(frozen=True)
+class LocatedDocument:
+    """The parsed data plus the node tree that knows each value's line."""
+
+    path: str
+    data: Any
+    root: yaml.Node | None
+
+    def line_of(self, loc: Sequence[int | str]) -> int:
+        """The 1-based line of the deepest node on ``loc`` that exists in the file.
+
+        Pydantic adds discriminator tags and model names to a location; such parts match no
+        key in the file and are skipped, so the line still points at the user's text.
+        """
+        node = self.root
+        line = 1 if node is None else node.start_mark.line + 1
+        for part in loc:
+            child = _child(node, part)
+            if child is None:
+                continue
+            node = child
+            line = node.start_mark.line + 1
+        return line
+
+
+def _child(node: yaml.Node | None, part: int | str) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                return value
+        return None
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+        return node.value[part] if 0 <= part < len(node.value) else None
+    return None
+
+
+def load_yaml(path: str | Path) -> LocatedDocument:
+    """Parse a YAML file; syntax errors become ``ConfigFileError`` naming the line."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigFileError([f"{name}: cannot read: {exc.strerror or exc}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigFileError([f"{name}: not UTF-8 text ({exc.reason})"]) from exc
+    return parse_yaml(text, name)
+
+
+def parse_yaml(text: str, name: str = "<string>") -> LocatedDocument:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = yaml.SafeLoader(text)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigFileError([f"{name}:{line}: invalid YAML: {problem}"]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigFileError([f"{name}: invalid YAML: {exc}"]) from exc
+    return LocatedDocument(path=name, data=data, root=root)

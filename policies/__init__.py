@@ -1,0 +1,1 @@
+"""Built-in scaling policies. Each module holds one policy; each is registered by entry point."""
