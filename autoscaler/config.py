@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from autoscaler.core.model import Market
 from autoscaler.core.policy import PolicyParams, PoolSettings
@@ -41,6 +42,21 @@ Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def field_error(
+    model: str, loc: tuple[int | str, ...], message: str, value: Any
+) -> ValidationError:
+    """A cross-field error attached to the field the user has to change, so the message names
+    that field's line rather than the enclosing block's."""
+    return ValidationError.from_exception_data(
+        model,
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("value_error", message), loc=loc, input=value
+            )
+        ],
+    )
 
 
 @cache
@@ -77,7 +93,7 @@ def _plugin_block(
     try:
         plugin = _registry(info, which).get(name)
     except RegistryError as exc:
-        raise ValueError(str(exc)) from None
+        raise field_error(which, (key,), str(exc), name) from None
     model: type[BaseModel] = getattr(plugin, attribute)
     return {key: name, "settings": model.model_validate(rest, context=info.context)}
 
@@ -144,11 +160,17 @@ class CapacityConfig(Strict):
     @model_validator(mode="after")
     def _ordered(self) -> CapacityConfig:
         if self.max < self.min:
-            raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
+            raise field_error("capacity", ("max",), f"must be >= min ({self.min})", self.max)
         if self.initial is not None and not self.min <= self.initial <= self.max:
-            raise ValueError(f"initial ({self.initial}) must be within [min, max]")
+            raise field_error(
+                "capacity", ("initial",), f"must be within [min, max] = [{self.min}, {self.max}]",
+                self.initial,
+            )
         if self.boot_time_spread > self.boot_time:
-            raise ValueError("boot_time_spread must not exceed boot_time")
+            raise field_error(
+                "capacity", ("boot_time_spread",), "must not exceed boot_time",
+                self.boot_time_spread,
+            )
         return self
 
     @property
@@ -216,6 +238,31 @@ class ServiceModel(Strict):
     cv: float = Field(default=1.0, ge=0)
 
 
+class StockoutWindow(Strict):
+    """Seconds from the start of a simulated trace during which launches in a group fail."""
+
+    start: Duration
+    end: Duration
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StockoutWindow:
+        if self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        return self
+
+
+class GroupSimulation(Strict):
+    """Simulator-only behaviour of a group (ignored by the daemon): spot preemptions, stockouts.
+
+    Preemptions are a Poisson process per instance-hour; after ``preemption_notice`` the
+    instance is gone and requests still in flight on it are re-queued at the head of the queue.
+    """
+
+    preemptions_per_hour: float = Field(default=0.0, ge=0)
+    preemption_notice: Duration = 120.0
+    stockouts: tuple[StockoutWindow, ...] = ()
+
+
 class GroupConfig(Strict):
     """One instance group; ``provider`` names an adapter whose ``Settings`` check the rest."""
 
@@ -224,6 +271,7 @@ class GroupConfig(Strict):
     market: Market = Market.ON_DEMAND
     hourly_price: float = Field(default=0.0, ge=0)
     max: int | None = Field(default=None, ge=0)
+    simulation: GroupSimulation = Field(default_factory=GroupSimulation)
     settings: BaseModel
 
     @model_validator(mode="before")
@@ -231,7 +279,7 @@ class GroupConfig(Strict):
     def _resolve(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             raise ValueError("must be a mapping")
-        common = {k: data[k] for k in ("name", "market", "hourly_price", "max") if k in data}
+        common = {k: data[k] for k in ("name", "market", "hourly_price", "max", "simulation") if k in data}
         rest = {k: v for k, v in data.items() if k not in common}
         return {**common, **_plugin_block(rest, info, "providers", "provider", "Settings")}
 
@@ -248,10 +296,14 @@ class PoolConfig(Strict):
 
     @model_validator(mode="after")
     def _groups(self) -> PoolConfig:
-        names = [g.name for g in self.groups]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"group names must be unique; repeated: {', '.join(duplicates)}")
+        seen: set[str] = set()
+        for index, group in enumerate(self.groups):
+            if group.name in seen:
+                raise field_error(
+                    "pool", ("groups", index, "name"),
+                    f"group name {group.name!r} is used twice in this pool", group.name,
+                )
+            seen.add(group.name)
         bounded = [g.max for g in self.groups]
         if all(m is not None for m in bounded) and sum(m or 0 for m in bounded) < self.capacity.min:
             raise ValueError(
@@ -279,10 +331,14 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _unique_pools(self) -> Config:
-        names = [p.name for p in self.pools]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"pool names must be unique; repeated: {', '.join(duplicates)}")
+        seen: set[str] = set()
+        for index, pool in enumerate(self.pools):
+            if pool.name in seen:
+                raise field_error(
+                    "config", ("pools", index, "name"),
+                    f"pool name {pool.name!r} is used twice", pool.name,
+                )
+            seen.add(pool.name)
         return self
 
     def pool(self, name: str) -> PoolConfig:
@@ -297,30 +353,34 @@ class Config(Strict):
 _FIELD_PART = re.compile(r"^[A-Za-z_][\w-]*$")
 
 
-def _format_loc(loc: tuple[int | str, ...], document: LocatedDocument) -> str:
-    """``pools[0].capacity.max``, dropping the parts pydantic adds that are not in the file."""
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    """``pools[0].capacity.max``, without the union tags pydantic adds (``literal[…]``)."""
     text = ""
-    node_parts: list[int | str] = []
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif _FIELD_PART.match(part) and part not in {"function-after", "function-before"}:
+        elif _FIELD_PART.match(part):
             text += f".{part}" if text else part
-        node_parts.append(part)
     return text or "(top level)"
 
 
 def _messages(exc: ValidationError, document: LocatedDocument) -> list[str]:
+    errors = exc.errors(include_url=False)
+    locs = [tuple(e["loc"]) for e in errors]
     messages = []
-    for error in exc.errors(include_url=False):
+    for error in errors:
         loc = tuple(error["loc"])
+        if error["type"] == "too_short" and any(
+            other[: len(loc)] == loc and len(other) > len(loc) for other in locs
+        ):
+            continue  # a list emptied by its own failing items: the items' errors say it all
         msg = error["msg"]
         for prefix in ("Value error, ", "Assertion failed, "):
             msg = msg.removeprefix(prefix)
         if error["type"] == "extra_forbidden":
             msg = "unknown key"
         line = document.line_of(loc)
-        messages.append(f"{document.path}:{line}: {_format_loc(loc, document)}: {msg}")
+        messages.append(f"{document.path}:{line}: {_format_loc(loc)}: {msg}")
     return messages
 
 
@@ -328,7 +388,8 @@ def config_from_document(
     document: LocatedDocument, registries: dict[str, Registry[Any]] | None = None
 ) -> Config:
     if not isinstance(document.data, dict):
-        raise ConfigFileError([f"{document.path}:1: the file must be a YAML mapping"])
+        line = document.line_of(())
+        raise ConfigFileError([f"{document.path}:{line}: the file must be a YAML mapping"])
     try:
         return Config.model_validate(document.data, context={"registries": registries})
     except ValidationError as exc:

@@ -9,13 +9,14 @@ from typing import Annotated
 from pydantic import BeforeValidator
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_WRONG_TYPE = "a duration must be a number of seconds or a string like 500ms, 2s, 5m, 1h"
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$")
 
 
 def parse_duration(value: object) -> float:
     """Seconds as a float; raises ``ValueError`` with the accepted forms in the message."""
     if isinstance(value, bool):
-        raise ValueError("a duration must be a number of seconds or a string like 500ms, 2s, 5m, 1h")
+        raise ValueError(_WRONG_TYPE)
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
@@ -26,7 +27,7 @@ def parse_duration(value: object) -> float:
             )
         seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
     else:
-        raise ValueError("a duration must be a number of seconds or a string like 500ms, 2s, 5m, 1h")
+        raise ValueError(_WRONG_TYPE)
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError("a duration must be a finite, non-negative number of seconds")
     return seconds
@@ -34,3 +35,16 @@ def parse_duration(value: object) -> float:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """A non-negative number of seconds, parsed from the human forms above."""
+
+
+def format_duration(seconds: float) -> str:
+    """The inverse of ``parse_duration`` for messages: ``500ms``, ``2s``, ``5m``, ``1h30m``."""
+    if seconds < 1 and seconds != 0:
+        return f"{seconds * 1000:g}ms"
+    if seconds < 60 or seconds % 60:
+        return f"{seconds:g}s"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, rest = divmod(minutes, 60)
+    return f"{hours}h{rest}m" if rest else f"{hours}h"

@@ -47,7 +47,8 @@ def _child(node: yaml.Node | None, part: int | str) -> yaml.Node | None:
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             if isinstance(key, yaml.ScalarNode) and key.value == str(part):
-                return value
+                child: yaml.Node = value
+                return child
         return None
     if isinstance(node, yaml.SequenceNode) and isinstance(part, int):
         return node.value[part] if 0 <= part < len(node.value) else None

@@ -24,24 +24,25 @@ class Allocator:
         self.order = tuple(g for _, g in ranked)
 
     def allocate(self, desired: int, fleet: FleetState) -> dict[str, int]:
-        remaining = desired
-        targets: dict[str, int] = {}
-        for group in self.order:
-            state = fleet.group(group.name)
-            cap = group.max if group.max is not None else desired
-            if state is not None and not state.available:
-                cap = min(cap, state.running)
-            take = max(0, min(remaining, cap))
-            targets[group.name] = take
-            remaining -= take
+        targets = dict.fromkeys((g.name for g in self.order), 0)
+        remaining = self._fill(targets, desired, fleet, honour_availability=True)
         if remaining > 0:
-            # Every group is capped or unavailable: ask the most preferred group that still
-            # has headroom in its own max, so the shortfall stays visible in desired sizes.
-            for group in self.order:
-                headroom = (group.max if group.max is not None else remaining + targets[group.name]) - targets[group.name]
-                extra = max(0, min(remaining, headroom))
-                targets[group.name] += extra
-                remaining -= extra
-                if remaining == 0:
-                    break
+            # Every usable group is full: leave the shortfall on the most preferred groups
+            # (even unavailable ones) so it stays visible and launches when capacity returns.
+            self._fill(targets, remaining, fleet, honour_availability=False)
         return targets
+
+    def _fill(
+        self, targets: dict[str, int], amount: int, fleet: FleetState, *, honour_availability: bool
+    ) -> int:
+        for group in self.order:
+            if amount <= 0:
+                break
+            cap = group.max if group.max is not None else targets[group.name] + amount
+            state = fleet.group(group.name)
+            if honour_availability and state is not None and not state.available:
+                cap = min(cap, state.running)
+            take = max(0, min(amount, cap - targets[group.name]))
+            targets[group.name] += take
+            amount -= take
+        return amount

@@ -1,0 +1,5 @@
+"""``python -m autoscaler`` is the ``autoscaler`` command."""
+
+from autoscaler.cli import main
+
+main()
