@@ -1,0 +1,83 @@
+"""The allocator spreads a pool's total over its groups: spot first, cheapest first."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from autoscaler.config import GroupConfig
+from autoscaler.core.allocator import Allocator
+from autoscaler.core.model import FleetState, GroupState, Market
+
+
+def _group(name: str, market: str, price: float, max_: int | None = None) -> GroupConfig:
+    data: dict[str, object] = {"name": name, "provider": "local", "market": market,
+                               "hourly_price": price}
+    if max_ is not None:
+        data["max"] = max_
+    return GroupConfig.model_validate(data)
+
+
+GROUPS = [
+    _group("od", "on-demand", 4.0),
+    _group("spot-b", "spot", 1.6, max_=3),
+    _group("spot-a", "spot", 1.2, max_=2),
+]
+
+
+def _fleet(**available: bool) -> FleetState:
+    return FleetState(tuple(
+        GroupState(g.name, g.market, desired=0, booting=0, running=0,
+                   available=available.get(g.name.replace("-", "_"), True))
+        for g in GROUPS
+    ))
+
+
+def test_cheapest_spot_fills_first_then_next_spot_then_on_demand() -> None:
+    allocator = Allocator(GROUPS)
+    assert allocator.allocate(1, _fleet()) == {"spot-a": 1, "spot-b": 0, "od": 0}
+    assert allocator.allocate(4, _fleet()) == {"spot-a": 2, "spot-b": 2, "od": 0}
+    assert allocator.allocate(9, _fleet()) == {"spot-a": 2, "spot-b": 3, "od": 4}
+
+
+def test_unavailable_spot_keeps_what_runs_and_falls_back_to_on_demand() -> None:
+    fleet = FleetState((
+        GroupState("od", Market.ON_DEMAND, 0, 0, 0),
+        GroupState("spot-b", Market.SPOT, 3, 2, 1, available=False),
+        GroupState("spot-a", Market.SPOT, 2, 0, 2),
+    ))
+    assert Allocator(GROUPS).allocate(6, fleet) == {"spot-a": 2, "spot-b": 1, "od": 3}
+
+
+def test_spot_returns_and_the_allocation_moves_back() -> None:
+    allocator = Allocator(GROUPS)
+    short = FleetState((
+        GroupState("od", Market.ON_DEMAND, 3, 0, 3),
+        GroupState("spot-b", Market.SPOT, 0, 0, 0, available=False),
+        GroupState("spot-a", Market.SPOT, 2, 0, 2),
+    ))
+    back = FleetState(tuple(
+        GroupState(g.name, g.market, g.desired, g.booting, g.running, available=True)
+        for g in short.groups
+    ))
+    assert allocator.allocate(5, short)["od"] == 3
+    assert allocator.allocate(5, back) == {"spot-a": 2, "spot-b": 3, "od": 0}
+
+
+def test_shortfall_stays_on_the_preferred_group_when_everything_is_full() -> None:
+    groups = [_group("spot", "spot", 1.0, max_=10), _group("od", "on-demand", 4.0, max_=1)]
+    fleet = FleetState((
+        GroupState("spot", Market.SPOT, 1, 0, 1, available=False),
+        GroupState("od", Market.ON_DEMAND, 1, 0, 1),
+    ))
+    assert Allocator(groups).allocate(5, fleet) == {"spot": 4, "od": 1}
+
+
+@given(st.integers(min_value=0, max_value=500),
+       st.booleans(), st.booleans())
+def test_allocation_sums_to_desired_within_group_limits(
+    desired: int, a_ok: bool, b_ok: bool
+) -> None:
+    targets = Allocator(GROUPS).allocate(desired, _fleet(spot_a=a_ok, spot_b=b_ok))
+    assert sum(targets.values()) == desired
+    assert targets["spot-a"] <= 2 and targets["spot-b"] <= 3
