@@ -195,24 +195,48 @@ class PolicyBlock(Strict):
 
 
 class ScalingRule(Strict):
-    """At most ``value`` pods (or percent of current) added/removed per ``period``."""
+    """At most ``value`` instances (``pods``) or percent of the count at the start of the
+    period (``percent``) added or removed within any ``period`` seconds (HPA policy)."""
 
-    type: Literal["pods", "percent"]
-    value: int = Field(gt=0)
-    period: Duration = Field(gt=0, le=3600)
+    type: Literal["pods", "percent"] = Field(description="pods: a count; percent: of current")
+    value: int = Field(gt=0, description="instances, or percent of the period's start count")
+    period: Duration = Field(gt=0, le=3600, description="sliding window in seconds")
 
 
 class ScalingBehavior(Strict):
+    """One direction of HPA ``behavior``: a stabilization window and rate rules.
+
+    ``select`` combines the rules like HPA's ``selectPolicy``: ``max`` allows the largest
+    change any rule allows, ``min`` the smallest, ``disabled`` forbids this direction. No rules
+    means no rate limit.
+    """
+
     stabilization_window: Duration = Field(default=0.0, le=3600)
     select: Literal["max", "min", "disabled"] = "max"
     rules: tuple[ScalingRule, ...] = ()
 
 
 def _default_scale_up() -> ScalingBehavior:
-    return ScalingBehavior(stabilization_window=0.0)
+    """HPA's default: no stabilization, max(4 instances, +100 %) per 15 s.
+
+    Kept for GPU fleets: from one instance this reaches 5, 10, 20, 40 within a minute, far
+    inside a 2-5 minute boot, so the limit only guards against a runaway metric.
+    """
+    return ScalingBehavior(
+        stabilization_window=0.0,
+        rules=(
+            ScalingRule(type="pods", value=4, period=15.0),
+            ScalingRule(type="percent", value=100, period=15.0),
+        ),
+    )
 
 
 def _default_scale_down() -> ScalingBehavior:
+    """HPA's default: act on the highest recommendation of the last 300 s, then -100 % / 15 s.
+
+    300 s suits GPU fleets too: it exceeds a typical 2-5 minute boot, so (ski-rental argument)
+    an idle instance is kept at least as long as the boot a needless removal would cost again.
+    """
     return ScalingBehavior(
         stabilization_window=300.0,
         rules=(ScalingRule(type="percent", value=100, period=15.0),),
@@ -220,11 +244,26 @@ def _default_scale_down() -> ScalingBehavior:
 
 
 class BehaviorConfig(Strict):
-    """HPA ``behavior`` semantics, every window in seconds on the injected clock."""
+    """HPA ``behavior`` semantics, every window in seconds on the injected clock.
+
+    ``scale_to_zero_after``: with ``capacity.min: 0`` the last instance goes only after no
+    demand (nothing waiting, in flight or arriving) for this long. The default, 600 s, is twice
+    the scale-down window because a return from zero makes the first requests wait a full
+    boot, which on GPUs is minutes.
+    """
 
     scale_up: ScalingBehavior = Field(default_factory=_default_scale_up)
     scale_down: ScalingBehavior = Field(default_factory=_default_scale_down)
-    scale_to_zero_after: Duration = Field(default=300.0, ge=0)
+    scale_to_zero_after: Duration = Field(default=600.0, ge=0, le=86400)
+
+    @model_validator(mode="after")
+    def _down_percent(self) -> BehaviorConfig:
+        for i, rule in enumerate(self.scale_down.rules):
+            if rule.type == "percent" and rule.value > 100:
+                raise ValueError(
+                    f"scale_down.rules[{i}]: a percent rule removes at most 100, got {rule.value}"
+                )
+        return self
 
 
 class ServiceModel(Strict):
@@ -279,7 +318,8 @@ class GroupConfig(Strict):
     def _resolve(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             raise ValueError("must be a mapping")
-        common = {k: data[k] for k in ("name", "market", "hourly_price", "max", "simulation") if k in data}
+        keys = ("name", "market", "hourly_price", "max", "simulation")
+        common = {k: data[k] for k in keys if k in data}
         rest = {k: v for k, v in data.items() if k not in common}
         return {**common, **_plugin_block(rest, info, "providers", "provider", "Settings")}
 
