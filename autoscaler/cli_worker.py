@@ -1,0 +1,92 @@
+"""``autoscaler worker``: the inference-worker emulator (see ``autoscaler.worker``).
+
+Logs JSON lines on stderr. Exits 0 after SIGTERM or SIGINT once the request in progress is
+finished and recorded; 2 on bad arguments; 1 after logging ``worker_failed`` when the queue
+cannot be served (e.g. the key holds another type): a supervisor should see that, not a loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+
+import click
+import structlog
+
+from autoscaler.daemon.logsetup import LEVELS, configure_logging
+from autoscaler.sources.redis_common import plain_name, redact_url, validate_redis_url
+from autoscaler.worker import KINDS, ListQueue, Queue, StreamQueue, Worker, ZsetQueue
+
+
+def _checked(value: str, param: str, check: object) -> str:
+    try:
+        return check(value)  # type: ignore[operator, no-any-return]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=param) from None
+
+
+@click.command("worker")
+@click.option("--url", required=True, help="redis://[user:password@]host[:port][/db]")
+@click.option("--kind", type=click.Choice(KINDS), required=True, help="queue kind")
+@click.option("--key", required=True, help="the queue's Redis key")
+@click.option("--group", default=None, help="consumer group (redis-stream only, required there)")
+@click.option(
+    "--service-time", type=click.FloatRange(min=0), default=0.1, show_default=True,
+    help="seconds per request when the payload has no service_s",
+)
+@click.option("--consumer", default=None, help="consumer name [default: HOSTNAME-PID]")
+@click.option(
+    "--block", type=click.FloatRange(min=0.01, max=60), default=0.5, show_default=True,
+    help="seconds a pop waits for work: the worst-case delay to notice a stop",
+)
+@click.option("--log-level", type=click.Choice(list(LEVELS)), default="info", show_default=True)
+def worker(
+    url: str, kind: str, key: str, group: str | None, service_time: float,
+    consumer: str | None, block: float, log_level: str,
+) -> None:
+    """Consume a Redis queue like an inference server would, serving by sleeping."""
+    _checked(url, "--url", validate_redis_url)
+    _checked(key, "--key", lambda v: plain_name(v, "key"))
+    if kind == "redis-stream":
+        if not group:
+            raise click.BadParameter("is required with --kind redis-stream", param_hint="--group")
+        _checked(group, "--group", lambda v: plain_name(v, "group"))
+    elif group is not None:
+        raise click.BadParameter("applies to --kind redis-stream only", param_hint="--group")
+    name = consumer or f"{socket.gethostname()}-{os.getpid()}"
+    _checked(name, "--consumer", lambda v: plain_name(v, "consumer"))
+    configure_logging(log_level)
+    structlog.contextvars.bind_contextvars(kind=kind, key=key, consumer=name)
+    try:
+        asyncio.run(_serve(url, kind, key, group or "", name, service_time, block))
+    except Exception as exc:  # one clear line for the supervisor's log, then a non-zero exit
+        structlog.get_logger("autoscaler.worker").error(
+            "worker_failed", error=str(exc), error_type=type(exc).__name__
+        )
+        raise SystemExit(1) from None
+
+
+async def _serve(
+    url: str, kind: str, key: str, group: str, consumer: str, service_s: float, block_s: float
+) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=5.0)
+    queue: Queue
+    if kind == "redis-list":
+        queue = ListQueue(client, key, service_s)
+    elif kind == "redis-zset":
+        queue = ZsetQueue(client, key, consumer, service_s)
+    else:
+        queue = StreamQueue(client, key, group, consumer, service_s)
+    emulator = Worker(queue, block_s=block_s)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, emulator.stop)
+    structlog.get_logger("autoscaler.worker").info("worker_started", url=redact_url(url))
+    try:
+        await emulator.run()
+    finally:
+        await client.aclose()

@@ -1,0 +1,131 @@
+"""What the three Redis queue kinds share: settings, key names, URL redaction, the kind base.
+
+Key names (``<key>`` is the pool's ``key`` setting; the suffixes are plain string suffixes, not
+cluster hash tags):
+
+* ``<key>:completed`` - workers ``INCR`` it once per finished request (completion rate).
+* ``<key>:enqueued``  - producers may ``INCR`` it once per enqueued request (arrival rate of
+  lists and sorted sets; streams use the stream's own ``entries-added`` counter instead).
+* ``<key>:processing`` - list kind: the reliable-pop list that holds requests being served.
+* ``<key>:inflight``   - zset kind: a hash ``consumer name -> member`` of requests being served.
+* ``<key>:dead``       - all kinds: payloads a worker could not serve, ``LPUSH``-ed for a human.
+
+All three kinds return the same ``sampler_key`` for one URL, so a daemon that groups pools by
+that key samples every pool on a Redis server in one round trip, whatever their kinds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING, ClassVar
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from autoscaler.clock import Clock
+
+if TYPE_CHECKING:
+    from autoscaler.sources.redis_sampler import RedisSampler
+
+COMPLETED_SUFFIX = ":completed"
+ENQUEUED_SUFFIX = ":enqueued"
+PROCESSING_SUFFIX = ":processing"
+INFLIGHT_SUFFIX = ":inflight"
+DEAD_SUFFIX = ":dead"
+
+_SCHEMES = ("redis", "rediss")
+
+
+def validate_redis_url(value: str) -> str:
+    """Accept ``redis://`` and ``rediss://`` URLs with a host, a valid port and a numeric db.
+
+    Checked at config load so that a typo is reported with its file and line, not as a
+    connection error on the first tick.
+    """
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises ValueError on a non-numeric or out-of-range port
+    except ValueError as exc:
+        raise ValueError(f"invalid Redis URL {redact_url(value)!r}: {exc}") from None
+    if parts.scheme not in _SCHEMES:
+        raise ValueError(
+            f"Redis URL must start with redis:// or rediss:// (got {redact_url(value)!r})"
+        )
+    if not parts.hostname:
+        raise ValueError(f"Redis URL has no host: {redact_url(value)!r}")
+    if port == 0:
+        raise ValueError(f"Redis URL has port 0: {redact_url(value)!r}")
+    db = parts.path.lstrip("/")
+    if db and not db.isdigit():
+        raise ValueError(f"Redis URL database must be a number, got {db!r}")
+    return value
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``: safe for logs and error messages."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<unparseable url>"
+    if password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}"
+    if parts.port is not None:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class RedisSettings(BaseModel):
+    """Fields common to every Redis kind. Inputs are hidden from validation errors because the
+    URL may carry a password."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    url: str = Field(description="redis://[user:password@]host[:port][/db] or rediss://...")
+    key: str = Field(min_length=1, max_length=1024, description="the queue's Redis key")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return validate_redis_url(value)
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        return plain_name(value, "key")
+
+
+def plain_name(value: str, what: str) -> str:
+    """Reject whitespace around and line breaks inside a key or group name (the probe's
+    wire format separates names with newlines, and such names are typos in practice)."""
+    if value != value.strip() or any(ch in value for ch in "\r\n\x00"):
+        raise ValueError(f"{what} must not have surrounding whitespace or line breaks")
+    return value
+
+
+class RedisKind:
+    """Base of the three kinds: shared sampler key and sampler factory."""
+
+    kind: ClassVar[str]
+    Settings: ClassVar[type[RedisSettings]]
+
+    @classmethod
+    def sampler_key(cls, settings: BaseModel) -> Hashable:
+        """Pools on the same URL share one sampler (one connection, one round trip per tick)."""
+        if not isinstance(settings, RedisSettings):
+            raise TypeError(f"{cls.kind}: expected RedisSettings, got {type(settings).__name__}")
+        return ("redis", settings.url)
+
+    @classmethod
+    def make_sampler(
+        cls, pools: Sequence[tuple[str, BaseModel]], clock: Clock, timeout_s: float
+    ) -> RedisSampler:
+        """One sampler for all pools of one URL; pools of any Redis kind may be mixed."""
+        from autoscaler.sources.redis_sampler import RedisSampler
+
+        return RedisSampler(pools, clock, timeout_s)

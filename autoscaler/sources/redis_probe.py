@@ -1,0 +1,206 @@
+"""The Lua probe that measures many Redis queues in one command, and the decoding of its reply.
+
+Why a script rather than a plain pipeline of LLEN/LINDEX/...: a stream's oldest undelivered
+entry is found with an ``XRANGE`` that starts after the group's last-delivered-id, which is only
+known once ``XINFO GROUPS`` has answered; inside a script this costs no extra round trip. The
+script also packs its answer into ONE bulk string per call (a line per pool, tab-separated
+fields), because parsing thousands of small RESP elements in pure Python cost more than the
+whole server-side work. It only reads; each call covers at most ``CHUNK`` pools so that it
+holds the server for a bounded time (a few microseconds per pool).
+
+Calling convention: ``EVALSHA sha 0 <cap> <spec>`` where ``spec`` lists the pools as lines
+``kind``, ``key``, ``group`` (empty unless a stream); the script derives ``<key>:processing``
+(list), ``<key>:inflight`` (zset), ``<key>:enqueued`` and ``<key>:completed`` itself. Keys are
+not declared in KEYS, so the probe is for a standalone Redis server, not Redis Cluster.
+Each pool's line is ``ok depth head in_flight arrivals completed`` (empty field = unknown) or
+``E message`` for a key that could not be read (wrong type). ``head`` is the oldest item's
+enqueue time (list: ``enqueued_at``; zset: its score) or the first undelivered stream ID.
+Counter values that are not integers are reported as unknown, so no field holds a tab or
+newline. A stream's arrival counter is the group's ``entries-read + lag`` (which equals the
+stream's ``entries-added``, without the cost of ``XINFO STREAM``); when that is unknown, the
+``<key>:enqueued`` counter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+Kind = Literal["list", "zset", "stream"]
+
+CHUNK = 250
+"""Pools per EVALSHA: bounds how long one script holds the Redis event loop."""
+
+LAG_SCAN_LIMIT = 10_000
+"""Most undelivered stream entries counted by XRANGE when Redis cannot report the lag."""
+
+SCRIPT = r"""
+local call, pcall_redis, format, decode = redis.call, redis.pcall, string.format, cjson.decode
+local cap = tonumber(ARGV[1])
+local out = {}
+
+local function int(v)
+  if type(v) == 'number' then return format('%d', v) end
+  if v and v:match('^%-?%d+$') then return v end
+  return ''
+end
+
+local function fail(key, err)
+  return 'E\t' .. (key .. ': ' .. tostring(err)):gsub('[\r\n\t]', ' ')
+end
+
+local function list(key, enq, done)
+  local n = pcall_redis('LLEN', key)
+  if type(n) == 'table' then return fail(key, n.err) end
+  local head = ''
+  if n > 0 then
+    local ok, obj = pcall(decode, call('LINDEX', key, -1))
+    if ok and type(obj) == 'table' and type(obj.enqueued_at) == 'number' then
+      head = format('%.17g', obj.enqueued_at)
+    end
+  end
+  return 'ok\t' .. n .. '\t' .. head .. '\t' .. int(pcall_redis('LLEN', key .. ':processing'))
+         .. '\t' .. enq .. '\t' .. done
+end
+
+local function zset(key, enq, done)
+  local n = pcall_redis('ZCARD', key)
+  if type(n) == 'table' then return fail(key, n.err) end
+  local head = ''
+  if n > 0 then head = call('ZRANGE', key, 0, 0, 'WITHSCORES')[2] end
+  return 'ok\t' .. n .. '\t' .. head .. '\t' .. int(pcall_redis('HLEN', key .. ':inflight'))
+         .. '\t' .. enq .. '\t' .. done
+end
+
+local function stream(key, group, enq, done)
+  local groups = pcall_redis('XINFO', 'GROUPS', key)
+  if groups.err then
+    if groups.err:find('WRONGTYPE') then return fail(key, groups.err) end
+    groups = {}  -- no such key: an empty queue
+  end
+  local found, last, lag, pending, read = false, '', false, 0, false
+  for _, g in ipairs(groups) do
+    local f = {}
+    for j = 1, #g, 2 do f[g[j]] = g[j + 1] end
+    if f['name'] == group then
+      found, last, lag, pending, read = true, f['last-delivered-id'], f['lag'], f['pending'],
+                                        f['entries-read']
+    end
+  end
+  local first
+  if not found then
+    lag = call('XLEN', key)
+    first = call('XRANGE', key, '-', '+', 'COUNT', 1)
+  else
+    first = call('XRANGE', key, '(' .. last, '+', 'COUNT', 1)
+    if lag and read then
+      enq = int(lag + read)  -- entries-added, without the cost of XINFO STREAM
+    elseif not lag then
+      lag = #call('XRANGE', key, '(' .. last, '+', 'COUNT', cap)
+    end
+  end
+  local head = ''
+  if first[1] then head = first[1][1] end
+  return 'ok\t' .. lag .. '\t' .. head .. '\t' .. pending .. '\t' .. enq .. '\t' .. done
+end
+
+local spec = {}
+for line in (ARGV[2] .. '\n'):gmatch('([^\n]*)\n') do spec[#spec + 1] = line end
+local names = {}
+for i = 2, #spec, 3 do
+  names[#names + 1] = spec[i] .. ':enqueued'
+  names[#names + 1] = spec[i] .. ':completed'
+end
+local counts = call('MGET', unpack(names))
+for i = 1, #spec / 3 do
+  local kind, key = spec[3 * i - 2], spec[3 * i - 1]
+  local enq, done = int(counts[2 * i - 1]), int(counts[2 * i])
+  if kind == 'list' then
+    out[i] = list(key, enq, done)
+  elseif kind == 'zset' then
+    out[i] = zset(key, enq, done)
+  else
+    out[i] = stream(key, spec[3 * i], enq, done)
+  end
+end
+return table.concat(out, '\n')
+"""
+
+SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """One pool's part of the call."""
+
+    kind: Kind
+    key: str
+    group: str = ""
+
+
+class Measured(NamedTuple):
+    """One pool's decoded reply; ``error`` set means the pool could not be measured.
+
+    A NamedTuple rather than a frozen dataclass: it is built for every pool on every tick and
+    costs a fraction of a frozen dataclass's ``__init__``.
+    """
+
+    depth: int = 0
+    head_time: float | None = None
+    in_flight: int | None = None
+    arrivals: int | None = None
+    completed: int | None = None
+    error: str | None = None
+
+
+def call_args(probes: list[Probe]) -> list[str | int]:
+    """``numkeys`` and ARGV of one EVALSHA for ``probes``: built once, sent every tick.
+
+    The pools travel as one newline-separated argument (kind, key, group per pool) because
+    redis-py spends more time encoding thousands of small arguments than the server spends
+    on the whole script. Keys and groups cannot hold newlines (the settings forbid them).
+    """
+    spec = "\n".join(f"{p.kind}\n{p.key}\n{p.group}" for p in probes)
+    return [0, LAG_SCAN_LIMIT, spec]
+
+
+def split_reply(reply: object, count: int) -> list[list[str]] | None:
+    """One chunk's reply as ``count`` rows of fields; ``None`` if it is not what we sent for."""
+    if isinstance(reply, bytes):
+        reply = reply.decode(errors="replace")
+    if not isinstance(reply, str):
+        return None
+    rows = [line.split("\t") for line in reply.split("\n")] if count else []
+    return rows if len(rows) == count else None
+
+
+def decode(probe: Probe, row: list[str]) -> Measured:
+    """Turn one pool's row into numbers; a malformed row becomes an error, not a crash.
+
+    This runs for every pool on every tick, so it trusts the script's formats (integer fields
+    are ``-?[0-9]+`` or empty) and lets one ``ValueError`` catch anything else.
+    """
+    if len(row) != 6 or row[0] != "ok":
+        if row[0] == "E" and len(row) == 2:
+            return Measured(error=row[1])
+        return Measured(error=f"unexpected probe reply {row!r:.80}")
+    _, depth, head, in_flight, arrivals, completed = row
+    try:
+        head_time: float | None = None
+        if head:
+            head_time = (
+                int(head.partition("-")[0]) / 1000.0 if probe.kind == "stream" else float(head)
+            )
+            if not math.isfinite(head_time):
+                head_time = None
+        return Measured(
+            max(int(depth), 0),
+            head_time,
+            int(in_flight) if in_flight else None,
+            int(arrivals) if arrivals else None,
+            int(completed) if completed else None,
+        )
+    except ValueError:
+        return Measured(error=f"unexpected probe reply {row!r:.80}")

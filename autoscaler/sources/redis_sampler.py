@@ -1,0 +1,187 @@
+"""One sampler per Redis URL: every pool on it measured in one round trip per tick.
+
+The round trip is a non-transactional pipeline of ``EVALSHA`` calls (one per ``CHUNK`` pools,
+see ``redis_probe``), bounded by ``asyncio.timeout(timeout_s)``. A failed round (connection
+refused, timeout, server error) never raises: every pool gets its last known observation with
+``fresh=False`` and no rates (depth 0 and nothing else if it was never measured), and a
+``queue_sample_failed`` warning names the URL with its password redacted. The guards hold the
+fleet on stale data, so repeating the last known depth cannot cause a scale-in. redis-py
+reconnects on the next tick; a timeout mid-reply discards that connection.
+
+Rates come from counter deltas over the injected clock's monotonic time; the first sample, an
+absent counter or a counter that went backwards (reset) gives ``None`` for that tick. A failed
+round leaves the previous counter reading in place, so the next good one averages over the gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import redis.asyncio as aioredis
+import structlog
+from pydantic import BaseModel
+from redis.exceptions import NoScriptError
+
+from autoscaler.clock import Clock
+from autoscaler.core.model import Observation
+from autoscaler.sources.redis_common import RedisSettings, redact_url
+from autoscaler.sources.redis_list import RedisListSettings
+from autoscaler.sources.redis_probe import (
+    CHUNK,
+    SCRIPT,
+    SCRIPT_SHA,
+    Measured,
+    Probe,
+    call_args,
+    decode,
+    split_reply,
+)
+from autoscaler.sources.redis_stream import RedisStreamSettings
+from autoscaler.sources.redis_zset import RedisZsetSettings
+
+log = structlog.get_logger(__name__)
+
+
+class RateMeter:
+    """Events per second from successive readings of a monotonically increasing counter."""
+
+    __slots__ = ("_prev",)
+
+    def __init__(self) -> None:
+        self._prev: tuple[float, int] | None = None
+
+    def update(self, now: float, value: int | None) -> float | None:
+        prev = self._prev
+        if value is None:
+            self._prev = None
+            return None
+        if prev is not None and now <= prev[0]:
+            return None  # no time has passed: keep the older reading for a longer window
+        self._prev = (now, value)
+        if prev is None or value < prev[1]:
+            return None  # first reading, or the counter was reset
+        return (value - prev[1]) / (now - prev[0])
+
+
+@dataclass(slots=True)
+class _Pool:
+    name: str
+    probe: Probe
+    arrivals: RateMeter = field(default_factory=RateMeter)
+    completions: RateMeter = field(default_factory=RateMeter)
+    last: Observation | None = None
+
+
+def probe_for(settings: BaseModel) -> Probe:
+    """The probe of one pool's settings; the settings class says which kind it is."""
+    if not isinstance(settings, RedisSettings):
+        raise TypeError(f"not a Redis queue: {type(settings).__name__}")
+    if isinstance(settings, RedisStreamSettings):
+        return Probe("stream", settings.key, settings.group)
+    if isinstance(settings, RedisZsetSettings):
+        return Probe("zset", settings.key)
+    if isinstance(settings, RedisListSettings):
+        return Probe("list", settings.key)
+    raise TypeError(f"unknown Redis queue settings: {type(settings).__name__}")
+
+
+class RedisSampler:
+    """Samples all pools of one Redis URL together (see the module docstring)."""
+
+    def __init__(
+        self,
+        pools: Sequence[tuple[str, BaseModel]],
+        clock: Clock,
+        timeout_s: float,
+        *,
+        chunk: int = CHUNK,
+    ) -> None:
+        if not pools:
+            raise ValueError("a RedisSampler needs at least one pool")
+        if timeout_s <= 0 or chunk < 1:
+            raise ValueError("timeout_s must be > 0 and chunk >= 1")
+        urls = {getattr(settings, "url", None) for _, settings in pools}
+        if len(urls) != 1:
+            raise ValueError(f"one RedisSampler serves one URL, got {len(urls)}")
+        url = str(urls.pop())
+        self.url = redact_url(url)
+        self._clock = clock
+        self._timeout_s = timeout_s
+        self._pools = [_Pool(name, probe_for(settings)) for name, settings in pools]
+        self._calls = [
+            (self._pools[i : i + chunk], call_args([p.probe for p in self._pools[i : i + chunk]]))
+            for i in range(0, len(self._pools), chunk)
+        ]
+        self._client = aioredis.Redis.from_url(
+            url, socket_connect_timeout=timeout_s, health_check_interval=0
+        )
+
+    async def sample(self) -> Mapping[str, Observation]:
+        """One round trip for all pools; never raises (a failed round gives stale values)."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                replies = await self._round_trip()
+        except Exception as exc:  # any failure of the I/O: report stale data, keep the loop alive
+            log.warning(
+                "queue_sample_failed", url=self.url, error=str(exc) or type(exc).__name__,
+                error_type=type(exc).__name__, pools=len(self._pools),
+            )
+            return self._stale_all(self._clock.monotonic())
+        now, wall = self._clock.monotonic(), self._clock.wall()
+        out: dict[str, Observation] = {}
+        for (pools, _), reply in zip(self._calls, replies, strict=True):
+            rows = split_reply(reply, len(pools))
+            if rows is None:
+                log.warning(
+                    "queue_sample_failed", url=self.url, error=str(reply)[:200],
+                    error_type=type(reply).__name__, pools=len(pools),
+                )
+                out.update((p.name, self._stale(p, now)) for p in pools)
+                continue
+            for pool, row in zip(pools, rows, strict=True):
+                out[pool.name] = self._observe(pool, decode(pool.probe, row), now, wall)
+        return out
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def _round_trip(self) -> list[object]:
+        replies = await self._execute()
+        if any(isinstance(r, NoScriptError) for r in replies):
+            # First tick, or the server restarted / flushed its scripts: load and go again.
+            await self._client.script_load(SCRIPT)
+            replies = await self._execute()
+        return replies
+
+    async def _execute(self) -> list[object]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for _, args in self._calls:
+                pipe.evalsha(SCRIPT_SHA, *args)  # type: ignore[arg-type]
+            replies: list[object] = await pipe.execute(raise_on_error=False)
+            return replies
+
+    def _observe(self, pool: _Pool, m: Measured, now: float, wall: float) -> Observation:
+        if m.error is not None:
+            log.warning("queue_sample_failed", url=self.url, pool=pool.name, error=m.error)
+            return self._stale(pool, now)
+        wait = None if m.head_time is None or m.depth == 0 else max(0.0, wall - m.head_time)
+        obs = Observation(
+            time=now,
+            depth=m.depth,
+            oldest_wait_s=wait,
+            in_flight=m.in_flight,
+            arrival_rate=pool.arrivals.update(now, m.arrivals),
+            completion_rate=pool.completions.update(now, m.completed),
+        )
+        pool.last = obs
+        return obs
+
+    def _stale(self, pool: _Pool, now: float) -> Observation:
+        if pool.last is None:
+            return Observation(time=now, depth=0, fresh=False)
+        return replace(pool.last, time=now, arrival_rate=None, completion_rate=None, fresh=False)
+
+    def _stale_all(self, now: float) -> dict[str, Observation]:
+        return {p.name: self._stale(p, now) for p in self._pools}

@@ -1,0 +1,33 @@
+"""``redis-zset``: a sorted set scored by enqueue time (a priority-free, deduplicating queue).
+
+Producer convention:
+    ``ZADD <key> <enqueued_at> <member>`` with the score in unix seconds (float) and the member a
+    JSON object (which must be unique: include a request id) optionally carrying ``service_s``.
+    Producers may ``INCR <key>:enqueued`` per request for the arrival rate.
+
+Worker convention (what ``autoscaler worker --kind redis-zset`` does):
+    ``BZPOPMIN <key> <timeout>`` takes the oldest member, then ``HSET <key>:inflight <consumer>
+    <member>`` marks it in flight (one field per worker: a worker serves one request at a time,
+    and a restarted worker with the same ``--consumer`` name serves its marked member first).
+    After serving: ``MULTI; HDEL <key>:inflight <consumer>; INCR <key>:completed; EXEC``.
+    Members that are not JSON objects go to ``<key>:dead``. Between the pop and the ``HSET`` a
+    crash loses the member: the marker is a measurement aid, not a delivery guarantee.
+
+What the source measures:
+    depth = ``ZCARD <key>``; oldest wait = clock.wall() - the lowest score
+    (``ZRANGE <key> 0 0 WITHSCORES``); in-flight = ``HLEN <key>:inflight``; rates from
+    ``<key>:enqueued`` / ``<key>:completed`` deltas.
+"""
+
+from __future__ import annotations
+
+from autoscaler.sources.redis_common import RedisKind, RedisSettings
+
+
+class RedisZsetSettings(RedisSettings):
+    """``url`` and ``key`` of a sorted-set queue."""
+
+
+class RedisZsetSource(RedisKind):
+    kind = "redis-zset"
+    Settings = RedisZsetSettings

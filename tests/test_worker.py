@@ -1,0 +1,235 @@
+"""The real ``autoscaler worker`` process against a real redis-server, for each queue kind."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from autoscaler.cli_worker import worker
+
+AUTOSCALER = Path(sys.executable).parent / "autoscaler"
+KINDS = ["redis-list", "redis-stream", "redis-zset"]
+GROUP = "workers"
+DEADLINE_S = 60.0
+"""How long to wait for the worker to reach a state: generous, never a timed assertion."""
+
+
+@pytest.fixture
+def r(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+class WorkerProcess:
+    """One ``autoscaler worker`` subprocess with its JSON log captured in a file."""
+
+    def __init__(self, log_path: Path, url: str, kind: str, key: str, *extra: str) -> None:
+        self.log_path = log_path
+        args = [str(AUTOSCALER), "worker", "--url", url, "--kind", kind, "--key", key,
+                "--block", "0.1", *extra]
+        if kind == "redis-stream":
+            args += ["--group", GROUP]
+        with log_path.open("w") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=DEADLINE_S)
+
+    def events(self) -> list[dict[str, Any]]:
+        lines = self.log_path.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def start(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def launch(kind: str, key: str, *extra: str) -> WorkerProcess:
+        log_path = tmp_path / f"worker-{len(started)}.log"
+        process = WorkerProcess(log_path, redis_url, kind, key, *extra)
+        started.append(process)
+        return process
+
+    yield launch
+    for process in started:
+        process.kill()
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting until {what}")
+        time.sleep(0.02)
+
+
+def enqueue(r: redis.Redis, kind: str, key: str, payloads: list[dict[str, Any] | str]) -> None:
+    """Follow each kind's producer convention; a ``str`` payload is pushed raw (not JSON)."""
+    if kind == "redis-stream":
+        r.xgroup_create(key, GROUP, id="0", mkstream=True)
+    for i, payload in enumerate(payloads):
+        if isinstance(payload, str):
+            if kind == "redis-list":
+                r.lpush(key, payload)
+            elif kind == "redis-zset":
+                r.zadd(key, {payload: 1_700_000_000 + i})
+            continue
+        body = {"id": i, "enqueued_at": time.time(), **payload}
+        if kind == "redis-list":
+            r.lpush(key, json.dumps(body))
+        elif kind == "redis-zset":
+            r.zadd(key, {json.dumps(body): 1_700_000_000 + i})
+        else:
+            r.xadd(key, {k: str(v) for k, v in body.items()})
+
+
+def waiting(r: redis.Redis, kind: str, key: str) -> int:
+    if kind == "redis-list":
+        return int(r.llen(key))
+    if kind == "redis-zset":
+        return int(r.zcard(key))
+    return int(r.xinfo_groups(key)[0]["lag"])
+
+
+def in_flight(r: redis.Redis, kind: str, key: str) -> int:
+    if kind == "redis-list":
+        return int(r.llen(f"{key}:processing"))
+    if kind == "redis-zset":
+        return int(r.hlen(f"{key}:inflight"))
+    return int(r.xinfo_groups(key)[0]["pending"])
+
+
+def completed(r: redis.Redis, key: str) -> int:
+    return int(r.get(f"{key}:completed") or 0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_two_workers_drain_the_queue_exactly_once_and_bury_bad_payloads(
+    r: redis.Redis, start: Callable[..., WorkerProcess], kind: str
+) -> None:
+    good: list[dict[str, Any] | str] = [{"service_s": 0.01}] * 30
+    bad: list[dict[str, Any] | str] = [{"service_s": "soon"}]
+    if kind != "redis-stream":  # stream entries are field maps: they cannot be "not JSON"
+        bad.append("not json")
+    enqueue(r, kind, "q", [*good[:15], *bad, *good[15:]])
+    workers = [start(kind, "q"), start(kind, "q")]
+
+    wait_until(
+        lambda: completed(r, "q") == 30 and r.llen("q:dead") == len(bad)
+        and waiting(r, kind, "q") == 0 and in_flight(r, kind, "q") == 0,
+        "the queue is drained",
+    )
+    assert [w.stop() for w in workers] == [0, 0]
+    assert completed(r, "q") == 30
+    served = [e["served"] for w in workers for e in w.events() if e["event"] == "worker_stopped"]
+    assert len(served) == 2 and sum(served) == 30
+    reasons = {e["reason"] for w in workers for e in w.events() if e["event"] == "request_dead"}
+    expected = {"service_s is not a number", "payload is not JSON"}
+    assert reasons == (expected if len(bad) == 2 else {"service_s is not a number"})
+    buried = [b if isinstance(b, bytes) else b.encode() for b in r.lrange("q:dead", 0, -1)]
+    assert any(b'"service_s": "soon"' in b for b in buried)
+
+
+@pytest.mark.parametrize(
+    ("kind", "sig"),
+    [*((k, signal.SIGTERM) for k in KINDS), ("redis-list", signal.SIGINT)],
+)
+def test_stop_signal_finishes_the_current_request_and_takes_no_other(
+    r: redis.Redis, start: Callable[..., WorkerProcess], kind: str, sig: int
+) -> None:
+    enqueue(r, kind, "q", [{"service_s": 1.5}] * 4)
+    process = start(kind, "q")
+    wait_until(lambda: in_flight(r, kind, "q") == 1, "a request is being served")
+
+    assert process.stop(sig) == 0
+    done, left = completed(r, "q"), waiting(r, kind, "q")
+    assert done >= 1 and left >= 1 and done + left == 4  # nothing lost, nothing extra taken
+    assert in_flight(r, kind, "q") == 0 and r.llen("q:dead") == 0
+    events = [e["event"] for e in process.events()]
+    stopping = events.index("worker_stopping")
+    assert events[stopping + 1 :] == ["request_completed", "worker_stopped"]
+
+
+@pytest.mark.parametrize("kind", ["redis-stream", "redis-zset"])
+def test_restarted_consumer_first_finishes_what_it_had_in_flight(
+    r: redis.Redis, start: Callable[..., WorkerProcess], kind: str
+) -> None:
+    enqueue(r, kind, "q", [{"service_s": 0}] * 2)
+    # A consumer named "gpu-1" took a request and died before settling it.
+    if kind == "redis-stream":
+        r.xreadgroup(GROUP, "gpu-1", {"q": ">"}, count=1)
+    else:
+        member = r.zpopmin("q")[0][0]
+        r.hset("q:inflight", "gpu-1", member)
+    assert in_flight(r, kind, "q") == 1
+
+    process = start(kind, "q", "--consumer", "gpu-1")
+    wait_until(lambda: completed(r, "q") == 2, "both requests are completed")
+    assert process.stop() == 0
+    assert (waiting(r, kind, "q"), in_flight(r, kind, "q")) == (0, 0)
+    assert "request_resumed" in [e["event"] for e in process.events()]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--kind", "redis-stream", "--key", "s"], "--group: is required"),
+        (["--kind", "redis-list", "--key", "q", "--group", "g"], "redis-stream only"),
+        (["--kind", "redis-list", "--key", "q", "--service-time", "-1"], "--service-time"),
+        (["--kind", "redis-queue", "--key", "q"], "--kind"),
+    ],
+)
+def test_bad_arguments_exit_2_naming_the_option(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(worker, ["--url", "redis://127.0.0.1:1/0", *args])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_bad_url_is_rejected_without_showing_the_password() -> None:
+    result = CliRunner().invoke(
+        worker, ["--url", "http://u:pw1234@h/0", "--kind", "redis-list", "--key", "q"]
+    )
+    assert result.exit_code == 2
+    assert "--url" in result.output and "pw1234" not in result.output
+
+
+def test_stream_group_deleted_under_the_worker_is_recreated(
+    r: redis.Redis, start: Callable[..., WorkerProcess]
+) -> None:
+    enqueue(r, "redis-stream", "s", [{"service_s": 0}])
+    process = start("redis-stream", "s")
+    wait_until(lambda: completed(r, "s") == 1, "the first request is completed")
+    r.xgroup_destroy("s", GROUP)
+    r.xadd("s", {"service_s": "0"})
+    # The group comes back at ID 0, so the old entry is served again: at-least-once, never lost.
+    wait_until(lambda: completed(r, "s") == 3, "both entries are served by the new group")
+    assert process.stop() == 0
+    assert completed(r, "s") == 3 and in_flight(r, "redis-stream", "s") == 0
+    assert "worker_group_missing" in [e["event"] for e in process.events()]
+
+
+def test_key_of_the_wrong_type_fails_with_exit_1_and_a_clear_event(
+    r: redis.Redis, start: Callable[..., WorkerProcess]
+) -> None:
+    r.set("q", "a string, not a list")
+    process = start("redis-list", "q")
+    assert process.proc.wait(timeout=DEADLINE_S) == 1
+    failed = [e for e in process.events() if e["event"] == "worker_failed"]
+    assert len(failed) == 1 and "WRONGTYPE" in failed[0]["error"]
