@@ -1,4 +1,7 @@
-"""``fixed``: a constant count, for baselines, tests and maintenance windows."""
+"""``fixed``: a constant count, for baselines, tests and maintenance windows.
+
+The guards still apply: ``capacity.min``/``max`` bound it and the rate rules pace the change.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from autoscaler.core.policy import PolicyContext, PolicyParams
 
 
 class FixedParams(PolicyParams):
-    instances: int = Field(ge=0, description="the count to hold")
+    instances: int = Field(default=1, ge=0, description="the count to hold")
 
 
 class FixedPolicy:

@@ -1,0 +1,89 @@
+"""Decision-core time per pool per tick: policy + guards + allocator via ``PoolController``.
+
+1000 pools (two groups each: spot then on-demand), each ticked with its own slowly varying
+observation, for the ``threshold`` and ``sla`` policies. Prints the median over ticks of the
+per-pool time (wall time of one tick over all pools / number of pools), plus p90.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+
+from autoscaler.config import Config, default_registries
+from autoscaler.core.model import FleetState, GroupState, Market, Observation
+from autoscaler.core.pipeline import ControllerState, PoolController
+
+POOLS = 1000
+TICKS = 120
+INTERVAL = 5.0
+
+
+def _config(policy: str) -> Config:
+    pools = [
+        {
+            "name": f"pool-{i}",
+            "queue": {"kind": "memory", "name": f"q{i}"},
+            "sla": {"max_wait": "10s", "target": 0.99},
+            "capacity": {"min": 1, "max": 200, "slots_per_instance": 8, "boot_time": "180s"},
+            "policy": {"kind": policy},
+            "groups": [
+                {"name": "spot", "provider": "local", "market": "spot", "hourly_price": 1.0},
+                {"name": "od", "provider": "local", "hourly_price": 3.0},
+            ],
+        }
+        for i in range(POOLS)
+    ]
+    return Config.model_validate({"pools": pools}, context={"registries": default_registries()})
+
+
+def _observation(i: int, tick: int) -> tuple[Observation, FleetState]:
+    rate = 2.0 + (i % 50) * 0.5 * (1.0 + 0.3 * math.sin(tick / 10.0 + i))
+    busy = int(rate * 2.0)
+    depth = int(max(0.0, 10.0 * math.sin(tick / 7.0 + i)))
+    obs = Observation(
+        time=tick * INTERVAL,
+        depth=depth,
+        oldest_wait_s=depth * 0.3 if depth else None,
+        in_flight=busy,
+        arrival_rate=rate,
+        completion_rate=busy / 2.0,
+    )
+    running = max(1, busy // 8 + 1)
+    fleet = FleetState(
+        (
+            GroupState("spot", Market.SPOT, running, 0, running),
+            GroupState("od", Market.ON_DEMAND, 0, 0, 0),
+        )
+    )
+    return obs, fleet
+
+
+def measure(policy: str) -> tuple[float, float]:
+    config = _config(policy)
+    policies = default_registries()["policies"]
+    controllers = [PoolController(pool, INTERVAL, policies) for pool in config.pools]
+    states: list[ControllerState] = [c.initial_state() for c in controllers]
+    inputs = [[_observation(i, tick) for i in range(POOLS)] for tick in range(TICKS)]
+    per_pool: list[float] = []
+    for tick in range(TICKS):
+        row = inputs[tick]
+        start = time.perf_counter()
+        for i, controller in enumerate(controllers):
+            obs, fleet = row[i]
+            _, states[i] = controller.decide(obs, fleet, states[i])
+        per_pool.append((time.perf_counter() - start) / POOLS)
+    steady = per_pool[10:]  # skip the first ticks (imports, caches, empty windows)
+    return statistics.median(steady), statistics.quantiles(steady, n=10)[-1]
+
+
+def main() -> None:
+    print(f"{POOLS} pools x {TICKS} ticks, decide() = policy + guards + allocator")
+    for policy in ("threshold", "sla"):
+        median, p90 = measure(policy)
+        print(f"{policy:>10}: median {median * 1e6:6.1f} us/pool/tick   p90 {p90 * 1e6:6.1f} us")
+
+
+if __name__ == "__main__":
+    main()
