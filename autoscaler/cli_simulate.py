@@ -15,9 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from autoscaler.durations import parse_duration
 from autoscaler.yaml_lines import ConfigFileError
@@ -46,6 +43,10 @@ def _progress(enabled: bool, what: str) -> Iterator[Callable[[str, float, float]
     if not enabled or not sys.stderr.isatty():
         yield lambda _label, _done, _total: None
         return
+    # rich loads only for a terminal: `--json` runs are start-up bound and skip it.
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     bar = Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(), console=Console(stderr=True), transient=True,
@@ -173,6 +174,9 @@ def tune(
             "pareto": [{"params": t.params, **t.result.as_json()} for t in front],
         }))
         return
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console()
     out = Table(title=f"{kind} on {session.trace.name}: {len(trials)} settings, "
                       f"target {target:.1%} within {session.pool.sla.max_wait:g}s")

@@ -11,15 +11,16 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rich.console import Console
-from rich.table import Table
 
 from autoscaler.config import PoolConfig
 from simulations.engine import MARKETS, Run
 from simulations.traces import Trace
+
+if TYPE_CHECKING:  # rich loads on use: `--json` runs are start-up bound and never need it
+    from rich.table import Table
 
 
 def document(runs: Sequence[Run]) -> dict[str, Any]:
@@ -38,6 +39,8 @@ def table(runs: Sequence[Run], pool: PoolConfig, trace: Trace, warmup: float) ->
         f"{pool.name!r}, SLA {sla.target:.1%} within {sla.max_wait:g}s"
         + (f", first {warmup:g}s not counted" if warmup else "")
     )
+    from rich.table import Table
+
     out = Table(title=title, caption=_caption(runs))
     for name in ("policy", "requests", "SLA met", "p50 s", "p95 s", "p99 s", "max s",
                  "inst-h", "cost $", "actions", "preempt"):
@@ -73,6 +76,8 @@ def _caption(runs: Sequence[Run]) -> str:
 
 def print_table(runs: Sequence[Run], pool: PoolConfig, trace: Trace, warmup: float) -> None:
     """To stdout; wide enough for every column even when piped (rich assumes 80 then)."""
+    from rich.console import Console
+
     console = Console() if sys.stdout.isatty() else Console(width=150)
     console.print(table(runs, pool, trace, warmup))
 

@@ -118,7 +118,7 @@ def _csv(
     path: Path, buf: npt.NDArray[np.uint8], start: int, kinds: tuple[int, ...],
     columns: tuple[str, ...],
 ) -> FloatArray:
-    rows = int(np.count_nonzero(buf[start:] == 10)) + 1
+    rows = _parse.count_lines(buf, start) + 1
     out = np.empty((rows, len(kinds)), dtype=np.float64)
     n, err, line, col = _parse.parse_csv(buf, start, np.array(kinds, dtype=np.int64), out)
     if err != _parse.OK:
@@ -129,7 +129,7 @@ def _csv(
 
 
 def _jsonl(path: Path, buf: npt.NDArray[np.uint8], model: ServiceModel) -> Trace:
-    rows = int(np.count_nonzero(buf == 10)) + 1
+    rows = _parse.count_lines(buf, 0) + 1
     width = max(len(k) for k in JSONL_KEYS) + 2
     keys = np.zeros((len(JSONL_KEYS), width), dtype=np.uint8)
     for index, key in enumerate(JSONL_KEYS):
