@@ -1,0 +1,44 @@
+"""``autoscaler run`` (the daemon) and ``autoscaler demo`` (what ``make run`` runs)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import click
+
+from autoscaler.config import load_config
+from autoscaler.daemon.app import EXIT_INVALID, run_daemon
+from autoscaler.daemon.logsetup import configure_logging
+from autoscaler.yaml_lines import ConfigFileError
+
+
+@click.command()
+@click.option("--config", "-c", "config_path", required=True,
+              type=click.Path(dir_okay=False), help="The YAML config file.")
+@click.option("--dry-run", is_flag=True, help="Decide and log, but never resize a group.")
+@click.option("--once", is_flag=True,
+              help="Run one tick, print one JSON line per pool on stdout, exit.")
+def run(config_path: str, dry_run: bool, once: bool) -> None:
+    """Run the autoscaler daemon on a config file (JSON logs on stderr)."""
+    try:
+        config = load_config(config_path)
+    except ConfigFileError as exc:
+        for message in exc.messages:
+            click.echo(message, err=True)
+        sys.exit(EXIT_INVALID)
+    configure_logging(config.controller.log_level)
+    sys.exit(asyncio.run(run_daemon(config, dry_run=dry_run, once=once)))
+
+
+@click.command()
+@click.option("--duration", default=60.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds of load to generate.")
+@click.option("--seed", default=7, show_default=True, type=int, help="Load generator seed.")
+@click.option("--plain", is_flag=True, help="Plain lines even on a terminal.")
+@click.option("--policy", default=None, help="Policy kind (default: sla, else threshold).")
+def demo(duration: float, seed: int, plain: bool, policy: str | None) -> None:
+    """Run the whole loop on an embedded config with a bursty load (REDIS_URL: use Redis)."""
+    from autoscaler.demo import run_demo
+
+    sys.exit(asyncio.run(run_demo(duration=duration, seed=seed, plain=plain, policy=policy)))

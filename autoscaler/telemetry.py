@@ -1,0 +1,156 @@
+"""Telemetry is a port: the loop reports what it saw and did; an implementation decides where.
+
+The daemon uses ``PrometheusTelemetry`` on its *own* ``CollectorRegistry`` (never the global
+default), so two daemons in one test process, or a daemon next to a library that registers its
+own metrics, never collide. The simulator and the ``--once`` path use ``NullTelemetry``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from autoscaler.core.model import Decision, FleetState, Observation
+
+TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Telemetry(Protocol):
+    def record_observation(self, pool: str, obs: Observation) -> None: ...
+
+    def record_fleet(self, pool: str, fleet: FleetState) -> None: ...
+
+    def record_decision(self, decision: Decision, acted: bool) -> None:
+        """``acted`` is true when the decision changed a group's size (or would, in dry-run)."""
+
+    def record_provider_error(self, pool: str, group: str, operation: str) -> None: ...
+
+    def record_tick(self, duration_s: float) -> None: ...
+
+    def record_tick_overrun(self, skipped_slots: int) -> None: ...
+
+
+class NullTelemetry:
+    """Records nothing: the simulator and one-shot runs."""
+
+    def record_observation(self, pool: str, obs: Observation) -> None:
+        return None
+
+    def record_fleet(self, pool: str, fleet: FleetState) -> None:
+        return None
+
+    def record_decision(self, decision: Decision, acted: bool) -> None:
+        return None
+
+    def record_provider_error(self, pool: str, group: str, operation: str) -> None:
+        return None
+
+    def record_tick(self, duration_s: float) -> None:
+        return None
+
+    def record_tick_overrun(self, skipped_slots: int) -> None:
+        return None
+
+
+class PrometheusTelemetry:
+    """Prometheus metrics for the daemon, on a private registry served by ``serve``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._server: WSGIServer | None = None
+        r = self.registry
+        self.queue_depth = Gauge(
+            "autoscaler_queue_depth", "Requests waiting in the pool's queue", ["pool"], registry=r
+        )
+        self.oldest_wait = Gauge(
+            "autoscaler_queue_oldest_wait_seconds",
+            "Age of the oldest waiting request (NaN when the source cannot tell)",
+            ["pool"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "autoscaler_queue_in_flight", "Requests being served", ["pool"], registry=r
+        )
+        self.stale = Gauge(
+            "autoscaler_observation_stale",
+            "1 when the last sample failed and the observation is a stale copy",
+            ["pool"],
+            registry=r,
+        )
+        self.desired = Gauge(
+            "autoscaler_desired_instances", "Instances the autoscaler decided on", ["pool"],
+            registry=r,
+        )
+        self.running = Gauge(
+            "autoscaler_running_instances", "Instances running, as providers report", ["pool"],
+            registry=r,
+        )
+        self.booting = Gauge(
+            "autoscaler_booting_instances", "Instances still booting", ["pool"], registry=r
+        )
+        self.scale_actions = Counter(
+            "autoscaler_scale_actions",
+            "Decisions that changed a group's desired size",
+            ["pool", "direction"],
+            registry=r,
+        )
+        self.provider_errors = Counter(
+            "autoscaler_provider_errors",
+            "Failed provider calls",
+            ["pool", "group", "operation"],
+            registry=r,
+        )
+        self.tick_duration = Histogram(
+            "autoscaler_tick_duration_seconds",
+            "Wall time of one control-loop tick (sample, describe, decide, actuate)",
+            buckets=TICK_BUCKETS,
+            registry=r,
+        )
+        self.tick_overruns = Counter(
+            "autoscaler_tick_overruns",
+            "Interval slots skipped because a tick ran past the next one",
+            registry=r,
+        )
+
+    def serve(self, host: str, port: int) -> int:
+        """Start the HTTP exporter in a daemon thread; returns the bound port (``port=0``)."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        self._server = server
+        bound: int = server.server_port
+        return bound
+
+    def shutdown(self) -> None:
+        """Stop the HTTP exporter (a daemon run inside a test process must not leak it)."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+    def record_observation(self, pool: str, obs: Observation) -> None:
+        self.queue_depth.labels(pool).set(obs.depth)
+        wait = obs.oldest_wait_s
+        self.oldest_wait.labels(pool).set(math.nan if wait is None else wait)
+        self.in_flight.labels(pool).set(math.nan if obs.in_flight is None else obs.in_flight)
+        self.stale.labels(pool).set(0 if obs.fresh else 1)
+
+    def record_fleet(self, pool: str, fleet: FleetState) -> None:
+        self.running.labels(pool).set(fleet.running)
+        self.booting.labels(pool).set(fleet.booting)
+
+    def record_decision(self, decision: Decision, acted: bool) -> None:
+        self.desired.labels(decision.pool).set(decision.desired)
+        if acted:
+            direction = decision.direction if decision.direction != "none" else "rebalance"
+            self.scale_actions.labels(decision.pool, direction).inc()
+
+    def record_provider_error(self, pool: str, group: str, operation: str) -> None:
+        self.provider_errors.labels(pool, group, operation).inc()
+
+    def record_tick(self, duration_s: float) -> None:
+        self.tick_duration.observe(duration_s)
+
+    def record_tick_overrun(self, skipped_slots: int) -> None:
+        self.tick_overruns.inc(skipped_slots)

@@ -1,0 +1,259 @@
+"""The daemon's tick, grid, actuation and supervision, on a ManualClock with a memory queue."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import signal
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import pytest
+from click.testing import CliRunner
+from pydantic import BaseModel
+from structlog.testing import capture_logs
+
+from autoscaler.cli import main
+from autoscaler.clock import Clock, ManualClock
+from autoscaler.config import Config, GroupConfig, PoolConfig, parse_config
+from autoscaler.core.model import GroupState, Observation
+from autoscaler.daemon.app import Daemon, run_daemon
+from autoscaler.daemon.loop import TickGrid
+from autoscaler.daemon.supervisor import Supervisor
+from autoscaler.provider import ProviderError
+from autoscaler.registry import Registry
+from autoscaler.sources.memory import reset_queue
+from autoscaler.telemetry import PrometheusTelemetry
+
+CONFIG = """
+controller: {{interval: 1s, drain_timeout: 2s}}
+pools:
+  - name: chat
+    queue: {{kind: memory, name: {queue}}}
+    sla: {{max_wait: 2s}}
+    capacity: {{min: 0, max: 5, boot_time: 60s}}
+    policy: {{kind: threshold}}
+    groups:
+      - {{name: local, provider: {provider}}}
+"""
+
+
+def config(registries: dict[str, Registry[Any]], queue: str, provider: str = "local") -> Config:
+    return parse_config(CONFIG.format(queue=queue, provider=provider), registries=registries)
+
+
+async def test_tick_scales_out_on_backlog_and_logs_the_decision(
+    registries: dict[str, Registry[Any]],
+) -> None:
+    clock = ManualClock()
+    queue = reset_queue("d-out")
+    for _ in range(3):
+        queue.put(clock.wall(), 1.0)
+    clock.advance(1.5)
+    telemetry = PrometheusTelemetry()
+    daemon = Daemon.build(config(registries, "d-out"), registries=registries, clock=clock,
+                          telemetry=telemetry)
+    await daemon.start()
+    with capture_logs() as logs:
+        [tick] = await daemon.loop.tick()
+    assert tick.decision is not None and tick.changed and tick.acted
+    assert (tick.decision.current, tick.decision.desired) == (0, 3)
+    [event] = [e for e in logs if e["event"] == "decision"]
+    assert event["pool"] == "chat" and event["current"] == 0 and event["desired"] == 3
+    assert event["targets"] == {"local": 3} and event["direction"] == "up"
+    assert "per instance" in event["reason"] and event["terms"]["metric"] == 3
+    assert event["oldest_wait_s"] == pytest.approx(1.5)
+    state = await daemon.providers[0].describe()
+    assert (state.desired, state.booting) == (3, 3)  # boot_time 60 s on a clock that stands
+    assert telemetry.registry.get_sample_value(
+        "autoscaler_scale_actions_total", {"pool": "chat", "direction": "up"}) == 1
+
+    with capture_logs() as logs:  # nothing changes: no decision event, no action
+        [tick] = await daemon.loop.tick()
+    assert not tick.changed and not [e for e in logs if e["event"] == "decision"]
+    await daemon.close(1.0)
+
+
+async def test_dry_run_decides_but_never_resizes(registries: dict[str, Registry[Any]]) -> None:
+    clock = ManualClock()
+    queue = reset_queue("d-dry")
+    queue.put(clock.wall(), 1.0)
+    daemon = Daemon.build(config(registries, "d-dry"), registries=registries, clock=clock,
+                          dry_run=True)
+    with capture_logs() as logs:
+        [tick] = await daemon.loop.tick()
+    assert tick.changed and not tick.acted and tick.decision is not None
+    assert tick.decision.desired == 1
+    assert [e["dry_run"] for e in logs if e["event"] == "decision"] == [True]
+    assert (await daemon.providers[0].describe()).desired == 0
+    await daemon.close(1.0)
+
+
+class FlakySettings(BaseModel):
+    pass
+
+
+class FlakyProvider:
+    """A provider plugin whose API is down: describe always fails."""
+
+    kind: ClassVar[str] = "flaky"
+    Settings: ClassVar[type[BaseModel]] = FlakySettings
+    resized: ClassVar[list[int]] = []
+
+    def __init__(self, group: GroupConfig, pool: PoolConfig, clock: Clock) -> None:
+        self.group = group
+
+    async def start(self) -> None:
+        return None
+
+    async def describe(self) -> GroupState:
+        raise ProviderError(self.group.name, "describe", "503 from the API")
+
+    async def set_desired(self, desired: int) -> None:
+        self.resized.append(desired)
+
+    async def close(self, drain_timeout_s: float) -> None:
+        return None
+
+
+async def test_provider_error_skips_actuation_for_that_pool(
+    registries: dict[str, Registry[Any]],
+) -> None:
+    registries["providers"].register("flaky", FlakyProvider)
+    clock = ManualClock()
+    reset_queue("d-flaky").put(clock.wall(), 1.0)
+    telemetry = PrometheusTelemetry()
+    daemon = Daemon.build(config(registries, "d-flaky", provider="flaky"), registries=registries,
+                          clock=clock, telemetry=telemetry)
+    with capture_logs() as logs:
+        [tick] = await daemon.loop.tick()
+    assert tick.decision is None and not tick.acted and FlakyProvider.resized == []
+    [event] = [e for e in logs if e["event"] == "provider_error"]
+    assert (event["pool"], event["group"], event["operation"]) == ("chat", "local", "describe")
+    assert telemetry.registry.get_sample_value(
+        "autoscaler_provider_errors_total",
+        {"pool": "chat", "group": "local", "operation": "describe"}) == 1
+    assert tick.as_json()["reason"].startswith("skipped: group 'local': describe failed")
+
+
+def test_grid_keeps_slots_and_skips_missed_ones() -> None:
+    grid = TickGrid(start=100.0, interval=2.0)
+    assert grid.advance(100.3) == (102.0, 0)  # on time: next slot
+    assert grid.advance(102.1) == (104.0, 0)
+    assert grid.advance(109.0) == (110.0, 2)  # overran 106 and 108... and 104
+    assert grid.k == 5 and grid.skipped_total == 2
+
+
+class SlowSettings(BaseModel):
+    pass
+
+
+class SlowSampler:
+    """Each sample costs 2.5 intervals of clock time; the second sets ``stop``."""
+
+    def __init__(self, clock: ManualClock, stop: asyncio.Event) -> None:
+        self.clock, self.stop, self.calls = clock, stop, 0
+
+    async def sample(self) -> Mapping[str, Observation]:
+        self.calls += 1
+        self.clock.advance(0.025)
+        if self.calls == 2:
+            self.stop.set()
+        return {"chat": Observation(time=self.clock.monotonic(), depth=0, oldest_wait_s=0.0)}
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_overrun_logs_tick_overrun(registries: dict[str, Registry[Any]]) -> None:
+    clock = ManualClock()
+    stop = asyncio.Event()
+    sampler = SlowSampler(clock, stop)
+
+    class SlowSource:
+        kind: ClassVar[str] = "slow"
+        Settings: ClassVar[type[BaseModel]] = SlowSettings
+
+        @classmethod
+        def sampler_key(cls, settings: BaseModel) -> Hashable:
+            return "slow"
+
+        @classmethod
+        def make_sampler(cls, pools: Sequence[tuple[str, BaseModel]], clock: Clock,
+                         timeout_s: float) -> SlowSampler:
+            return sampler
+
+    registries["sources"].register("slow", SlowSource)
+    text = CONFIG.format(queue="x", provider="local").replace("interval: 1s", "interval: 10ms")
+    text = text.replace("{kind: memory, name: x}", "{kind: slow}").replace(
+        "provider: local", 'provider: local, command: ["true"]')
+    daemon = Daemon.build(parse_config(text, registries=registries), registries=registries,
+                          clock=clock)
+    with capture_logs() as logs:
+        await asyncio.wait_for(daemon.loop.run(stop), 10)
+    overruns = [e for e in logs if e["event"] == "tick_overrun"]
+    assert [e["skipped_slots"] for e in overruns] == [2, 2]
+    assert sampler.calls == 2
+
+
+async def test_run_once_prints_one_json_line_per_pool(
+    registries: dict[str, Registry[Any]],
+) -> None:
+    reset_queue("d-once").put(0.0, 1.0)
+    out = io.StringIO()
+    code = await run_daemon(config(registries, "d-once"), registries=registries, once=True,
+                            dry_run=True, out=out)
+    assert code == 0
+    [line] = out.getvalue().splitlines()
+    record = json.loads(line)
+    assert record["pool"] == "chat" and record["depth"] == 1 and record["desired"] == 1
+    assert record["current"] == 0 and record["oldest_wait_s"] > 0
+    assert record["targets"] == {"local": 1} and not record["acted"]
+    assert "reason" in record and "terms" in record
+
+
+async def test_supervisor_stops_on_a_failed_root_task() -> None:
+    sup = Supervisor()
+
+    async def broken() -> None:
+        raise RuntimeError("bug")
+
+    with capture_logs() as logs:
+        sup.spawn("broken", broken())
+        await asyncio.wait_for(sup.stop.wait(), 5)
+        await sup.drain(1.0)
+    assert sup.failure is not None and "bug" in sup.failure
+    assert [e["task"] for e in logs if e["event"] == "root_task_failed"] == ["broken"]
+
+
+async def test_signal_sets_the_flag_then_a_second_cancels() -> None:
+    sup = Supervisor()
+    never = asyncio.Event()
+    task = sup.spawn("sleeper", never.wait())
+    sup.on_signal(signal.SIGTERM)
+    assert sup.stop.is_set() and not task.done()
+    sup.on_signal(signal.SIGINT)
+    await asyncio.wait({task}, timeout=5)
+    assert task.cancelled() and sup.failure is None
+
+
+def test_config_error_exits_2_with_file_and_line(tmp_path: Any) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pools:\n  - name: a\n    queue: {kind: memory}\n    sla: {max_wait: 2s}\n"
+                   "    capacity: {max: 0}\n    groups: [{name: g, provider: local}]\n")
+    result = CliRunner().invoke(main, ["run", "-c", str(bad)])
+    assert result.exit_code == 2
+    assert f"{bad}:5: pools[0].capacity.max" in result.output
+    assert "Traceback" not in result.output
+
+
+async def test_local_group_without_command_on_redis_is_refused(
+    registries: dict[str, Registry[Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = CONFIG.format(queue="x", provider="local").replace(
+        "{kind: memory, name: x}", '{kind: redis-list, url: "redis://127.0.0.1:1/0", key: q}')
+    code = await run_daemon(parse_config(text, registries=registries), registries=registries,
+                            once=True)
+    assert code == 2
+    assert "needs a `command` unless the pool's queue kind is memory" in capsys.readouterr().err

@@ -1,0 +1,241 @@
+"""The ``local`` provider with real OS processes and with in-process workers.
+
+Boot time runs on a ManualClock; processes are real, so waits for a process to start or exit poll
+with a generous deadline (never asserting how long anything took).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from autoscaler.clock import ManualClock
+from autoscaler.config import PoolConfig, parse_config
+from autoscaler.provider import ProviderError
+from autoscaler.registry import Registry
+from autoscaler.sources.memory import reset_queue
+from providers.local import LocalProvider
+
+WORKER = r"""
+import os, pathlib, signal, sys, time
+d, mode = pathlib.Path(sys.argv[1]), sys.argv[2]
+me, parent = os.environ["AUTOSCALER_INSTANCE"], os.getppid()
+stop = False
+def on_term(signum, frame):
+    global stop
+    stop = True
+signal.signal(signal.SIGTERM, signal.SIG_IGN if mode == "stubborn" else on_term)
+(d / f"started-{me}").touch()  # only once SIGTERM is handled
+if mode == "crash":
+    sys.exit(3)
+while not stop:
+    if os.getppid() != parent:  # the test process died: never outlive it
+        sys.exit(4)
+    time.sleep(0.02)
+while mode == "hold" and not (d / "release").exists():  # finishing an in-flight request
+    time.sleep(0.02)
+(d / f"stopped-{me}").touch()
+"""
+
+
+def pool_config(registries: dict[str, Registry[Any]], group: str, queue: str = "memory",
+                boot: float = 5.0, slots: int = 1) -> PoolConfig:
+    text = f"""
+pools:
+  - name: p
+    queue: {{kind: {queue}}}
+    sla: {{max_wait: 2s}}
+    capacity: {{max: 10, boot_time: {boot}, slots_per_instance: {slots}}}
+    groups: [{group}]
+"""
+    return parse_config(text, registries=registries).pools[0]
+
+
+OPEN: list[LocalProvider] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_providers() -> AsyncIterator[None]:
+    """Close every provider a test made, even when it failed half-way: no orphan workers."""
+    yield
+    while OPEN:
+        await OPEN.pop().close(1.0)
+
+
+def make(pool: PoolConfig, clock: ManualClock) -> LocalProvider:
+    provider = LocalProvider(pool.groups[0], pool, clock)
+    OPEN.append(provider)
+    return provider
+
+
+def process_provider(registries: dict[str, Registry[Any]], tmp_path: Path, mode: str,
+                     clock: ManualClock) -> LocalProvider:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    command = [sys.executable, str(script), str(tmp_path), mode]
+    group = "{name: g, provider: local, command: " + repr(command).replace("'", '"') + "}"
+    pool = pool_config(registries, group)
+    return make(pool, clock)
+
+
+async def until(predicate: Callable[[], bool], what: str, deadline: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while not predicate():
+        if loop.time() > end:
+            pytest.fail(f"gave up waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def files(tmp_path: Path, prefix: str) -> set[str]:
+    return {p.name.removeprefix(prefix) for p in tmp_path.glob(prefix + "*")}
+
+
+async def test_booting_until_boot_time_on_the_clock(
+    registries: dict[str, Registry[Any]], tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    provider = process_provider(registries, tmp_path, "serve", clock)
+    await provider.set_desired(2)
+    state = await provider.describe()
+    assert (state.desired, state.booting, state.running) == (2, 2, 0)
+    clock.advance(5.0)
+    state = await provider.describe()
+    assert (state.desired, state.booting, state.running) == (2, 0, 2)
+    await until(lambda: files(tmp_path, "started-") == {"1", "2"}, "two workers")
+    await provider.close(10.0)
+    assert files(tmp_path, "stopped-") == {"1", "2"}
+    assert (await provider.describe()).running == 0
+
+
+async def test_scale_in_stops_booting_first_then_newest(
+    registries: dict[str, Registry[Any]], tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    provider = process_provider(registries, tmp_path, "serve", clock)
+    await provider.set_desired(2)  # instances 1, 2
+    clock.advance(5.0)
+    await provider.set_desired(3)  # instance 3 boots
+    await until(lambda: files(tmp_path, "started-") == {"1", "2", "3"}, "three workers")
+    await provider.set_desired(2)
+    await until(lambda: files(tmp_path, "stopped-") == {"3"}, "the booting one to stop")
+    await provider.set_desired(1)
+    await until(lambda: files(tmp_path, "stopped-") == {"2", "3"}, "the newest to stop")
+    state = await provider.describe()
+    assert (state.desired, state.booting) == (1, 0)
+    await provider.close(10.0)
+
+
+async def test_draining_instance_counts_until_it_exits(
+    registries: dict[str, Registry[Any]], tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    provider = process_provider(registries, tmp_path, "hold", clock)
+    await provider.set_desired(1)
+    clock.advance(5.0)
+    await until(lambda: files(tmp_path, "started-") == {"1"}, "the worker")
+    await provider.set_desired(0)
+    state = await provider.describe()
+    assert (state.desired, state.running, state.current) == (0, 1, 1)
+    (tmp_path / "release").touch()
+    await until(lambda: files(tmp_path, "stopped-") == {"1"}, "the drained worker")
+    await provider.close(10.0)
+    assert (await provider.describe()).running == 0
+
+
+async def test_unexpected_exit_is_logged_and_replaced(
+    registries: dict[str, Registry[Any]], tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    provider = process_provider(registries, tmp_path, "crash", clock)
+    with capture_logs() as logs:
+        await provider.set_desired(1)
+        await until(lambda: any(e["event"] == "instance_exited" for e in logs), "the crash")
+    exited = next(e for e in logs if e["event"] == "instance_exited")
+    assert exited["returncode"] == 3 and exited["group"] == "g"
+    assert (await provider.describe()).desired == 0  # so the next tick asks for it again
+    await provider.set_desired(1)
+    await until(lambda: files(tmp_path, "started-") == {"1", "2"}, "the replacement")
+    await provider.close(5.0)
+
+
+async def test_close_kills_after_the_drain_deadline(
+    registries: dict[str, Registry[Any]], tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    provider = process_provider(registries, tmp_path, "stubborn", clock)
+    await provider.set_desired(1)
+    await until(lambda: files(tmp_path, "started-") == {"1"}, "the worker")
+    with capture_logs() as logs:
+        await provider.close(0.2)
+    stopped = [e for e in logs if e["event"] == "instance_stopped"]
+    assert [e["returncode"] for e in stopped] == [-9]
+    assert any(e["event"] == "instance_killed" for e in logs)
+
+
+async def test_missing_binary_is_a_provider_error(
+    registries: dict[str, Registry[Any]], tmp_path: Path
+) -> None:
+    pool = pool_config(registries, '{name: g, provider: local, command: ["/nonexistent/worker"]}')
+    provider = LocalProvider(pool.groups[0], pool, ManualClock())
+    with pytest.raises(ProviderError) as info:
+        await provider.set_desired(1)
+    assert info.value.group == "g" and info.value.operation == "set_desired"
+    assert not (await provider.describe()).available
+
+
+def test_command_required_unless_memory_queue(registries: dict[str, Registry[Any]]) -> None:
+    class OtherSource:
+        from autoscaler.sources.memory import MemorySettings as Settings
+
+        kind = "other"
+
+    registries["sources"].register("other", OtherSource)
+    pool = pool_config(registries, "{name: g, provider: local}", queue="other")
+    with pytest.raises(ValueError, match="needs a `command` unless the pool's queue kind"):
+        LocalProvider(pool.groups[0], pool, ManualClock())
+
+
+async def test_in_process_workers_serve_and_drain_without_loss(
+    registries: dict[str, Registry[Any]],
+) -> None:
+    clock = ManualClock()
+    queue = reset_queue("default")
+    pool = pool_config(registries, "{name: g, provider: local}", boot=0.0, slots=2)
+    provider = make(pool, clock)
+    await provider.set_desired(2)
+    for _ in range(20):
+        queue.put(clock.wall(), 0.001)
+    await until(lambda: queue.completed_total == 20, "20 completions")
+
+    queue.put(clock.wall(), 0.3)  # one long request in flight during scale-in
+    await until(lambda: queue.in_flight == 1, "the long request to start")
+    await provider.set_desired(0)
+    state = await provider.describe()
+    assert state.desired == 0 and state.running >= 1  # the busy one drains
+    await until(lambda: queue.completed_total == 21, "the in-flight request")
+    await until(lambda: provider._instances == {}, "workers to exit")
+    assert len(queue) == 0 and queue.in_flight == 0
+    assert sorted(queue.completed_ids) == list(range(1, 22))
+    await provider.close(1.0)
+
+
+async def test_in_process_instance_waits_for_boot(registries: dict[str, Registry[Any]]) -> None:
+    clock = ManualClock()
+    queue = reset_queue("default")
+    pool = pool_config(registries, "{name: g, provider: local}", boot=30.0)
+    provider = make(pool, clock)
+    await provider.set_desired(1)
+    queue.put(clock.wall(), 0.0)
+    await asyncio.sleep(0.05)
+    assert queue.completed_total == 0 and (await provider.describe()).booting == 1
+    await provider.set_desired(0)  # a booting task is cancelled at once
+    await until(lambda: provider._instances == {}, "the booting worker to go")
+    assert len(queue) == 1  # nothing was taken
+    await provider.close(1.0)
