@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from autoscaler.registry import POLICY_GROUP, PROVIDER_GROUP, SOURCE_GROUP, Registry
 
@@ -71,6 +72,14 @@ def redis_url(redis_server: str) -> Iterator[str]:
     client.flushdb()
     client.close()
     yield url
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> Iterator[None]:
+    """Commands under test (``demo``, ``run``) configure structlog process-wide, e.g. at
+    level warning; without a reset, later tests' ``capture_logs`` would miss info events."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
