@@ -87,8 +87,12 @@ def min_servers(
     step: int = 1,
     lower: int = 0,
     upper: int = 10**7,
+    variability: float = 1.0,
 ) -> int:
     """The least multiple of ``step`` (>= ``lower``) with ``P(W > max_wait_s) <= tail``.
+
+    ``variability`` is the Allen-Cunneen factor ``(ca² + cs²) / 2`` (1 for M/M/c): the wait
+    tail of a G/G/c queue decays that many times more slowly, ``exp(-(cμ - λ)·t / v)``.
 
     Returns ``upper`` rounded up to a multiple of ``step`` when even that does not suffice, so a
     caller capping at its pool's max gets the cap instead of an endless search.
@@ -99,6 +103,8 @@ def min_servers(
         raise ValueError(f"min_servers: arrival rate must be finite and >= 0, got {arrival_rate}")
     if step < 1:
         raise ValueError(f"min_servers: step must be >= 1, got {step}")
+    if not variability > 0:
+        raise ValueError(f"min_servers: variability must be > 0, got {variability}")
     ceiling = -(-upper // step) * step
     if arrival_rate == 0:
         return min(-(-lower // step) * step, ceiling)
@@ -116,7 +122,7 @@ def min_servers(
             b = ab / (j + ab)
         k = c
         prob_wait = erlang_c_from_b(c, a, b)
-        decay = (c * service_rate - arrival_rate) * max_wait_s
+        decay = (c * service_rate - arrival_rate) * max_wait_s / variability
         if prob_wait <= 0 or math.log(prob_wait) - decay <= log_tail:
             return c
         c += step
