@@ -52,13 +52,21 @@ pools:
     queue: {queue}
     sla: {{max_wait: 3s, target: 0.95}}
     capacity: {{min: 1, max: 8, slots_per_instance: 2, boot_time: 3s}}
-    policy: {{kind: {policy}}}
+    policy: {{kind: {policy}{policy_params}}}
     behavior:
       scale_down: {{stabilization_window: 10s}}
       scale_to_zero_after: 30s
     groups:
       - {{name: local, provider: local, hourly_price: 2.5{command}}}
 """
+
+
+# The demo compresses a GPU fleet's minutes into seconds (boot 3 s, 1 s ticks); the sla
+# policy's estimator windows shrink with it, or one burst would hold the fleet for a minute.
+DEMO_SLA_WINDOWS = (
+    ", level_window: 10, service_window: 10, dispersion_window: 30, trend_window: 120,"
+    " budget_window: 60, burst_window: 10"
+)
 
 
 def worker_command(url: str, key: str) -> list[str]:
@@ -75,7 +83,10 @@ def demo_config(policy: str, redis_url: str | None, key: str) -> Config:
         queue = f'{{kind: redis-list, url: "{redis_url}", key: "{key}"}}'
         argv = ", ".join(f'"{a}"' for a in worker_command(redis_url, key))
         command = f", output: discard, command: [{argv}]"
-    text = DEMO_CONFIG.format(queue=queue, policy=policy, command=command)
+    text = DEMO_CONFIG.format(
+        queue=queue, policy=policy, command=command,
+        policy_params=DEMO_SLA_WINDOWS if policy == "sla" else "",
+    )
     return parse_config(text, name="<embedded demo config>")
 
 
