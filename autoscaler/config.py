@@ -9,6 +9,7 @@ as a typo in ``capacity``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -324,6 +325,16 @@ class GroupConfig(Strict):
         return {**common, **_plugin_block(rest, info, "providers", "provider", "Settings")}
 
 
+def _first_repeat(names: Iterable[str]) -> tuple[int, str] | None:
+    """Index and value of the first name already seen, for an error on that entry's line."""
+    seen: set[str] = set()
+    for index, name in enumerate(names):
+        if name in seen:
+            return index, name
+        seen.add(name)
+    return None
+
+
 class PoolConfig(Strict):
     name: Name
     queue: QueueBlock
@@ -336,14 +347,13 @@ class PoolConfig(Strict):
 
     @model_validator(mode="after")
     def _groups(self) -> PoolConfig:
-        seen: set[str] = set()
-        for index, group in enumerate(self.groups):
-            if group.name in seen:
-                raise field_error(
-                    "pool", ("groups", index, "name"),
-                    f"group name {group.name!r} is used twice in this pool", group.name,
-                )
-            seen.add(group.name)
+        repeat = _first_repeat(g.name for g in self.groups)
+        if repeat is not None:
+            index, name = repeat
+            raise field_error(
+                "pool", ("groups", index, "name"),
+                f"group name {name!r} is used twice in this pool", name,
+            )
         bounded = [g.max for g in self.groups]
         if all(m is not None for m in bounded) and sum(m or 0 for m in bounded) < self.capacity.min:
             raise ValueError(
@@ -371,14 +381,12 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _unique_pools(self) -> Config:
-        seen: set[str] = set()
-        for index, pool in enumerate(self.pools):
-            if pool.name in seen:
-                raise field_error(
-                    "config", ("pools", index, "name"),
-                    f"pool name {pool.name!r} is used twice", pool.name,
-                )
-            seen.add(pool.name)
+        repeat = _first_repeat(p.name for p in self.pools)
+        if repeat is not None:
+            index, name = repeat
+            raise field_error(
+                "config", ("pools", index, "name"), f"pool name {name!r} is used twice", name
+            )
         return self
 
     def pool(self, name: str) -> PoolConfig:

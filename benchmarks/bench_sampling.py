@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import socket
 import statistics
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +18,7 @@ from contextlib import contextmanager
 import redis
 from pydantic import BaseModel
 
+from autoscaler import testing
 from autoscaler.sources.redis_list import RedisListSettings
 from autoscaler.sources.redis_sampler import RedisSampler
 from autoscaler.sources.redis_stream import RedisStreamSettings
@@ -42,41 +39,14 @@ class SystemClock:
         return time.time()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def redis_server() -> Iterator[str]:
-    """A throwaway redis-server on loopback; yields its URL."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed (apt-get install redis-server)")
-    port = _free_port()
-    workdir = tempfile.mkdtemp(prefix="autoscaler-bench-redis-")
-    proc = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-         "--dir", workdir],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    """A throwaway redis-server on loopback; yields the URL of its database 0."""
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"redis-server did not start on 127.0.0.1:{port}") from None
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        shutil.rmtree(workdir, ignore_errors=True)
+        with testing.redis_server() as url:
+            yield f"{url}/0"
+    except testing.ServerStartError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def fill(url: str) -> list[tuple[str, BaseModel]]:

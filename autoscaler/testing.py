@@ -1,0 +1,67 @@
+"""Helpers for tests and benchmarks that need real servers (shipped like ``structlog.testing``).
+
+Nothing in the daemon imports this module.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class ServerStartError(RuntimeError):
+    """A test server that is missing or did not come up."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def redis_server(timeout_s: float = 10.0) -> Iterator[str]:
+    """A private, non-persistent redis-server bound to 127.0.0.1 on a free port.
+
+    Yields its base URL (``redis://127.0.0.1:PORT``, no database). The server and its scratch
+    directory are removed on exit.
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ServerStartError("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="autoscaler-redis-")
+    proc = subprocess.Popen(
+        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", workdir, "--protected-mode", "yes"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise ServerStartError(
+                        f"redis-server did not start on 127.0.0.1:{port}"
+                    ) from None
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
