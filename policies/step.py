@@ -1,31 +1,45 @@
-"""``step``: AWS-style step scaling on the oldest request's wait.
+"""``step``: AWS-style step scaling on the oldest request's wait, with an instance warmup.
 
 Bands ``[lower, upper)`` of the oldest wait map to an adjustment of the current count
-(running + booting)::
+(running + booting). A wait in no band (a gap) changes nothing. Bounds are in units of the
+pool's ``max_wait`` (``unit: max_wait``, the default, so one table fits every pool) or in
+seconds (``unit: seconds``). Bands must not overlap, and adjustments must not decrease as the
+wait grows (gaps count as 0): a longer wait never asks for fewer instances.
 
-    desired = max(0, current + adjustment of the band holding the wait)
+**Estimated instance warmup** (as in EC2 Auto Scaling step scaling). Without it the policy
+adds its adjustment again on every tick while the wait stays in a band, and a wait cannot
+fall before the first new instance has booted: with 5 s ticks and a 180 s boot, one breach
+would add 36 adjustments (the runaway this replaces). So, as AWS does, instances the policy
+added in the last ``warmup`` seconds (default: the pool's boot time) are *in progress*:
+a breach asks for ``max(0, adjustment - in_progress)`` more, never less than the count it
+already has. A repeated breach in the same band adds nothing until the warmup has passed;
+a breach in a higher band adds only the difference (in progress +1, wait now in the +4 band:
++3). Scale-out is remembered in the policy's state as ``(obs.time, added)`` pairs, so the
+warmup is seconds on the observation's clock, not ticks. Scale-in (negative adjustments) is
+not held by the warmup: its pace comes from the guards (each tick asks for one fewer and the
+scale-down stabilization window turns that into one step per window).
 
-A wait in no band (a gap) changes nothing. Bounds are in units of the pool's ``max_wait``
-(``unit: max_wait``, the default, so one table fits every pool) or in seconds
-(``unit: seconds``). Bands must not overlap, and adjustments must not decrease as the wait
-grows (gaps count as 0): a longer wait never asks for fewer instances.
+    desired = current + adjustment                               (adjustment <= 0)
+    desired = current + max(0, adjustment - added_within_warmup) (adjustment > 0)
+
+Monotone by construction: the map from adjustment to desired is non-decreasing, and the
+adjustment is non-decreasing in the wait.
 
 When the source reports no wait, it is estimated by Little's law as depth / completion_rate;
-without that either, the count holds. From zero, any waiting request asks for one instance.
-Scale-in pace comes from the guards: each tick asks for one fewer, and the scale-down
-stabilization window makes that one step per window.
+without that either, the count holds. From zero, any waiting request asks for at least one.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, NamedTuple
 
 from pydantic import Field, model_validator
 
 from autoscaler.core.model import Recommendation
 from autoscaler.core.policy import PolicyContext, PolicyParams
+from autoscaler.durations import Duration
 
 
 class StepBand(PolicyParams):
@@ -57,6 +71,10 @@ class StepParams(PolicyParams):
     unit: Literal["max_wait", "seconds"] = Field(
         default="max_wait", description="unit of the band bounds"
     )
+    warmup: Duration | None = Field(
+        default=None,
+        description="seconds an added instance counts as in progress; default: the boot time",
+    )
 
     @model_validator(mode="after")
     def _bands(self) -> StepParams:
@@ -86,6 +104,12 @@ class StepParams(PolicyParams):
         return self
 
 
+class StepState(NamedTuple):
+    """Scale-outs still warming up: ``(obs.time, instances added)``, oldest first."""
+
+    added: tuple[tuple[float, int], ...] = ()
+
+
 class StepPolicy:
     kind: ClassVar[str] = "step"
     Params: ClassVar[type[PolicyParams]] = StepParams
@@ -94,8 +118,8 @@ class StepPolicy:
         self.params = params
         self.bands = tuple(sorted(params.steps, key=lambda band: band.lower))
 
-    def initial_state(self) -> None:
-        return None
+    def initial_state(self) -> StepState:
+        return StepState()
 
     def _band(self, wait: float, scale: float) -> StepBand | None:
         for band in self.bands:
@@ -104,9 +128,14 @@ class StepPolicy:
                 return band
         return None
 
-    def recommend(self, ctx: PolicyContext, state: None) -> tuple[Recommendation, None]:
+    def recommend(self, ctx: PolicyContext, state: StepState) -> tuple[Recommendation, StepState]:
         obs = ctx.obs
         current = ctx.fleet.current
+        warmup = ctx.pool.boot_time_s if self.params.warmup is None else self.params.warmup
+        # An addition stops counting once ``warmup`` seconds have passed (a warmup of 0 keeps
+        # nothing: every tick adds, the behaviour without warmup).
+        warming = tuple(a for a in state.added if obs.time - a[0] < warmup)
+        in_progress = sum(n for _, n in warming)
         wait = obs.oldest_wait_s
         if wait is None and obs.depth == 0:
             wait = 0.0
@@ -114,13 +143,25 @@ class StepPolicy:
             wait = obs.depth / obs.completion_rate
         if wait is None:
             n = max(current, 1 if obs.depth > 0 else 0)
-            return Recommendation(n, "no wait measured: holding", {}), None
+            return Recommendation(n, "no wait measured: holding", {}), StepState(warming)
         scale = ctx.pool.max_wait_s if self.params.unit == "max_wait" else 1.0
         band = self._band(wait, scale)
         adjustment = 0 if band is None else band.adjustment
-        desired = max(0, current + adjustment)
+        change = adjustment if adjustment <= 0 else max(0, adjustment - in_progress)
+        desired = max(0, current + change)
         if obs.depth > 0:
             desired = max(desired, 1)
-        reason = f"oldest wait {wait:.3g}s: {adjustment:+d}"
-        terms = {"wait": round(wait, 4), "adjustment": adjustment}
-        return Recommendation(desired, reason, terms), None
+        added = min(desired, max(ctx.pool.max_instances, current)) - current
+        if added > 0:
+            warming = (*warming, (obs.time, added))
+        reason = (
+            f"oldest wait {wait:.3g}s: {adjustment:+d}"
+            + (f", {in_progress} warming up" if adjustment > 0 and in_progress else "")
+        )
+        terms = {
+            "wait": round(wait, 4),
+            "adjustment": adjustment,
+            "in_progress": in_progress,
+            "change": desired - current,
+        }
+        return Recommendation(desired, reason, terms), StepState(warming)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Any
 
 import pytest
@@ -134,8 +136,77 @@ def test_target_tracking(params: dict[str, Any], kwargs: dict[str, Any], expecte
 )
 def test_step(params: dict[str, Any], kwargs: dict[str, Any], expected: int) -> None:
     policy = StepPolicy(StepParams.model_validate(params))
-    rec, _ = policy.recommend(ctx(**kwargs), None)
+    rec, _ = policy.recommend(ctx(**kwargs), policy.initial_state())
     assert rec.desired == expected
+
+
+def test_step_warmup_counts_instances_in_progress() -> None:
+    """AWS semantics: a breach adds only what goes beyond the adjustment still warming up."""
+    policy = StepPolicy(StepParams())  # warmup: the pool's 180 s boot
+    state = policy.initial_state()
+    steps = [  # (t, wait, running, booting, expected)
+        (0.0, 15.0, 5, 0, 7),  # +2 band
+        (5.0, 15.0, 5, 2, 7),  # same band, 2 warming: nothing more
+        (100.0, 15.0, 5, 2, 7),
+        (120.0, 25.0, 5, 2, 9),  # +4 band: only 4 - 2 more
+        (180.0, 25.0, 7, 2, 11),  # the first 2 warmed up at 180 s, the next 2 still warm: +2
+    ]
+    for t, wait, running, booting, expected in steps:
+        rec, state = policy.recommend(
+            ctx(wait=wait, depth=2, running=running, booting=booting, t=t), state
+        )
+        assert rec.desired == expected, (t, rec.reason)
+    assert rec.terms["in_progress"] == 2
+
+
+@pytest.mark.parametrize("tick", [1.0, 7.5, 20.0])
+def test_step_warmup_is_seconds_on_the_observed_clock(tick: float) -> None:
+    """However often the loop ticks, a held breach adds again once ``warmup`` seconds passed."""
+    policy = StepPolicy(StepParams(warmup=60.0))
+    state = policy.initial_state()
+    running, added_at = 5, []
+    t = 0.0
+    while t < 130.0:
+        rec, state = policy.recommend(ctx(wait=6.0, depth=2, running=running, t=t), state)
+        if rec.desired > running:
+            added_at.append(t)
+            running = rec.desired
+        t += tick
+    # +1 band; the warmup ends at the first tick at or past 60 s after each scale-out.
+    expected = [0.0]
+    while (nxt := math.ceil((expected[-1] + 60.0) / tick) * tick) < 130.0:
+        expected.append(nxt)
+    assert added_at == pytest.approx(expected)
+
+
+def test_step_without_warmup_adds_on_every_tick() -> None:
+    policy = StepPolicy(StepParams(warmup=0))
+    state = policy.initial_state()
+    running = 5
+    for t in (0.0, 5.0, 10.0):
+        rec, state = policy.recommend(ctx(wait=15.0, depth=2, running=running, t=t), state)
+        assert rec.desired == running + 2
+        running = rec.desired
+
+
+def test_step_warmup_defaults_to_boot_time_and_never_holds_scale_in() -> None:
+    pool = dataclasses.replace(POOL, boot_time_s=30.0)
+    policy = StepPolicy(StepParams())
+    state = policy.initial_state()
+    rec, state = policy.recommend(ctx(wait=6.0, depth=2, running=5, t=0.0, pool=pool), state)
+    assert rec.desired == 6
+    rec, state = policy.recommend(ctx(wait=0.0, depth=1, running=6, t=10.0, pool=pool), state)
+    assert rec.desired == 5  # scale-in acts while the scale-out is still warming up
+    rec, state = policy.recommend(ctx(wait=6.0, depth=2, running=5, t=20.0, pool=pool), state)
+    assert rec.desired == 5  # 20 s < 30 s boot: the +1 is still in progress
+    rec, state = policy.recommend(ctx(wait=6.0, depth=2, running=5, t=30.0, pool=pool), state)
+    assert rec.desired == 6
+
+
+def test_step_warmup_is_a_duration() -> None:
+    assert StepParams.model_validate({"warmup": "3m"}).warmup == 180.0
+    with pytest.raises(ValueError, match="warmup"):
+        StepParams.model_validate({"warmup": -1})
 
 
 @pytest.mark.parametrize(
