@@ -38,6 +38,8 @@ from autoscaler.core.model import GroupState
 from autoscaler.provider import ProviderError
 from autoscaler.sources.memory import MemoryQueue, MemorySettings, get_queue
 
+LAUNCH_RETRY_S = 60.0
+
 log = structlog.get_logger("autoscaler.providers.local")
 
 
@@ -89,7 +91,7 @@ class LocalProvider:
         self._rng = random.Random(f"{pool.name}/{group.name}")
         self._ids = itertools.count(1)
         self._instances: dict[int, _Instance] = {}
-        self._spawn_failed = False
+        self._spawn_failed_at: float | None = None
         self._queue: MemoryQueue | None = None
         if settings.command is None:
             queue_settings = pool.queue.settings
@@ -111,7 +113,7 @@ class LocalProvider:
             desired=len(live),
             booting=booting,
             running=len(self._instances) - booting,
-            available=not self._spawn_failed,
+            available=self._launches_allowed(),
         )
 
     async def set_desired(self, desired: int) -> None:
@@ -147,6 +149,13 @@ class LocalProvider:
 
     # ------------------------------------------------------------------ instances
 
+    def _launches_allowed(self) -> bool:
+        """False for ``LAUNCH_RETRY_S`` after a failed start, then true again so the allocator
+        sends one more launch here: a group that reports unavailable forever would never be
+        tried again, since the allocator gives an unavailable group no new instances."""
+        failed_at = self._spawn_failed_at
+        return failed_at is None or self._clock.monotonic() - failed_at >= LAUNCH_RETRY_S
+
     def _booting(self, inst: _Instance) -> bool:
         return self._clock.monotonic() < inst.ready_at
 
@@ -163,7 +172,7 @@ class LocalProvider:
                 self._in_process(inst), name=f"local:{self.group.name}:{inst.id}"
             )
             self._instances[inst.id] = inst
-            self._spawn_failed = False
+            self._spawn_failed_at = None
             log.info("instance_started", group=self.group.name, instance=inst.id, mode="task")
             return
         command = self.settings.command
@@ -174,11 +183,11 @@ class LocalProvider:
                 *command, stdin=asyncio.subprocess.DEVNULL, stdout=sink, stderr=sink, env=env
             )
         except OSError as exc:
-            self._spawn_failed = True
+            self._spawn_failed_at = self._clock.monotonic()
             raise ProviderError(
                 self.group.name, "set_desired", f"cannot start {command[0]!r}: {exc}"
             ) from exc
-        self._spawn_failed = False
+        self._spawn_failed_at = None
         self._instances[inst.id] = inst
         inst.task = asyncio.create_task(
             self._reap(inst, inst.process), name=f"local:{self.group.name}:{inst.id}"

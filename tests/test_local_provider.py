@@ -20,7 +20,7 @@ from autoscaler.config import PoolConfig, parse_config
 from autoscaler.provider import ProviderError
 from autoscaler.registry import Registry
 from autoscaler.sources.memory import reset_queue
-from providers.local import LocalProvider
+from providers.local import LAUNCH_RETRY_S, LocalProvider
 
 WORKER = r"""
 import os, pathlib, signal, sys, time
@@ -183,10 +183,17 @@ async def test_missing_binary_is_a_provider_error(
     registries: dict[str, Registry[Any]], tmp_path: Path
 ) -> None:
     pool = pool_config(registries, '{name: g, provider: local, command: ["/nonexistent/worker"]}')
-    provider = LocalProvider(pool.groups[0], pool, ManualClock())
+    clock = ManualClock()
+    provider = LocalProvider(pool.groups[0], pool, clock)
     with pytest.raises(ProviderError) as info:
         await provider.set_desired(1)
     assert info.value.group == "g" and info.value.operation == "set_desired"
+    assert not (await provider.describe()).available
+    # After the back-off the group is offered launches again; it fails again, and says so.
+    clock.advance(LAUNCH_RETRY_S)
+    assert (await provider.describe()).available
+    with pytest.raises(ProviderError):
+        await provider.set_desired(1)
     assert not (await provider.describe()).available
 
 
