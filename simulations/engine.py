@@ -20,7 +20,7 @@ from autoscaler.config import PoolConfig
 from autoscaler.core.model import Market, Observation
 from autoscaler.core.pipeline import PoolController
 from simulations import kernel
-from simulations.fleet import SimFleet
+from simulations.fleet import Preemption, SimFleet
 from simulations.kernel import F64
 from simulations.traces import Trace
 
@@ -84,6 +84,9 @@ class Run:
     unserved: int
     launch_failures: int
     timeline: Timeline
+    preemption_log: tuple[Preemption, ...] = ()
+    """Every spot notice in time order; with common random numbers, the notices on an ordinal
+    are the same for every policy that keeps that ordinal occupied."""
 
 
 def lower_bound_cost(trace: Trace, pool: PoolConfig, warmup: float) -> float:
@@ -101,7 +104,7 @@ class _Loop:
         self.pool = pool
         self.trace = trace
         self.controller = controller
-        self.fleet = SimFleet(pool, len(trace), np.random.default_rng(seed))
+        self.fleet = SimFleet(pool, len(trace), seed)
         self.wait: F64 = np.zeros(len(trace))
         self.done: F64 = np.full(len(trace), np.nan)
         self.prev: tuple[float, int, int] | None = None
@@ -127,11 +130,13 @@ class _Loop:
 
     def run_to(self, t: float) -> None:
         """Serve requests up to ``t``, stopping at each spot event on the way."""
-        events = self.fleet.events
+        fleet = self.fleet
+        events = fleet.events
         while events and events[0][0] <= t:
             at, _, kind, uid = heapq.heappop(events)
-            self.advance(at)
-            self.fleet.handle(kind, uid, at, self.done)
+            if fleet.live(kind, uid, at):
+                self.advance(at)
+                fleet.handle(kind, uid, at, self.done)
         self.advance(t)
         self.fleet.reap(t)
 
@@ -273,4 +278,5 @@ def _summarise(loop: _Loop, label: str, end: float, warmup: float) -> Run:
         unserved=int(np.count_nonzero(unserved_mask)),
         launch_failures=sum(g.launch_failures for g in fleet.groups),
         timeline=timeline,
+        preemption_log=tuple(fleet.preempted),
     )

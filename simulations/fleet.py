@@ -6,17 +6,32 @@ when more instances exist at once than fit. What the controller sees of it is a 
 per group, like a real provider's describe call: draining and preempted-but-not-yet-gone
 instances count as neither booting nor running, as with an Auto Scaling group whose
 terminating instances sit in a lifecycle hook.
+
+Spot preemptions use common random numbers, so that comparing policies on one seed measures
+the policies rather than their luck. Each spot group has one Poisson event timeline per
+*ordinal*: ordinal ``k`` is the k-th concurrent preemptible slot of the group, and its
+timeline comes from the seed, the group's name and ``k`` alone, never from the launch history.
+An instance is exposed from its launch until its notice or its termination; while exposed it
+holds one ordinal and an event on that ordinal's timeline preempts it. The exposed instances
+of a group always hold ordinals ``0 .. n-1``: a launch takes ordinal ``n``, and when the
+holder of ``k`` stops being exposed the holder of the last ordinal moves into ``k`` (its next
+notice becomes the first event on ``k`` from then on; a Poisson process is memoryless, so each
+instance is still preempted at the configured rate per instance-hour). Whether an event
+preempts anyone therefore depends only on how many instances are exposed at that instant: two
+policies whose spot fleets have the same size over time see the same preemptions, and a
+policy running more sees the same ones on the ordinals both use, plus its own on the rest.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from autoscaler.config import GroupConfig, PoolConfig
+from autoscaler.config import GroupConfig, PoolConfig, StockoutWindow
 from autoscaler.core.model import FleetState, GroupState
 from simulations import kernel
 from simulations.kernel import F64, I8, I64
@@ -29,6 +44,10 @@ class Instance:
     launched: float
     ready: float
     uid: int = 0
+    ordinal: int = -1
+    """Preemption ordinal held while exposed to preemption (-1: none, or released)."""
+    notice_at: float = math.inf
+    """The pending notice; an older one still in the event heap is stale (ordinal moved)."""
     draining: bool = False
     ends: float = math.inf
     """Known termination time once draining (last in-flight request done) or preempted."""
@@ -43,6 +62,94 @@ class Usage:
     ended: float
 
 
+@dataclass(frozen=True, slots=True)
+class Preemption:
+    """One spot notice: when, in which group, on which ordinal's timeline, to which instance."""
+
+    time: float
+    group: str
+    ordinal: int
+    uid: int
+
+
+PREEMPTION_STREAM = 0x5EED_50D7
+"""Spawn-key tag that keeps preemption timelines apart from every other stream of a seed."""
+
+
+class EventTimeline:
+    """A Poisson process of rate ``rate_per_s`` from t = 0, drawn lazily in fixed-size chunks.
+
+    The sequence depends only on the generator it is given, never on the queries: gaps are
+    always drawn ``CHUNK`` at a time and only the current chunk is kept, so memory stays
+    bounded however long the run. Queries must not go back in time (the simulated clock
+    doesn't), which is what lets the consumed chunks be dropped.
+    """
+
+    CHUNK = 32
+
+    def __init__(self, rate_per_s: float, rng: np.random.Generator) -> None:
+        if rate_per_s <= 0:
+            raise ValueError(f"EventTimeline: rate must be positive, got {rate_per_s}")
+        self._mean = 1.0 / rate_per_s
+        self._rng = rng
+        self._times: list[float] = []  # the current chunk; a plain list: read one at a time
+        self._next = 0  # index in ``_times`` of the first event not yet passed
+        self._origin = 0.0
+        self._asked = -math.inf
+
+    def first_after(self, t: float) -> float:
+        """The first event strictly after ``t``."""
+        if t < self._asked:
+            raise ValueError(f"EventTimeline: query at {t} after one at {self._asked}")
+        self._asked = t
+        times, i = self._times, self._next
+        while True:
+            while i < len(times) and times[i] <= t:
+                i += 1
+            if i < len(times):
+                self._next = i
+                return times[i]
+            gaps = self._rng.exponential(self._mean, self.CHUNK)
+            times = (self._origin + np.cumsum(gaps)).tolist()
+            self._times, self._origin, i = times, times[-1], 0
+
+
+class Ordinals:
+    """A spot group's preemption timelines, one per ordinal, and who holds which ordinal.
+
+    Holders are kept dense (``0 .. n-1``, see the module docstring); timelines are created on
+    first use and never dropped, so their number is the group's peak of exposed instances.
+    """
+
+    def __init__(self, rate_per_hour: float, seed: int, group: str) -> None:
+        self._rate = rate_per_hour / 3600.0
+        self._seed = seed
+        self._group_key = zlib.crc32(group.encode())
+        self._timelines: list[EventTimeline] = []
+        self._holders: list[int] = []  # instance uid per ordinal
+
+    def take(self, uid: int) -> int:
+        """Expose one more instance: it gets the next ordinal."""
+        k = len(self._holders)
+        self._holders.append(uid)
+        if k == len(self._timelines):
+            key = (PREEMPTION_STREAM, self._group_key, k)
+            seq = np.random.SeedSequence(self._seed, spawn_key=key)
+            self._timelines.append(EventTimeline(self._rate, np.random.default_rng(seq)))
+        return k
+
+    def release(self, k: int) -> int | None:
+        """The holder of ``k`` is no longer exposed; returns the uid moved into ``k``, if any."""
+        moved = self._holders.pop()
+        if k == len(self._holders):
+            return None
+        self._holders[k] = moved
+        return moved
+
+    def next_event(self, k: int, t: float) -> float:
+        return self._timelines[k].first_after(t)
+
+
 @dataclass(slots=True)
 class GroupRuntime:
     config: GroupConfig
@@ -50,20 +157,44 @@ class GroupRuntime:
     launch_failures: int = 0
     preemptions: int = 0
     members: set[int] = field(default_factory=set)
+    ordinals: Ordinals | None = None
+    """Preemption timelines; None when the group is never preempted."""
+    stocked_out: StockoutWindow | None = None
+    """The stockout window a launch has failed in, once one has: what the provider knows."""
+
+    def stockout(self, t: float) -> StockoutWindow | None:
+        """The configured window ``t`` falls in, if any: launches fail inside it."""
+        for window in self.config.simulation.stockouts:
+            if window.start <= t < window.end:
+                return window
+        return None
 
     def available(self, t: float) -> bool:
-        return not any(w.start <= t < w.end for w in self.config.simulation.stockouts)
+        """What the provider reports, like a real one: a stockout shows only once a launch has
+        failed in it (so the fleet finds out by trying, and the failure is counted), and lasts
+        until the window ends (the cloud keeps retrying in the background and gets capacity
+        back then)."""
+        if self.stocked_out is not None:
+            if t < self.stocked_out.end:
+                return False
+            self.stocked_out = None
+        return True
 
 
 class SimFleet:
     """Instances of one pool's groups plus the kernel state they share with the queue."""
 
-    def __init__(self, pool: PoolConfig, n_requests: int, rng: np.random.Generator) -> None:
+    def __init__(self, pool: PoolConfig, n_requests: int, seed: int) -> None:
         self.slots = pool.capacity.slots_per_instance
         self.boot_time = pool.capacity.boot_time
         self.boot_spread = pool.capacity.boot_time_spread
-        self.rng = rng
+        self.rng = np.random.default_rng(seed)  # boot spread only
         self.groups = [GroupRuntime(g) for g in pool.groups]
+        for runtime in self.groups:
+            rate = runtime.config.simulation.preemptions_per_hour
+            if rate > 0:
+                runtime.ordinals = Ordinals(rate, seed, runtime.config.name)
+        self.preempted: list[Preemption] = []
         self.instances: dict[int, Instance] = {}
         self.by_uid: dict[int, Instance] = {}
         self.free: list[int] = []
@@ -118,8 +249,10 @@ class SimFleet:
     def launch(self, group: int, t: float, warm: bool = False) -> bool:
         """Start one instance; fails (False) while the group is stocked out."""
         runtime = self.groups[group]
-        if not warm and not runtime.available(t):
+        window = None if warm else runtime.stockout(t)
+        if window is not None:
             runtime.launch_failures += 1
+            runtime.stocked_out = window
             return False
         if not self.free:
             self._grow()
@@ -137,12 +270,32 @@ class SimFleet:
         self.ready[index] = inst.ready
         self.slot_until[index * s : (index + 1) * s] = 0.0
         self.slot_req[index * s : (index + 1) * s] = -1
-        rate = runtime.config.simulation.preemptions_per_hour
-        if rate > 0:
-            notice_at = t + float(self.rng.exponential(3600.0 / rate))
-            self._schedule(notice_at, "notice", inst.uid)
+        if runtime.ordinals is not None:
+            self._expose(inst, runtime.ordinals.take(inst.uid), t)
         self.dirty = True
         return True
+
+    def _expose(self, inst: Instance, ordinal: int, t: float) -> None:
+        """``inst`` holds ``ordinal`` from ``t``: its notice is that timeline's next event."""
+        ordinals = self.groups[inst.group].ordinals
+        assert ordinals is not None
+        inst.ordinal = ordinal
+        inst.notice_at = ordinals.next_event(ordinal, t)
+        self._schedule(inst.notice_at, "notice", inst.uid)
+
+    def _release_ordinal(self, inst: Instance, t: float) -> None:
+        """``inst`` stops being exposed at ``t``; the last ordinal's holder moves into its."""
+        ordinals = self.groups[inst.group].ordinals
+        if inst.ordinal < 0 or ordinals is None:
+            return
+        k, inst.ordinal, inst.notice_at = inst.ordinal, -1, math.inf
+        moved = ordinals.release(k)
+        if moved is None:
+            return
+        if math.isfinite(t):
+            self._expose(self.by_uid[moved], k, t)
+        else:  # the run is over (``close``): keep the books straight, no more notices
+            self.by_uid[moved].ordinal = k
 
     def _schedule(self, at: float, kind: str, uid: int) -> None:
         self._seq += 1
@@ -166,15 +319,41 @@ class SimFleet:
             s = self.slots
             until = self.slot_until[index * s : (index + 1) * s]
             inst.ends = max(t, float(until.max()))
+        if inst.ordinal >= 0:  # exposed until it is gone: stop exactly then
+            if inst.ends > t:
+                self._schedule(inst.ends, "release", inst.uid)
+            else:
+                self._release_ordinal(inst, t)
+
+    def live(self, kind: str, uid: int, t: float) -> bool:
+        """Whether a spot event still has an effect: not if its instance is already gone, if a
+        notice finds it ending at this very instant or is stale (its ordinal moved), or if a
+        release finds it no longer exposed. The loop skips dead events without stopping the
+        kernel at them."""
+        inst = self.by_uid.get(uid)
+        if inst is None or inst.ends < t:
+            return False
+        if kind == "notice":
+            return inst.ends != t and inst.notice_at == t
+        if kind == "release":
+            return inst.ordinal >= 0
+        return True
 
     def handle(self, kind: str, uid: int, t: float, done: F64) -> None:
         """A spot event: ``notice`` drains the instance now and schedules the ``kill``, which
-        re-queues whatever is still in flight when the notice runs out."""
-        inst = self.by_uid.get(uid)
-        if inst is None or inst.ends < t or (kind == "notice" and inst.ends == t):
+        re-queues whatever is still in flight when the notice runs out; ``release`` ends a
+        draining instance's exposure to preemption when its last request is done."""
+        if not self.live(kind, uid, t):
+            return
+        inst = self.by_uid[uid]
+        if kind == "release":
+            self._release_ordinal(inst, t)
             return
         if kind == "notice":
-            self.groups[inst.group].preemptions += 1
+            runtime = self.groups[inst.group]
+            runtime.preemptions += 1
+            self.preempted.append(Preemption(t, runtime.config.name, inst.ordinal, uid))
+            self._release_ordinal(inst, t)
             self.drain(inst.index, t)
             kill_at = t + self.groups[inst.group].config.simulation.preemption_notice
             if inst.ends > kill_at:
@@ -191,7 +370,9 @@ class SimFleet:
     def reap(self, t: float) -> None:
         """Bill and forget every instance whose end time has come."""
         for index in [i for i, inst in self.instances.items() if inst.ends <= t]:
-            inst = self.instances.pop(index)
+            inst = self.instances[index]
+            self._release_ordinal(inst, t)  # normally done already, at its exact end
+            del self.instances[index]
             self.by_uid.pop(inst.uid, None)
             self.groups[inst.group].members.discard(index)
             self.usage.append(Usage(inst.group, inst.launched, inst.ends))
