@@ -1,8 +1,12 @@
 """Decision-core time per pool per tick: policy + guards + allocator via ``PoolController``.
 
 1000 pools (two groups each: spot then on-demand), each ticked with its own slowly varying
-observation, for the ``threshold`` and ``sla`` policies. Prints the median over ticks of the
-per-pool time (wall time of one tick over all pools / number of pools), plus p90.
+observation (2 to ~70 erlangs of offered load, 2 s requests, a queue that comes and goes), for
+the ``threshold`` and ``sla`` policies, side by side in one run. Prints the median over ticks
+of the per-pool time (wall time of one tick over all pools / number of pools), plus p90.
+
+Target: ``sla`` <= 20 us per pool per tick, so a 5 s tick decides 1000 pools in ~20 ms. Only
+``decide`` is timed: observations and fleet states are built beforehand, as the shell would.
 """
 
 from __future__ import annotations

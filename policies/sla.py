@@ -84,9 +84,12 @@ from typing import ClassVar, NamedTuple
 
 from pydantic import Field
 
-from autoscaler.core.erlang import min_servers
-from autoscaler.core.model import Observation, Recommendation, Term
+from autoscaler.core.erlang import min_servers, min_servers_bounds
+from autoscaler.core.model import FleetState, Observation, Recommendation, Term
 from autoscaler.core.policy import PolicyContext, PolicyParams, PoolSettings
+from policies.sla_estimators import Estimators, SlaState
+
+__all__ = ["SlaParams", "SlaPolicy", "SlaState"]
 
 
 class SlaParams(PolicyParams):
@@ -160,217 +163,277 @@ class SlaParams(PolicyParams):
     )
 
 
-class SlaState(NamedTuple):
-    """Explicit memory: estimator levels and the burst latch, all keyed to ``obs.time``.
+class _PoolConstants(NamedTuple):
+    """What ``recommend`` derives from the pool's settings, computed once per settings object.
 
-    A named tuple: immutable, and about three times cheaper to build than a frozen dataclass,
-    which matters at one per pool per tick.
+    Each value is the expression the sizing used to evaluate inline (same operands, same
+    order), so caching it changes no decision.
     """
 
-    time: float | None = None
-    rate: float | None = None
-    load: float | None = None
-    load_slope: float = 0.0
-    completions: float = 0.0
-    busy: float = 0.0
-    burst_until: float = -math.inf
-    burst_floor: int = 0
-    rate_mean: float = 0.0
-    rate_sq: float = 0.0
-    late: float = 0.0
-    offered: float = 0.0
-    seen: float = 0.0
-
-
-class _Weights(NamedTuple):
-    level: float
-    service: float
-    trend: float
-    dispersion: float
-    budget: float
+    settings: PoolSettings
+    slots: int
+    max_instances: int
+    upper: int  # most slots the search may return
+    max_wait: float
+    miss_budget: float  # 1 - target
+    tail: float  # (1 - target) * budget_share: the miss probability sized for at k = 1
+    boot: float
+    ahead: float  # boot + interval: how far the load trend is extrapolated
+    backlog_floor: float  # shortest backlog horizon: max(backlog_floor * max_wait, interval)
+    goal: str
 
 
 class SlaPolicy:
+    """Erlang C sizing with estimators, look-ahead, burst mode and error-budget spending.
+
+    It runs for every pool on every tick, so parameters are copied to plain attributes, the
+    per-pool constants are cached, searches whose answer cannot change the decision are
+    skipped (``_size_bound``), and ``x if x > y else y`` stands for ``max(y, x)`` (same
+    result, NaN included; a call to the builtin costs several times more). None of this
+    changes any decision.
+    """
+
     kind: ClassVar[str] = "sla"
     Params: ClassVar[type[PolicyParams]] = SlaParams
 
     def __init__(self, params: SlaParams) -> None:
         self.params = params
-        self._service_variability = (1.0 + params.service_cv**2) / 2
-        self._weights: dict[float, _Weights] = {}
+        self._variability = (1.0 + params.service_cv**2) / 2
+        self._estimators = Estimators(
+            windows=(
+                params.level_window,
+                params.service_window,
+                params.trend_window,
+                params.dispersion_window,
+                params.budget_window,
+            ),
+            service_time=params.service_time,
+            max_dispersion=params.max_dispersion,
+            budget_boost=params.budget_boost,
+        )
+        self._budget_share = params.budget_share
+        self._burst_ratio = params.burst_ratio
+        self._burst_window = params.burst_window
+        self._out_tolerance = params.out_tolerance
+        self._scale_in_margin = params.scale_in_margin
+        self._pool: _PoolConstants | None = None
 
     def initial_state(self) -> SlaState:
         return SlaState()
 
-    def _weights_for(self, dt: float) -> _Weights:
-        """``1 - exp(-dt/window)`` per window; ticks are regular, so this is a one-entry
-        lookup almost every time (bounded: irregular gaps just recompute)."""
-        weights = self._weights.get(dt)
-        if weights is None:
-            p = self.params
-            weights = _Weights(
-                *(-math.expm1(-dt / w) for w in (
-                    p.level_window, p.service_window, p.trend_window, p.dispersion_window,
-                    p.budget_window,
-                ))
-            )
-            if len(self._weights) < 64:
-                self._weights[dt] = weights
-        return weights
-
-    def _update(self, obs: Observation, state: SlaState, max_wait: float) -> SlaState:
-        """Advance the estimators to ``obs.time``; a repeated or earlier time updates nothing."""
-        first = state.time is None
-        dt = 0.0 if first else obs.time - state.time  # type: ignore[operator]
-        if not first and dt <= 0:
-            return state
-        w = None if first else self._weights_for(dt)
-        completions, busy = state.completions, state.busy
-        if obs.completion_rate is not None and obs.in_flight is not None:
-            ws = 1.0 if w is None else w.service
-            completions += ws * (max(0.0, obs.completion_rate) - completions)
-            busy += ws * (max(0, obs.in_flight) - busy)
-        mu = self._service_rate(completions, busy)
-        rate, load, slope = state.rate, state.load, state.load_slope
-        rate_mean, rate_sq = state.rate_mean, state.rate_sq
-        late, offered, seen = state.late, state.offered, state.seen
-        if obs.arrival_rate is not None:
-            r = max(0.0, obs.arrival_rate)
-            if w is not None:
-                # Arrival-weighted share of ticks whose queue head is past max_wait: an upper
-                # bound on the share of requests missing the SLA, from what a queue reports.
-                head = obs.oldest_wait_s
-                missing = r if head is not None and head > max_wait else 0.0
-                late += w.budget * (missing - late)
-                offered += w.budget * (r - offered)
-                seen += w.budget * (1.0 - seen)
-            if rate is None or w is None:
-                rate = r
-            else:
-                # Burstiness: deviations from the level the tick was forecast at; the level
-                # follows slow drifts, so only short-term peakedness remains.
-                deviation = r - rate
-                rate_mean += w.dispersion * (r - rate_mean)
-                rate_sq += w.dispersion * (deviation * deviation - rate_sq)
-                rate += w.level * deviation
-            if mu is not None:
-                new_load = rate / mu
-                if load is not None and w is not None:
-                    slope += w.trend * ((new_load - load) / dt - slope)
-                load = new_load
-        return SlaState(
-            obs.time, rate, load, slope, completions, busy,
-            state.burst_until, state.burst_floor, rate_mean, rate_sq, late, offered,
-            seen,
+    def _constants(self, pool: PoolSettings) -> _PoolConstants:
+        """A one-entry cache keyed on the settings object itself: the controller passes the
+        same one every tick, and another one just recomputes."""
+        cached = self._pool
+        if cached is not None and cached.settings is pool:
+            return cached
+        s = pool.slots_per_instance
+        cached = self._pool = _PoolConstants(
+            settings=pool,
+            slots=s,
+            max_instances=pool.max_instances,
+            upper=max(pool.max_instances, 1) * s,
+            max_wait=pool.max_wait_s,
+            miss_budget=1.0 - pool.target,
+            tail=(1.0 - pool.target) * self._budget_share,
+            boot=pool.boot_time_s,
+            ahead=pool.boot_time_s + pool.interval_s,
+            backlog_floor=max(self.params.backlog_floor * pool.max_wait_s, pool.interval_s),
+            goal=f"P(wait>{pool.max_wait_s:g}s) <= {1 - pool.target:.3g}",
         )
+        return cached
 
-    def _service_rate(self, completions: float, busy: float) -> float | None:
-        if busy > 1e-9 and completions > 1e-9:
-            return completions / busy
-        if self.params.service_time is not None:
-            return 1.0 / self.params.service_time
-        return None
-
-    def _dispersion(self, state: SlaState, interval: float) -> float:
-        """Index of dispersion of arrival counts per tick (1 for Poisson), at least 1."""
-        if state.rate_mean <= 1e-9 or interval <= 0:
-            return 1.0
-        return min(max(1.0, state.rate_sq * interval / state.rate_mean), self.params.max_dispersion)
-
-    def _size(
-        self,
-        ctx: PolicyContext,
-        rate: float,
-        planned: float,
-        mu: float,
-        peakedness: float,
-        budget: float = 1.0,
-    ) -> tuple[int, int, float]:
-        """Instances for arrival rate ``rate``: (instances, erlang slots, backlog slots).
+    @staticmethod
+    def _backlog(
+        k: _PoolConstants, obs: Observation, fleet: FleetState, planned: float, mu: float
+    ) -> float | None:
+        """Slots beyond the arrivals that clear the backlog left when new capacity lands
+        (``Q_b / (mu*H)``), or ``None`` without one.
 
         The backlog is projected over the boot with the ``planned`` rate even when sizing for
         a burst: a few seconds' spike extrapolated over minutes of boot would order a fleet
         for traffic that is long gone when it lands.
         """
-        obs, pool, fleet = ctx.obs, ctx.pool, ctx.fleet
-        s = pool.slots_per_instance
-        upper = max(pool.max_instances, 1) * s
-        tail = min(0.5, (1.0 - pool.target) * self.params.budget_share * budget)
-        c_poisson = min_servers(
-            rate, mu, pool.max_wait_s, tail, upper=upper, variability=self._service_variability
-        )
-        a = rate / mu
-        c_erlang = min(upper, math.ceil(a + max(0.0, c_poisson - a) * peakedness - 1e-9))
-        c_backlog = 0.0
-        if obs.depth > 0:
-            boot = pool.boot_time_s
-            landing = (planned - fleet.running * s * mu) * boot - fleet.booting * s * mu * boot / 2
-            backlog = obs.depth + landing
-            if backlog > 0:
-                floor = max(self.params.backlog_floor * pool.max_wait_s, pool.interval_s)
-                if obs.oldest_wait_s is None:  # unknown head wait: assume the tightest horizon
-                    horizon = floor
-                else:
-                    horizon = max(pool.max_wait_s - obs.oldest_wait_s - boot, floor)
-                c_backlog = rate / mu + backlog / (mu * horizon)
-        slots = max(float(c_erlang), c_backlog)
-        return min(math.ceil(slots / s - 1e-9), pool.max_instances), c_erlang, c_backlog
+        if obs.depth <= 0:
+            return None
+        s, boot = k.slots, k.boot
+        landing = (planned - fleet.running * s * mu) * boot - fleet.booting * s * mu * boot / 2
+        backlog = obs.depth + landing
+        if backlog <= 0:
+            return None
+        if obs.oldest_wait_s is None:  # unknown head wait: assume the tightest horizon
+            horizon = k.backlog_floor
+        else:
+            horizon = max(k.max_wait - obs.oldest_wait_s - boot, k.backlog_floor)
+        return backlog / (mu * horizon)
 
     @staticmethod
-    def _goal(pool: PoolSettings) -> str:
-        return f"P(wait>{pool.max_wait_s:g}s) <= {1 - pool.target:.3g}"
+    def _instances(
+        k: _PoolConstants,
+        rate: float,
+        mu: float,
+        peakedness: float,
+        c_poisson: int,
+        backlog: float | None,
+    ) -> tuple[int, int, float]:
+        """(instances, erlang slots, backlog slots) for ``c_poisson`` M/M/c slots.
 
-    def _budget(self, state: SlaState, miss_budget: float) -> float:
-        """How many times the miss budget to size for.
+        Never decreases as ``c_poisson`` grows, which ``_size_bound`` relies on."""
+        upper, a = k.upper, rate / mu
+        extra = c_poisson - a
+        c_erlang = math.ceil(a + (extra if extra > 0.0 else 0.0) * peakedness - 1e-9)
+        c_erlang = c_erlang if c_erlang < upper else upper
+        c_backlog = 0.0 if backlog is None else a + backlog
+        slots = c_backlog if c_backlog > c_erlang else float(c_erlang)
+        n, most = math.ceil(slots / k.slots - 1e-9), k.max_instances
+        return (most if most < n else n), c_erlang, c_backlog
 
-        Up to ``budget_boost`` once a budget window has passed without misses; the boost
-        grows with the share of the window actually observed (``seen``: none is saved before
-        anything was watched) and falls linearly to 1 as the observed miss share reaches the
-        budget."""
-        boost = self.params.budget_boost
-        if boost <= 1.0 or state.offered <= 1e-12:
-            return 1.0
-        used = state.late / (state.offered * miss_budget)
-        return 1.0 + (boost - 1.0) * state.seen * max(0.0, 1.0 - used)
+    def _size(
+        self,
+        k: _PoolConstants,
+        rate: float,
+        mu: float,
+        peakedness: float,
+        budget: float,
+        backlog: float | None,
+    ) -> tuple[int, int, float]:
+        """Instances for arrival rate ``rate``: (instances, erlang slots, backlog slots)."""
+        tail = k.tail * budget
+        tail = tail if tail < 0.5 else 0.5  # min(0.5, tail)
+        c_poisson = min_servers(
+            rate, mu, k.max_wait, tail, upper=k.upper, variability=self._variability
+        )
+        return self._instances(k, rate, mu, peakedness, c_poisson, backlog)
+
+    def _size_bound(
+        self,
+        k: _PoolConstants,
+        rate: float,
+        mu: float,
+        peakedness: float,
+        budget: float,
+        backlog: float | None,
+        *,
+        upper: bool,
+    ) -> int:
+        """A lower or upper bound on ``_size(...)[0]`` in O(1), from bounds on the search.
+
+        For sizes that are only compared with the current count: when the comparison holds
+        at the bound, the search is skipped without changing any decision."""
+        tail = k.tail * budget
+        tail = tail if tail < 0.5 else 0.5  # min(0.5, tail)
+        lo, hi = min_servers_bounds(
+            rate, mu, k.max_wait, tail, upper=k.upper, variability=self._variability
+        )
+        return self._instances(k, rate, mu, peakedness, hi if upper else lo, backlog)[0]
+
+    def _starts_burst(self, n_raw: int, current: int) -> bool:
+        """Whether sizing on the raw rate asks for ``burst_ratio`` x the current count."""
+        return n_raw > current and n_raw >= self._burst_ratio * (current if current > 1 else 1)
+
+    def _raw_size(
+        self,
+        k: _PoolConstants,
+        in_burst: bool,
+        raw: float,
+        mu: float,
+        peakedness: float,
+        budget: float,
+        backlog: float | None,
+        current: int,
+    ) -> int:
+        """The size on the raw rate, or 0 when it cannot matter: outside a burst, when even
+        its upper bound cannot start one."""
+        if not in_burst and not self._starts_burst(
+            self._size_bound(k, raw, mu, peakedness, budget, backlog, upper=True), current
+        ):
+            return 0
+        return self._size(k, raw, mu, peakedness, budget, backlog)[0]
+
+    def _tolerated(
+        self,
+        k: _PoolConstants,
+        planned: float,
+        mu: float,
+        peakedness: float,
+        budget: float,
+        backlog: float | None,
+        current: int,
+    ) -> bool:
+        """Whether the current count meets ``budget`` x the miss budget (``out_tolerance``)."""
+        bound = self._size_bound
+        if bound(k, planned, mu, peakedness, budget, backlog, upper=True) <= current:
+            return True
+        if bound(k, planned, mu, peakedness, budget, backlog, upper=False) > current:
+            return False
+        return self._size(k, planned, mu, peakedness, budget, backlog)[0] <= current
+
+    def _scale_in_size(
+        self,
+        k: _PoolConstants,
+        obs: Observation,
+        fleet: FleetState,
+        inflated: float,
+        mu: float,
+        peakedness: float,
+        budget: float,
+        current: int,
+    ) -> int:
+        """The size at the inflated load, or ``current`` when it surely is no smaller (the
+        caller takes the lesser of the two)."""
+        backlog = self._backlog(k, obs, fleet, inflated, mu)
+        if self._size_bound(k, inflated, mu, peakedness, budget, backlog, upper=False) >= current:
+            return current
+        return self._size(k, inflated, mu, peakedness, budget, backlog)[0]
 
     def recommend(self, ctx: PolicyContext, state: SlaState) -> tuple[Recommendation, SlaState]:
-        obs, pool = ctx.obs, ctx.pool
-        state = self._update(obs, state, pool.max_wait_s)
-        mu = self._service_rate(state.completions, state.busy)
+        obs, pool, fleet = ctx.obs, ctx.pool, ctx.fleet
+        k = self._constants(pool)
+        estimators = self._estimators
+        state, mu = estimators.update(obs, state, k.max_wait)
         if state.rate is None or state.load is None or obs.arrival_rate is None or mu is None:
-            n = min(math.ceil(obs.demand / pool.slots_per_instance), pool.max_instances)
+            n = min(math.ceil(obs.demand / k.slots), k.max_instances)
             reason = f"no rate or service measurement: {obs.demand} waiting+in-flight"
             return Recommendation(n, reason, {"mode": "fallback", "demand": obs.demand}), state
-        p = self.params
-        ahead = max(0.0, state.load_slope) * (pool.boot_time_s + pool.interval_s)
+        slope = state.load_slope
+        ahead = (slope if slope > 0.0 else 0.0) * k.ahead
         planned = (state.load + ahead) * mu
-        current = ctx.fleet.current
-        dispersion = self._dispersion(state, pool.interval_s)
+        current = fleet.current
+        dispersion = estimators.dispersion(state, pool.interval_s)
         peakedness = math.sqrt(dispersion)
-        budget = self._budget(state, 1.0 - pool.target)
-        n, c_erlang, c_backlog = self._size(ctx, planned, planned, mu, peakedness, budget)
-        raw = max(planned, obs.arrival_rate)
-        n_raw = self._size(ctx, raw, planned, mu, peakedness, budget)[0] if raw > planned else n
+        budget = estimators.budget(state, k.miss_budget)
+        backlog = self._backlog(k, obs, fleet, planned, mu) if obs.depth > 0 else None
+        n, c_erlang, c_backlog = self._size(k, planned, mu, peakedness, budget, backlog)
+        arrivals = obs.arrival_rate
+        raw = arrivals if arrivals > planned else planned
         burst_until, floor = state.burst_until, state.burst_floor
-        if n_raw > current and n_raw >= p.burst_ratio * max(current, 1):
-            burst_until = obs.time + p.burst_window
+        n_raw = n
+        if raw > planned:
+            n_raw = self._raw_size(
+                k, obs.time < burst_until, raw, mu, peakedness, budget, backlog, current
+            )
+        if self._starts_burst(n_raw, current):
+            burst_until = obs.time + self._burst_window
         in_burst = obs.time < burst_until
         if in_burst:
             n = max(n, n_raw, floor)
             floor = n
-            reason = f"burst: sized on {raw:.3g}/s for {self._goal(pool)}"
+            reason = f"burst: sized on {raw:.3g}/s for {k.goal}"
         else:
             floor = 0
-            if n > current and c_backlog <= 0 and p.out_tolerance > 1:
-                tolerated = self._size(
-                    ctx, planned, planned, mu, peakedness, budget * p.out_tolerance
-                )[0]
-                if tolerated <= current:
+            tolerance, margin = self._out_tolerance, self._scale_in_margin
+            if n > current and c_backlog <= 0 and tolerance > 1:
+                if self._tolerated(
+                    k, planned, mu, peakedness, budget * tolerance, backlog, current
+                ):
                     n = current
-            elif n < current and p.scale_in_margin > 0:
-                inflated = planned * (1 + p.scale_in_margin)
-                n = min(current, self._size(ctx, inflated, inflated, mu, peakedness, budget)[0])
-            reason = f"{planned:.3g}/s at {1 / mu:.3g}s each for {self._goal(pool)}"
+            elif n < current and margin > 0:
+                inflated = planned * (1 + margin)
+                scaled_in = self._scale_in_size(
+                    k, obs, fleet, inflated, mu, peakedness, budget, current
+                )
+                n = min(current, scaled_in)
+            reason = f"{planned:.3g}/s at {1 / mu:.3g}s each for {k.goal}"
         terms: dict[str, Term] = {
             "mode": "burst" if in_burst else "erlang",
             "arrival_rate": planned,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import _free_port
+from autoscaler.testing import free_port
 
 CONFIG = """
 controller: {{interval: 100ms, metrics_address: "127.0.0.1:{port}", drain_timeout: 5s}}
@@ -39,7 +39,7 @@ def metric(port: int, name: str, pool: str) -> float | None:
 
 
 def test_daemon_serves_metrics_and_exits_0_on_sigterm(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     path = tmp_path / "policy.yaml"
     path.write_text(CONFIG.format(port=port))
     proc = subprocess.Popen(

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from tests.conftest import _free_port
+from autoscaler.testing import free_port
 
 INTERVAL = 0.5
 MAX_WAIT = 2.0
@@ -120,7 +120,7 @@ def worker_command(url: str) -> list[str]:
 
 
 async def test_scale_out_drain_and_scale_in_lose_nothing(redis_url: str, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "policy.yaml"
     config.write_text(CONFIG.format(
         interval=INTERVAL, port=port, url=redis_url, key=KEY, max_wait=MAX_WAIT,

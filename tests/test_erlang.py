@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoscaler.core.erlang import erlang_b, erlang_c, min_servers, wait_tail
+from autoscaler.core.erlang import (
+    erlang_b,
+    erlang_c,
+    min_servers,
+    min_servers_bounds,
+    wait_tail,
+)
 
 
 def closed_form_c(c: int, a: float) -> float:
@@ -105,3 +111,107 @@ def test_min_servers_square_root_staffing_scale() -> None:
 def test_bad_input_names_the_argument(args: tuple[int, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         erlang_b(*args)
+
+
+# --------------------------------------------------------------------------- variability
+
+
+loads = st.floats(0.01, 500.0)
+service_times = st.floats(0.05, 30.0)
+max_waits = st.floats(0.5, 120.0)
+tails = st.sampled_from([0.1, 0.05, 0.01, 0.001])
+
+
+@settings(max_examples=200)
+@given(lam=loads, service_s=service_times, max_wait=max_waits, tail=tails, step=st.integers(1, 8))
+def test_variability_one_is_the_plain_mmc_answer(
+    lam: float, service_s: float, max_wait: float, tail: float, step: int
+) -> None:
+    mu = 1.0 / service_s
+    plain = min_servers(lam, mu, max_wait, tail, step=step)
+    assert min_servers(lam, mu, max_wait, tail, step=step, variability=1.0) == plain
+
+
+@settings(max_examples=200)
+@given(
+    lam=loads,
+    service_s=service_times,
+    max_wait=max_waits,
+    tail=tails,
+    v=st.floats(0.05, 20.0),
+    more=st.floats(1.0, 10.0),
+)
+def test_more_variable_service_never_needs_fewer_servers(
+    lam: float, service_s: float, max_wait: float, tail: float, v: float, more: float
+) -> None:
+    mu = 1.0 / service_s
+    assert min_servers(lam, mu, max_wait, tail, variability=v * more) >= min_servers(
+        lam, mu, max_wait, tail, variability=v
+    )
+
+
+def test_variability_stretches_the_wait_tail() -> None:
+    # The tail decays v times more slowly: sizing with v is sizing for max_wait / v.
+    lam, mu = 40.0, 0.5
+    assert min_servers(lam, mu, 10.0, 0.01, variability=4.0) == min_servers(lam, mu, 2.5, 0.01)
+    assert min_servers(lam, mu, 10.0, 0.01, variability=4.0) > min_servers(lam, mu, 10.0, 0.01)
+
+
+@pytest.mark.parametrize("v", [0.0, -1.0, math.nan])
+def test_invalid_variability_is_rejected(v: float) -> None:
+    with pytest.raises(ValueError, match=r"min_servers: variability must be > 0"):
+        min_servers(5.0, 1.0, 1.0, 0.01, variability=v)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((5.0, 0.0), "service rate"),
+        ((5.0, math.inf), "service rate"),
+        ((-1.0, 1.0), "arrival rate"),
+        ((math.nan, 1.0), "arrival rate"),
+        ((math.inf, 1.0), "arrival rate"),
+    ],
+)
+def test_min_servers_rejects_unusable_rates(args: tuple[float, float], message: str) -> None:
+    with pytest.raises(ValueError, match=f"min_servers: {message}"):
+        min_servers(*args, 1.0, 0.01)
+    with pytest.raises(ValueError, match=f"min_servers_bounds: {message}"):
+        min_servers_bounds(*args, 1.0, 0.01)
+
+
+# --------------------------------------------------------------------------- bounds
+
+
+@settings(max_examples=300)
+@given(
+    lam=st.one_of(st.just(0.0), loads),
+    service_s=service_times,
+    max_wait=st.floats(0.01, 120.0),
+    tail=st.floats(1e-9, 0.5),
+    step=st.integers(1, 16),
+    lower=st.integers(0, 64),
+    upper=st.integers(1, 5_000),
+    v=st.floats(0.05, 20.0),
+)
+def test_bounds_enclose_the_search(
+    lam: float,
+    service_s: float,
+    max_wait: float,
+    tail: float,
+    step: int,
+    lower: int,
+    upper: int,
+    v: float,
+) -> None:
+    kw = {"step": step, "lower": lower, "upper": upper, "variability": v}
+    mu = 1.0 / service_s
+    lo, hi = min_servers_bounds(lam, mu, max_wait, tail, **kw)  # type: ignore[arg-type]
+    assert lo <= min_servers(lam, mu, max_wait, tail, **kw) <= hi  # type: ignore[arg-type]
+
+
+def test_bounds_are_tight_enough_to_use() -> None:
+    # 40 erlangs, 10 s budget, 2 s service: the search ends within a few slots of the load.
+    lo, hi = min_servers_bounds(20.0, 0.5, 10.0, 0.01)
+    assert (lo, hi) == (41, 42)
+    assert lo <= min_servers(20.0, 0.5, 10.0, 0.01) <= hi

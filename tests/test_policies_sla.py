@@ -1,4 +1,5 @@
-"""The ``sla`` policy: Erlang sizing, estimators, backlog, look-ahead, burst and scale-in."""
+"""The ``sla`` policy: Erlang sizing, estimators, backlog, look-ahead, burst, scale-in, the error
+budget, the load trend, service-time variability and the scale-out tolerance."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autoscaler.core.erlang import min_servers, wait_tail
+from autoscaler.core.policy import PoolSettings
 from policies.sla import SlaParams, SlaPolicy, SlaState
 from tests.test_policies_builtin import POOL, ctx
 
 
 def run(
-    policy: SlaPolicy, ticks: list[dict[str, object]]
+    policy: SlaPolicy, ticks: list[dict[str, object]], state: SlaState | None = None
 ) -> tuple[int, SlaState, dict[str, object]]:
-    state = policy.initial_state()
+    state = policy.initial_state() if state is None else state
     desired, terms = 0, {}
     for kwargs in ticks:
         rec, state = policy.recommend(ctx(**kwargs), state)  # type: ignore[arg-type]
@@ -194,3 +196,171 @@ def test_bursty_arrivals_get_more_headroom_than_poisson_at_the_same_mean() -> No
     peaky, _, peaky_terms = run(SlaPolicy(SlaParams(burst_ratio=100)), bursty)
     assert float(peaky_terms["dispersion"]) > 10 * float(calm_terms["dispersion"])  # type: ignore[arg-type]
     assert peaky > calm
+
+
+# --------------------------------------------------------------------------- error budget
+
+
+def slots_for(rate: float, mu: float, tail: float, pool: PoolSettings = POOL) -> int:
+    """The plain M/M/c answer the policy's ``erlang_slots`` must equal for Poisson arrivals."""
+    return min_servers(rate, mu, pool.max_wait_s, tail, upper=pool.max_instances * 8)
+
+
+def boost(state: SlaState, budget_boost: float = 3.0, miss_budget: float = 0.01) -> float:
+    """k from the module docstring, evaluated on the policy's own state."""
+    used = state.late / (state.offered * miss_budget)
+    return 1.0 + (budget_boost - 1.0) * state.seen * max(0.0, 1.0 - used)
+
+
+# A tight budget for 2 s requests: each factor of the miss budget is worth a slot or two.
+TIGHT = replace(POOL, max_wait_s=1.0)
+
+
+def test_error_budget_starts_at_one() -> None:
+    rec, state = SlaPolicy(SlaParams()).recommend(
+        ctx(arrival=20.0, completion=20.0, in_flight=40, pool=TIGHT), SlaState()
+    )
+    assert state.seen == 0.0
+    assert rec.terms["erlang_slots"] == slots_for(20.0, 0.5, 0.01, TIGHT)
+
+
+def test_error_budget_grows_toward_the_boost_without_late_heads() -> None:
+    ticks = steady(20.0, 2.0, t_end=3 * 900.0, running=12, pool=TIGHT)  # three budget windows
+    _, state, terms = run(SlaPolicy(SlaParams()), ticks)
+    k = boost(state)
+    assert state.late == 0.0
+    assert 2.8 < k < 3.0  # 1 + 2 * (1 - e^-3)
+    assert terms["erlang_slots"] == slots_for(20.0, 0.5, 0.01 * k, TIGHT)
+    _, _, plain = run(SlaPolicy(SlaParams(budget_boost=1.0)), ticks)
+    assert plain["erlang_slots"] == slots_for(20.0, 0.5, 0.01, TIGHT)
+    assert terms["erlang_slots"] < plain["erlang_slots"]
+
+
+def test_error_budget_falls_back_to_one_while_the_head_is_late() -> None:
+    saved = steady(20.0, 2.0, t_end=3 * 900.0, running=12, pool=TIGHT)
+    late = [
+        {**tick, "t": float(tick["t"]) + 3 * 900.0 + 5.0, "depth": 1, "wait": 2.0}  # type: ignore[arg-type]
+        for tick in saved[: len(saved) // 3]
+    ]
+    policy = SlaPolicy(SlaParams())
+    _, state, _ = run(policy, saved)
+    assert boost(state) > 2.8
+    _, state, terms = run(policy, late, state)
+    assert state.late > 0.5 * state.offered  # the head was past max_wait on every tick
+    assert boost(state) == 1.0
+    assert terms["erlang_slots"] == slots_for(20.0, 0.5, 0.01, TIGHT)
+    assert terms["backlog_slots"] == 0.0  # the running fleet clears one request in time
+
+
+# --------------------------------------------------------------------------- load trend
+
+
+def ramp(proportional_service: bool) -> list[dict[str, object]]:
+    """Arrivals from 2/s to 10/s over 20 minutes; 10 requests in flight throughout.
+
+    With ``proportional_service`` the completion rate keeps pace, so requests get shorter
+    as traffic grows and the offered load stays at 10 erlangs; otherwise each request
+    keeps taking 2 s and the load grows with the rate.
+    """
+    ticks: list[dict[str, object]] = []
+    for i in range(241):
+        rate = 2.0 + 8.0 * i / 240
+        ticks.append(
+            {
+                "t": 5.0 * i,
+                "arrival": rate,
+                "completion": rate if proportional_service else 5.0,
+                "in_flight": 10,
+                "running": 40,
+            }
+        )
+    return ticks
+
+
+def test_rate_rising_with_the_service_rate_is_not_extrapolated() -> None:
+    # Same memory for the level and the service rate: the load is exactly flat.
+    params = SlaParams(level_window=60, service_window=60, trend_window=300)
+    _, state, terms = run(SlaPolicy(params), ramp(proportional_service=True))
+    assert state.load == pytest.approx(10.0)
+    assert state.load_slope == pytest.approx(0.0, abs=1e-9)
+    assert terms["mode"] == "erlang"
+    assert terms["arrival_rate"] == pytest.approx(state.rate)  # no look-ahead
+
+
+def test_rising_load_is_extrapolated_one_boot_ahead() -> None:
+    params = SlaParams(level_window=60, service_window=60, trend_window=300)
+    _, state, terms = run(SlaPolicy(params), ramp(proportional_service=False))
+    assert state.load is not None and state.rate is not None
+    assert state.load_slope > 0
+    ahead = state.load_slope * (POOL.boot_time_s + POOL.interval_s)
+    assert terms["mode"] == "erlang"
+    mu = float(terms["service_rate"])  # type: ignore[arg-type]
+    assert terms["arrival_rate"] == pytest.approx((state.load + ahead) * mu)
+    assert float(terms["arrival_rate"]) > state.rate + 1.0  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- service_cv
+
+
+@settings(max_examples=100, deadline=None)
+@given(rate=st.floats(0.05, 80.0), service_s=st.floats(0.1, 10.0))
+def test_less_variable_service_never_needs_more_slots(rate: float, service_s: float) -> None:
+    busy = max(1, round(rate * service_s))
+    mu = rate / busy
+    slots = []
+    for cv in (0.0, 0.5, 1.0, 2.0, 4.0):
+        rec, _ = SlaPolicy(SlaParams(service_cv=cv)).recommend(
+            ctx(arrival=rate, completion=rate, in_flight=busy, running=50), SlaState()
+        )
+        slots.append(int(rec.terms["erlang_slots"]))  # type: ignore[arg-type]
+        if cv == 1.0:  # exponential service times: the plain M/M/c answer
+            assert slots[-1] == slots_for(rate, mu, 0.01)
+    assert slots == sorted(slots)
+
+
+def test_service_cv_matters_where_the_budget_is_tight() -> None:
+    sizes = {
+        cv: SlaPolicy(SlaParams(service_cv=cv))
+        .recommend(ctx(arrival=20.0, completion=20.0, in_flight=40, pool=TIGHT), SlaState())[0]
+        .terms["erlang_slots"]
+        for cv in (0.0, 1.0, 3.0)
+    }
+    assert sizes[0.0] < sizes[1.0] < sizes[3.0]  # type: ignore[operator]
+
+
+# --------------------------------------------------------------------------- out_tolerance
+
+
+def miss_probability(instances: int, rate: float) -> float:
+    return wait_tail(instances * 8, rate, 0.5, TIGHT.max_wait_s)
+
+
+def rate_missing(instances: int, low: float, high: float) -> float:
+    """A rate at which ``instances`` miss with probability in (low, high] (2 s requests)."""
+    rate = 0.1
+    while not low < miss_probability(instances, rate) <= high:
+        rate += 0.01
+        assert rate < instances * 4, "no rate in the band"
+    return rate
+
+
+def decide(out_tolerance: float, rate: float, running: int) -> int:
+    busy = max(1, round(rate * 2.0))
+    rec, _ = SlaPolicy(SlaParams(out_tolerance=out_tolerance)).recommend(
+        ctx(arrival=rate, completion=busy / 2.0, in_flight=busy, running=running, pool=TIGHT),
+        SlaState(),
+    )
+    assert rec.terms["mode"] == "erlang"
+    return rec.desired
+
+
+def test_out_tolerance_holds_a_fleet_missing_less_than_twice_the_budget() -> None:
+    rate = rate_missing(5, 0.01, 0.02)
+    assert decide(1.0, rate, running=5) > 5  # the plain policy scales out
+    assert decide(2.0, rate, running=5) == 5  # within 2x the budget: held
+
+
+def test_out_tolerance_scales_out_beyond_twice_the_budget() -> None:
+    rate = rate_missing(5, 0.02, 0.05)
+    assert decide(2.0, rate, running=5) > 5
+    assert decide(2.0, rate, running=5) == decide(1.0, rate, running=5)

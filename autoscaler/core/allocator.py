@@ -22,9 +22,12 @@ class Allocator:
             key=lambda item: (item[1].market != Market.SPOT, item[1].hourly_price, item[0]),
         )
         self.order = tuple(g for _, g in ranked)
+        # Flattened once (the config is frozen): this runs for every pool on every tick.
+        self._names = tuple(g.name for g in self.order)
+        self._limits = tuple((g.name, g.max) for g in self.order)
 
     def allocate(self, desired: int, fleet: FleetState) -> dict[str, int]:
-        targets = dict.fromkeys((g.name for g in self.order), 0)
+        targets = dict.fromkeys(self._names, 0)
         remaining = self._fill(targets, desired, fleet, honour_availability=True)
         if remaining > 0:
             # Every usable group is full: leave the shortfall on the most preferred groups
@@ -35,14 +38,25 @@ class Allocator:
     def _fill(
         self, targets: dict[str, int], amount: int, fleet: FleetState, *, honour_availability: bool
     ) -> int:
-        for group in self.order:
+        # Groups whose launches fail keep what runs: usually there are none, which one pass
+        # over the fleet shows (instead of a lookup per group).
+        held = False
+        if honour_availability:
+            for g in fleet.groups:
+                if not g.available:
+                    held = True
+                    break
+        for name, limit in self._limits:
             if amount <= 0:
                 break
-            cap = group.max if group.max is not None else targets[group.name] + amount
-            state = fleet.group(group.name)
-            if honour_availability and state is not None and not state.available:
-                cap = min(cap, state.running)
-            take = max(0, min(amount, cap - targets[group.name]))
-            targets[group.name] += take
+            cap = limit if limit is not None else targets[name] + amount
+            if held:
+                state = fleet.group(name)
+                if state is not None and not state.available:
+                    cap = min(cap, state.running)
+            room = cap - targets[name]
+            take = room if room < amount else amount  # max(0, min(amount, room))
+            take = take if take > 0 else 0
+            targets[name] += take
             amount -= take
         return amount

@@ -20,6 +20,9 @@ about 1e-9 relative, O(sqrt(a)) work instead of O(a). Below a = 36 it starts at 
 meets the bound is the least one. The recursion is advanced once along the way, never
 restarted, so the search costs the same as one evaluation at the answer, which square-root
 staffing puts at ``a + β·√a`` for a β of about 1-3.
+
+``min_servers_bounds`` brackets that answer in O(1) without the recursion, for callers that
+only compare it with a threshold (the ``sla`` policy's burst and scale-in checks).
 """
 
 from __future__ import annotations
@@ -78,6 +81,18 @@ def wait_tail(c: int, arrival_rate: float, service_rate: float, t: float) -> flo
     return erlang_c(c, a) * math.exp(-(c * service_rate - arrival_rate) * t)
 
 
+def _check(name: str, arrival_rate: float, service_rate: float, step: int, v: float) -> None:
+    """Reject what the search cannot use, naming the function (NaN fails every comparison)."""
+    if not 0 < service_rate < math.inf:
+        raise ValueError(f"{name}: service rate must be finite and > 0, got {service_rate}")
+    if not 0 <= arrival_rate < math.inf:
+        raise ValueError(f"{name}: arrival rate must be finite and >= 0, got {arrival_rate}")
+    if step < 1:
+        raise ValueError(f"{name}: step must be >= 1, got {step}")
+    if not v > 0:
+        raise ValueError(f"{name}: variability must be > 0, got {v}")
+
+
 def min_servers(
     arrival_rate: float,
     service_rate: float,
@@ -97,33 +112,83 @@ def min_servers(
     Returns ``upper`` rounded up to a multiple of ``step`` when even that does not suffice, so a
     caller capping at its pool's max gets the cap instead of an endless search.
     """
-    if service_rate <= 0 or not math.isfinite(service_rate):
-        raise ValueError(f"min_servers: service rate must be finite and > 0, got {service_rate}")
-    if arrival_rate < 0 or not math.isfinite(arrival_rate):
-        raise ValueError(f"min_servers: arrival rate must be finite and >= 0, got {arrival_rate}")
-    if step < 1:
-        raise ValueError(f"min_servers: step must be >= 1, got {step}")
-    if not variability > 0:
-        raise ValueError(f"min_servers: variability must be > 0, got {variability}")
+    _check("min_servers", arrival_rate, service_rate, step, variability)
     ceiling = -(-upper // step) * step
     if arrival_rate == 0:
         return min(-(-lower // step) * step, ceiling)
     a = arrival_rate / service_rate
-    first = max(lower, int(a) + 1)
+    first = int(a) + 1
+    first = first if first > lower else lower
     first = -(-first // step) * step
     if first >= ceiling:
         return ceiling
     log_tail = math.log(tail) if tail > 0 else -math.inf
+    # Written out inline: this runs one to three times per pool per tick, and call overhead
+    # was most of its cost. The arithmetic is term for term that of ``erlang_b``,
+    # ``erlang_c_from_b`` (c >= first > a here) and the exponent of ``wait_tail``.
     k, b = _start(a)
+    for j in range(k + 1, first + 1):
+        ab = a * b
+        b = ab / (j + ab)
     c = first
-    while c < ceiling:
-        for j in range(k + 1, c + 1):
-            ab = a * b
-            b = ab / (j + ab)
-        k = c
-        prob_wait = erlang_c_from_b(c, a, b)
-        decay = (c * service_rate - arrival_rate) * max_wait_s / variability
-        if prob_wait <= 0 or math.log(prob_wait) - decay <= log_tail:
+    log = math.log
+    while True:
+        prob_wait = c * b / (c - a * (1.0 - b))
+        if prob_wait <= 0:
             return c
-        c += step
-    return ceiling
+        decay = (c * service_rate - arrival_rate) * max_wait_s / variability
+        if log(prob_wait) - decay <= log_tail:
+            return c
+        if c + step >= ceiling:
+            return ceiling
+        if step == 1:
+            c += 1
+            ab = a * b
+            b = ab / (c + ab)
+        else:
+            for j in range(c + 1, c + step + 1):
+                ab = a * b
+                b = ab / (j + ab)
+            c += step
+
+
+def min_servers_bounds(
+    arrival_rate: float,
+    service_rate: float,
+    max_wait_s: float,
+    tail: float,
+    *,
+    step: int = 1,
+    lower: int = 0,
+    upper: int = 10**7,
+    variability: float = 1.0,
+) -> tuple[int, int]:
+    """``(lo, hi)`` with ``lo <= min_servers(...) <= hi`` for the same arguments, in O(1).
+
+    For a caller that only compares the answer with a threshold, so it may skip the search.
+    ``lo`` is where the search starts (the least stable count). ``hi``: for ``c > a`` the
+    probability of waiting ``C(c, a)`` is at most 1, so ``P(W > t) <= exp(-(cμ - λ)·t / v)``,
+    which meets ``tail`` once ``c >= (λ + ln(1/tail)·v/t) / μ``; one more step absorbs the
+    search's rounding (its log of a probability may exceed 0 by a few ulps).
+    """
+    _check("min_servers_bounds", arrival_rate, service_rate, step, variability)
+    ceiling = -(-upper // step) * step
+    if arrival_rate == 0:
+        exact = min(-(-lower // step) * step, ceiling)
+        return exact, exact
+    first = max(lower, int(arrival_rate / service_rate) + 1)
+    first = -(-first // step) * step
+    if first >= ceiling:
+        return ceiling, ceiling
+    if not (tail > 0 and max_wait_s > 0):
+        return first, ceiling
+    # At least a + 1 slots (the log is clamped for tails >= 1): at c >= a + 1 the computed
+    # C(c, a) has no cancellation in c - a·(1 - B), so it exceeds 1 by a few ulps at most.
+    nats = math.log(1.0 / tail)
+    nats = nats if nats > 0.0 else 0.0
+    enough = (arrival_rate + nats * variability / max_wait_s) / service_rate
+    if not enough < ceiling:  # also catches an infinite or NaN bound
+        return first, ceiling
+    hi = math.ceil(enough) + step
+    hi = hi if hi > first else first
+    return first, min(-(-hi // step) * step, ceiling)

@@ -69,6 +69,8 @@ def _push_window(
 ) -> tuple[Sample, ...]:
     """Add ``value`` to a sliding-window extremum, keeping only samples that can still win."""
     cutoff = now - window
+    if not samples or (len(samples) == 1 and samples[0][0] <= cutoff):
+        return ((now, value),)  # the common cases: nothing kept (e.g. a zero window)
     kept = [s for s in samples if s[0] > cutoff]
     if keep_max:
         while kept and kept[-1][1] <= value:
@@ -81,8 +83,10 @@ def _push_window(
 
 
 def _sum_within(events: tuple[Sample, ...], now: float, period: float) -> int:
+    if not events:
+        return 0
     cutoff = now - period
-    return sum(v for t, v in events if t > cutoff)
+    return sum([v for t, v in events if t > cutoff])
 
 
 def _prune(events: tuple[Sample, ...], now: float, horizon: float) -> tuple[Sample, ...]:
@@ -96,8 +100,20 @@ def _horizon(behavior: ScalingBehavior) -> float:
     return max((r.period for r in behavior.rules), default=0.0)
 
 
+_Rule = tuple[float, bool, int]
+"""A rate rule flattened for the hot path: ``(period, is_pods, value)``."""
+
+
+def _rules(behavior: ScalingBehavior) -> tuple[_Rule, ...]:
+    return tuple((r.period, r.type == "pods", r.value) for r in behavior.rules)
+
+
 class Guards:
-    """Bounds, HPA-style stabilization and rate rules, scale-to-zero and the stale-data rule."""
+    """Bounds, HPA-style stabilization and rate rules, scale-to-zero and the stale-data rule.
+
+    The (frozen) configuration is flattened into plain attributes once: ``apply`` runs for
+    every pool on every tick, under every policy.
+    """
 
     def __init__(self, capacity: CapacityConfig, behavior: BehaviorConfig) -> None:
         self.capacity = capacity
@@ -105,65 +121,75 @@ class Guards:
         # Both directions' rules read both event lists (the period's start count is
         # current - added + removed), so both are kept for the longest period of either.
         self._horizon = max(_horizon(behavior.scale_up), _horizon(behavior.scale_down))
+        self._up_window = behavior.scale_up.stabilization_window
+        self._down_window = behavior.scale_down.stabilization_window
+        self._up_select = behavior.scale_up.select
+        self._down_select = behavior.scale_down.select
+        self._up_rules = _rules(behavior.scale_up)
+        self._down_rules = _rules(behavior.scale_down)
+        self._zero_after = behavior.scale_to_zero_after
+        self._min = capacity.min
+        self._max = capacity.max
 
     def initial_state(self) -> GuardState:
         return GuardState()
 
+    @staticmethod
+    def _period_start(current: int, state: GuardState, now: float, period: float) -> int:
+        """The count ``period`` seconds ago: current - added + removed within the period."""
+        return (
+            current
+            - _sum_within(state.up_events, now, period)
+            + _sum_within(state.down_events, now, period)
+        )
+
     def up_limit(self, current: int, now: float, state: GuardState) -> int | None:
         """Most instances the scale-up rules allow now; ``None`` when unlimited."""
-        rules = self.behavior.scale_up
-        if rules.select == "disabled":
+        if self._up_select == "disabled":
             return current
-        if not rules.rules:
+        if not self._up_rules:
             return None
         proposals = []
-        for rule in rules.rules:
-            start = (
-                current
-                - _sum_within(state.up_events, now, rule.period)
-                + _sum_within(state.down_events, now, rule.period)
-            )
-            if rule.type == "pods":
-                proposals.append(start + rule.value)
+        last_period, start = None, current
+        for period, pods, value in self._up_rules:
+            if period != last_period:  # rules usually share a period: count it once
+                last_period, start = period, self._period_start(current, state, now, period)
+            if pods:
+                proposals.append(start + value)
             else:
-                proposals.append(max(-(-(start * (100 + rule.value)) // 100), start + 1))
-        limit = max(proposals) if rules.select == "max" else min(proposals)
-        return max(limit, current)
+                grown = -(-(start * (100 + value)) // 100)
+                proposals.append(grown if grown > start + 1 else start + 1)
+        limit = max(proposals) if self._up_select == "max" else min(proposals)
+        return current if current > limit else limit  # max(limit, current)
 
     def down_limit(self, current: int, now: float, state: GuardState) -> int | None:
         """Fewest instances the scale-down rules allow now; ``None`` when unlimited."""
-        rules = self.behavior.scale_down
-        if rules.select == "disabled":
+        if self._down_select == "disabled":
             return current
-        if not rules.rules:
+        if not self._down_rules:
             return None
         proposals = []
-        for rule in rules.rules:
-            start = (
-                current
-                - _sum_within(state.up_events, now, rule.period)
-                + _sum_within(state.down_events, now, rule.period)
-            )
-            if rule.type == "pods":
-                proposals.append(start - rule.value)
+        last_period, start = None, current
+        for period, pods, value in self._down_rules:
+            if period != last_period:
+                last_period, start = period, self._period_start(current, state, now, period)
+            if pods:
+                proposals.append(start - value)
             else:
-                proposals.append(start * (100 - rule.value) // 100)
-        limit = min(proposals) if rules.select == "max" else max(proposals)
-        return min(limit, current)
+                proposals.append(start * (100 - value) // 100)
+        limit = min(proposals) if self._down_select == "max" else max(proposals)
+        return current if current < limit else limit  # min(limit, current)
 
     def apply(
         self, obs: Observation, current: int, rec: Recommendation, state: GuardState
     ) -> Guarded:
         now = obs.time
-        behavior = self.behavior
-        recommended = max(0, rec.desired)
-        highs = _push_window(
-            state.highs, now, recommended, behavior.scale_down.stabilization_window, True
-        )
-        lows = _push_window(
-            state.lows, now, recommended, behavior.scale_up.stabilization_window, False
-        )
-        stabilized = min(max(current, lows[0][1]), highs[0][1])
+        recommended = rec.desired if rec.desired > 0 else 0  # max(0, ...), without a call
+        highs = _push_window(state.highs, now, recommended, self._down_window, True)
+        lows = _push_window(state.lows, now, recommended, self._up_window, False)
+        low, high = lows[0][1], highs[0][1]
+        stabilized = low if low > current else current  # clamp(current, low, high)
+        stabilized = high if high < stabilized else stabilized
         desired = stabilized
         notes: list[str] = []
         if stabilized != recommended:
@@ -180,36 +206,42 @@ class Guards:
                 desired = limit
                 notes.append(f"scale-down limited to {limit}")
 
-        active = obs.demand > 0 or (obs.arrival_rate or 0.0) > 0.0
-        last_active = now if active or state.last_active is None else state.last_active
-        if desired == 0 and current > 0 and now - last_active < behavior.scale_to_zero_after:
+        last_active = state.last_active
+        # Demand (depth + in-flight, as ``obs.demand``) or arrivals keep the idle clock at zero.
+        active = obs.depth + (obs.in_flight or 0) > 0 or (obs.arrival_rate or 0.0) > 0.0
+        if active or last_active is None:
+            last_active = now
+        if desired == 0 and current > 0 and now - last_active < self._zero_after:
             desired = 1
-            notes.append(f"idle {now - last_active:g}s < {behavior.scale_to_zero_after:g}s")
+            notes.append(f"idle {now - last_active:g}s < {self._zero_after:g}s")
 
         if not obs.fresh and desired < current:
             desired = current
             notes.append("stale observation: holding (never scale in on stale data)")
 
-        cap = self.capacity
-        if desired > cap.max:
-            desired = cap.max
-            notes.append(f"capped at max {cap.max}")
-        elif desired < cap.min:
-            desired = cap.min
-            notes.append(f"raised to min {cap.min}")
+        if desired > self._max:
+            desired = self._max
+            notes.append(f"capped at max {self._max}")
+        elif desired < self._min:
+            desired = self._min
+            notes.append(f"raised to min {self._min}")
 
-        up_events = _prune(state.up_events, now, self._horizon)
-        down_events = _prune(state.down_events, now, self._horizon)
-        if desired > current and self._horizon > 0:
-            up_events = (*up_events, (now, desired - current))
-        elif desired < current and self._horizon > 0:
-            down_events = (*down_events, (now, current - desired))
+        horizon = self._horizon
+        up_events, down_events = state.up_events, state.down_events
+        if up_events:
+            up_events = _prune(up_events, now, horizon)
+        if down_events:
+            down_events = _prune(down_events, now, horizon)
+        if horizon > 0:
+            if desired > current:
+                up_events = (*up_events, (now, desired - current))
+            elif desired < current:
+                down_events = (*down_events, (now, current - desired))
 
         reason = rec.reason if not notes else f"{rec.reason}; {'; '.join(notes)}"
-        terms: dict[str, Term] = {"recommended": recommended, "stabilized": stabilized}
         return Guarded(
             desired,
             reason,
-            terms,
+            {"recommended": recommended, "stabilized": stabilized},
             GuardState(highs, lows, up_events, down_events, last_active),
         )

@@ -65,25 +65,47 @@ class GroupState:
 
 @dataclass(frozen=True, slots=True)
 class FleetState:
-    """All groups of one pool."""
+    """All groups of one pool.
+
+    The totals are summed once, on first use, and kept: the policy, the guards and the
+    pipeline each read them every tick, for thousands of pools.
+    """
 
     groups: tuple[GroupState, ...]
+    _totals: tuple[int, int, int, int] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def _sum(self) -> tuple[int, int, int, int]:
+        """``(desired, booting, running, current)`` over the groups, computed once."""
+        totals = self._totals
+        if totals is None:
+            desired = booting = running = current = 0
+            for g in self.groups:
+                d, b, r = g.desired, g.booting, g.running
+                desired += d
+                booting += b
+                running += r
+                current += b + r if b + r > d else d  # GroupState.current, inlined
+            totals = (desired, booting, running, current)
+            object.__setattr__(self, "_totals", totals)
+        return totals
 
     @property
     def desired(self) -> int:
-        return sum(g.desired for g in self.groups)
+        return self._sum()[0]
 
     @property
     def booting(self) -> int:
-        return sum(g.booting for g in self.groups)
+        return self._sum()[1]
 
     @property
     def running(self) -> int:
-        return sum(g.running for g in self.groups)
+        return self._sum()[2]
 
     @property
     def current(self) -> int:
-        return sum(g.current for g in self.groups)
+        return self._sum()[3]
 
     def group(self, name: str) -> GroupState | None:
         for g in self.groups:

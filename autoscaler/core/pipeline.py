@@ -38,6 +38,7 @@ class PoolController:
         self.policy: Policy = policy_cls(params)
         self.guards = Guards(pool.capacity, pool.behavior)
         self.allocator = Allocator(pool.groups)
+        self._name = pool.name  # read every tick: a plain attribute, not the config model
 
     def initial_state(self) -> ControllerState:
         return ControllerState(self.policy.initial_state(), self.guards.initial_state())
@@ -52,7 +53,7 @@ class PoolController:
         targets = self.allocator.allocate(guarded.desired, fleet)
         terms = {**rec.terms, **guarded.terms}
         decision = Decision(
-            pool=self.pool.name,
+            pool=self._name,
             time=obs.time,
             current=current,
             desired=guarded.desired,

@@ -1,0 +1,163 @@
+"""The ``sla`` policy's estimators: what it learns from each observation.
+
+The formulas are in ``policies.sla``'s docstring (service rate per slot, offered load and its
+slope, burstiness, the observed miss share behind the error budget). They live apart from
+the sizing so that each module stays readable; ``SlaPolicy`` owns one ``Estimators``.
+
+Every window is seconds on ``obs.time``; a sample's weight is ``w(dt, tau) = 1 -
+exp(-dt/tau)``, so ticks may be irregular.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+from autoscaler.core.model import Observation
+
+
+class SlaState(NamedTuple):
+    """Explicit memory: estimator levels and the burst latch, all keyed to ``obs.time``.
+
+    A named tuple: immutable, and about three times cheaper to build than a frozen dataclass,
+    which matters at one per pool per tick.
+    """
+
+    time: float | None = None
+    rate: float | None = None
+    load: float | None = None
+    load_slope: float = 0.0
+    completions: float = 0.0
+    busy: float = 0.0
+    burst_until: float = -math.inf
+    burst_floor: int = 0
+    rate_mean: float = 0.0
+    rate_sq: float = 0.0
+    late: float = 0.0
+    offered: float = 0.0
+    seen: float = 0.0
+
+
+class Weights(NamedTuple):
+    """``w(dt, window)`` for each window, at one tick length."""
+
+    level: float
+    service: float
+    trend: float
+    dispersion: float
+    budget: float
+
+
+class Estimators:
+    """Advances an ``SlaState`` and reads the estimates the sizing needs.
+
+    Runs for every pool on every tick: the windows and limits are plain attributes, and
+    ``x if x > y else y`` stands for ``max(y, x)`` (same result, NaN included; a call to the
+    builtin costs several times more).
+    """
+
+    def __init__(
+        self,
+        *,
+        windows: tuple[float, float, float, float, float],
+        service_time: float | None,
+        max_dispersion: float,
+        budget_boost: float,
+    ) -> None:
+        """``windows``: level, service, trend, dispersion and budget windows, in seconds."""
+        self._windows = windows
+        self._service_time = service_time
+        self._max_dispersion = max_dispersion
+        self._budget_boost = budget_boost
+        self._weights: dict[float, Weights] = {}
+
+    def weights_for(self, dt: float) -> Weights:
+        """``1 - exp(-dt/window)`` per window; ticks are regular, so this is a one-entry
+        lookup almost every time (bounded: irregular gaps just recompute)."""
+        weights = self._weights.get(dt)
+        if weights is None:
+            weights = Weights(*(-math.expm1(-dt / w) for w in self._windows))
+            if len(self._weights) < 64:
+                self._weights[dt] = weights
+        return weights
+
+    def update(
+        self, obs: Observation, state: SlaState, max_wait: float
+    ) -> tuple[SlaState, float | None]:
+        """Advance the estimators to ``obs.time`` (a repeated or earlier time updates
+        nothing); returns the new state and the service rate per slot."""
+        (
+            time, rate, load, slope, completions, busy, burst_until, burst_floor,
+            rate_mean, rate_sq, late, offered, seen,
+        ) = state
+        first = time is None
+        dt = 0.0 if first else obs.time - time  # type: ignore[operator]
+        if not first and dt <= 0:
+            return state, self.service_rate(completions, busy)
+        w = None if first else (self._weights.get(dt) or self.weights_for(dt))
+        done, in_flight = obs.completion_rate, obs.in_flight
+        if done is not None and in_flight is not None:
+            ws = 1.0 if w is None else w.service
+            completions += ws * ((done if done > 0.0 else 0.0) - completions)
+            busy += ws * ((in_flight if in_flight > 0 else 0) - busy)
+        mu = self.service_rate(completions, busy)
+        r = obs.arrival_rate
+        if r is not None:
+            r = r if r > 0.0 else 0.0
+            if w is not None:
+                # Arrival-weighted share of ticks whose queue head is past max_wait: an upper
+                # bound on the share of requests missing the SLA, from what a queue reports.
+                head = obs.oldest_wait_s
+                missing = r if head is not None and head > max_wait else 0.0
+                late += w.budget * (missing - late)
+                offered += w.budget * (r - offered)
+                seen += w.budget * (1.0 - seen)
+            if rate is None or w is None:
+                rate = r
+            else:
+                # Burstiness: deviations from the level the tick was forecast at; the level
+                # follows slow drifts, so only short-term peakedness remains.
+                deviation = r - rate
+                rate_mean += w.dispersion * (r - rate_mean)
+                rate_sq += w.dispersion * (deviation * deviation - rate_sq)
+                rate += w.level * deviation
+            if mu is not None:
+                new_load = rate / mu
+                if load is not None and w is not None:
+                    slope += w.trend * ((new_load - load) / dt - slope)
+                load = new_load
+        new = SlaState._make((
+            obs.time, rate, load, slope, completions, busy, burst_until, burst_floor,
+            rate_mean, rate_sq, late, offered, seen,
+        ))
+        return new, mu
+
+    def service_rate(self, completions: float, busy: float) -> float | None:
+        if busy > 1e-9 and completions > 1e-9:
+            return completions / busy
+        if self._service_time is not None:
+            return 1.0 / self._service_time
+        return None
+
+    def dispersion(self, state: SlaState, interval: float) -> float:
+        """Index of dispersion of arrival counts per tick (1 for Poisson), at least 1."""
+        if state.rate_mean <= 1e-9 or interval <= 0:
+            return 1.0
+        z = state.rate_sq * interval / state.rate_mean
+        z = z if z > 1.0 else 1.0
+        cap = self._max_dispersion
+        return cap if cap < z else z
+
+    def budget(self, state: SlaState, miss_budget: float) -> float:
+        """How many times the miss budget to size for.
+
+        Up to ``budget_boost`` once a budget window has passed without misses; the boost
+        grows with the share of the window actually observed (``seen``: none is saved before
+        anything was watched) and falls linearly to 1 as the observed miss share reaches the
+        budget."""
+        boost = self._budget_boost
+        if boost <= 1.0 or state.offered <= 1e-12:
+            return 1.0
+        used = state.late / (state.offered * miss_budget)
+        spare = 1.0 - used
+        return 1.0 + (boost - 1.0) * state.seen * (spare if spare > 0.0 else 0.0)
