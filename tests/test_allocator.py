@@ -61,7 +61,8 @@ def test_spot_returns_and_the_allocation_moves_back() -> None:
         for g in short.groups
     ))
     assert allocator.allocate(5, short)["od"] == 3
-    assert allocator.allocate(5, back) == {"spot-a": 2, "spot-b": 3, "od": 0}
+    # Spot is asked for its share back; on-demand keeps serving until spot runs it (below).
+    assert allocator.allocate(5, back) == {"spot-a": 2, "spot-b": 3, "od": 3}
 
 
 def test_shortfall_stays_on_the_preferred_group_when_everything_is_full() -> None:
@@ -81,3 +82,35 @@ def test_allocation_sums_to_desired_within_group_limits(
     targets = Allocator(GROUPS).allocate(desired, _fleet(spot_a=a_ok, spot_b=b_ok))
     assert sum(targets.values()) == desired
     assert targets["spot-a"] <= 2 and targets["spot-b"] <= 3
+
+
+def test_moving_back_to_spot_keeps_on_demand_until_the_spot_replacement_runs() -> None:
+    groups = [_group("spot", "spot", 1.0), _group("od", "on-demand", 4.0)]
+    allocator = Allocator(groups)
+    # Spot has just returned: 3 instances are needed, 2 run on spot, 1 on on-demand.
+    returned = FleetState((
+        GroupState("spot", Market.SPOT, 2, 0, 2),
+        GroupState("od", Market.ON_DEMAND, 1, 0, 1),
+    ))
+    assert allocator.allocate(3, returned) == {"spot": 3, "od": 1}
+    # The spot replacement is booting: on-demand still serves.
+    booting = FleetState((
+        GroupState("spot", Market.SPOT, 3, 1, 2),
+        GroupState("od", Market.ON_DEMAND, 1, 0, 1),
+    ))
+    assert allocator.allocate(3, booting) == {"spot": 3, "od": 1}
+    # It runs: on-demand goes.
+    ready = FleetState((
+        GroupState("spot", Market.SPOT, 3, 0, 3),
+        GroupState("od", Market.ON_DEMAND, 1, 0, 1),
+    ))
+    assert allocator.allocate(3, ready) == {"spot": 3, "od": 0}
+
+
+def test_a_real_scale_in_is_not_held_back() -> None:
+    groups = [_group("spot", "spot", 1.0), _group("od", "on-demand", 4.0)]
+    fleet = FleetState((
+        GroupState("spot", Market.SPOT, 3, 0, 3),
+        GroupState("od", Market.ON_DEMAND, 2, 0, 2),
+    ))
+    assert Allocator(groups).allocate(3, fleet) == {"spot": 3, "od": 0}

@@ -5,6 +5,11 @@ the file), so filling in that order also means scale-in removes the least prefer
 first. A group whose provider reports failed launches keeps what runs but gets no more, and the
 shortfall flows to the next group: that is the spot → on-demand fallback, and it reverses by
 itself when the spot group reports available again.
+
+Moving back is make-before-break: a less preferred group keeps running instances that the
+preferred groups cannot yet replace with running ones of their own, so a return to spot never
+opens a boot-long hole in serving capacity. The targets then add up to more than the desired
+total, by at most the replacements still booting, and fall back as they come up.
 """
 
 from __future__ import annotations
@@ -33,7 +38,31 @@ class Allocator:
             # Every usable group is full: leave the shortfall on the most preferred groups
             # (even unavailable ones) so it stays visible and launches when capacity returns.
             self._fill(targets, remaining, fleet, honour_availability=False)
+        self._keep_until_replaced(targets, desired, fleet)
         return targets
+
+    def _keep_until_replaced(
+        self, targets: dict[str, int], desired: int, fleet: FleetState
+    ) -> None:
+        """Raise targets of groups being cut to what still has to serve until the preferred
+        groups' new instances run (most preferred surplus kept first)."""
+        serving = 0
+        for name in self._names:
+            state = fleet.group(name)
+            if state is not None:
+                serving += min(targets[name], state.running)
+        shortfall = desired - serving
+        if shortfall <= 0:
+            return
+        for name in self._names:
+            state = fleet.group(name)
+            if state is None or state.running <= targets[name]:
+                continue
+            keep = min(state.running - targets[name], shortfall)
+            targets[name] += keep
+            shortfall -= keep
+            if shortfall == 0:
+                return
 
     def _fill(
         self, targets: dict[str, int], amount: int, fleet: FleetState, *, honour_availability: bool
