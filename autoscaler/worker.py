@@ -85,7 +85,7 @@ def json_job(raw: bytes, default: float) -> Job:
     """A list payload or zset member: a JSON object with an optional ``service_s``."""
     try:
         payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nesting past the parser's stack
         return Job(raw, raw, None, "payload is not JSON")
     if not isinstance(payload, dict):
         return Job(raw, raw, None, "payload is not a JSON object")
@@ -206,9 +206,13 @@ class StreamQueue:
             return None
         entry_id, fields = entries[0]
         fields = fields or {}  # an entry deleted while pending comes back without fields
-        raw = json.dumps(
-            {"id": entry_id.decode(), "fields": {k.decode(): v.decode() for k, v in fields.items()}}
-        ).encode()
+        # Field values may be binary (a tensor, a pickle): escape, never fail, since this copy
+        # only feeds the dead-letter list and a crash here would repeat on every restart.
+        raw = json.dumps({
+            "id": entry_id.decode(),
+            "fields": {k.decode(errors="backslashreplace"): v.decode(errors="backslashreplace")
+                       for k, v in fields.items()},
+        }).encode()
         if not fields:
             return Job(raw, entry_id, None, "entry was deleted while pending")
         seconds, problem = service_time(fields.get(b"service_s"), self.default_s)

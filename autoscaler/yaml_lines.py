@@ -82,4 +82,35 @@ def parse_yaml(text: str, name: str = "<string>") -> LocatedDocument:
         raise ConfigFileError([f"{name}:{line}: invalid YAML: {problem}"]) from exc
     except yaml.YAMLError as exc:
         raise ConfigFileError([f"{name}: invalid YAML: {exc}"]) from exc
+    duplicates = _duplicate_keys(root)
+    if duplicates:
+        raise ConfigFileError([
+            f"{name}:{node.start_mark.line + 1}: duplicate key {node.value!r}: the earlier "
+            f"value would be silently ignored" for node in duplicates
+        ])
     return LocatedDocument(path=name, data=data, root=root)
+
+
+def _duplicate_keys(root: yaml.Node | None) -> list[yaml.ScalarNode]:
+    """Keys repeated within one mapping. PyYAML keeps the last value without a word, so a
+    repeated ``max:`` would override the one the author is looking at. Merge keys (``<<``) are
+    separate nodes here, so overriding a merged value is not reported."""
+    found: list[yaml.ScalarNode] = []
+    seen_nodes: set[int] = set()  # aliases share nodes, and may even form cycles
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: set[str] = set()
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                    if key.value in keys:
+                        found.append(key)
+                    keys.add(key.value)
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return sorted(found, key=lambda k: k.start_mark.line)

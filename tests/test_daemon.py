@@ -17,7 +17,8 @@ from structlog.testing import capture_logs
 from autoscaler.cli import main
 from autoscaler.clock import Clock, ManualClock
 from autoscaler.config import Config, GroupConfig, PoolConfig, parse_config
-from autoscaler.core.model import GroupState, Observation
+from autoscaler.core.model import GroupState, Observation, Recommendation
+from autoscaler.core.policy import PolicyContext, PolicyParams
 from autoscaler.daemon.app import Daemon, run_daemon
 from autoscaler.daemon.loop import TickGrid
 from autoscaler.daemon.supervisor import Supervisor
@@ -257,3 +258,66 @@ async def test_local_group_without_command_on_redis_is_refused(
                             once=True)
     assert code == 2
     assert "needs a `command` unless the pool's queue kind is memory" in capsys.readouterr().err
+
+
+async def test_metrics_port_in_use_exits_1_naming_the_setting(
+    registries: dict[str, Registry[Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        text = CONFIG.format(queue="d-port", provider="local").replace(
+            "drain_timeout: 2s", f'drain_timeout: 2s, metrics_address: "127.0.0.1:{port}"')
+        code = await run_daemon(parse_config(text, registries=registries),
+                                registries=registries, install_signals=False)
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"controller.metrics_address 127.0.0.1:{port}: cannot listen" in err
+    assert "Traceback" not in err
+
+
+class BrokenPolicy:
+    """A policy plugin with a bug: it raises on every tick."""
+
+    kind: ClassVar[str] = "broken"
+    Params: ClassVar[type[BaseModel]] = PolicyParams
+
+    def __init__(self, params: PolicyParams) -> None:
+        self.params = params
+
+    def initial_state(self) -> None:
+        return None
+
+    def recommend(self, ctx: PolicyContext, state: None) -> tuple[Recommendation, None]:
+        raise ZeroDivisionError("plugin bug")
+
+
+async def test_a_failing_policy_skips_its_pool_and_the_others_still_scale(
+    registries: dict[str, Registry[Any]],
+) -> None:
+    registries["policies"].register("broken", BrokenPolicy)
+    clock = ManualClock()
+    reset_queue("d-broken").put(clock.wall(), 1.0)
+    reset_queue("d-fine").put(clock.wall(), 1.0)
+    text = CONFIG.format(queue="d-fine", provider="local") + """
+  - name: other
+    queue: {kind: memory, name: d-broken}
+    sla: {max_wait: 2s}
+    capacity: {min: 0, max: 5}
+    policy: {kind: broken}
+    groups:
+      - {name: local, provider: local}
+"""
+    daemon = Daemon.build(parse_config(text, registries=registries), registries=registries,
+                          clock=clock)
+    with capture_logs() as logs:
+        fine, broken = await daemon.loop.tick()
+    assert fine.acted and fine.decision is not None and fine.decision.desired == 1
+    assert broken.decision is None and not broken.acted
+    assert "ZeroDivisionError" in broken.as_json()["reason"]
+    [event] = [e for e in logs if e["event"] == "decision_failed"]
+    assert event["pool"] == "other" and "plugin bug" in event["error"]
+    await daemon.close(1.0)

@@ -233,3 +233,29 @@ def test_key_of_the_wrong_type_fails_with_exit_1_and_a_clear_event(
     assert process.proc.wait(timeout=DEADLINE_S) == 1
     failed = [e for e in process.events() if e["event"] == "worker_failed"]
     assert len(failed) == 1 and "WRONGTYPE" in failed[0]["error"]
+
+
+def test_stream_entry_with_a_binary_field_is_served_not_fatal(
+    r: redis.Redis, start: Callable[..., WorkerProcess]
+) -> None:
+    """Inference requests often carry raw bytes (a tensor); the worker must not die on them,
+    or it would die again on every restart when it resumes the same pending entry."""
+    r.xgroup_create("s", GROUP, id="0", mkstream=True)
+    r.xadd("s", {"service_s": "0", "tensor": b"\xff\xfe\x00binary"})
+    process = start("redis-stream", "s")
+    wait_until(lambda: completed(r, "s") == 1, "the binary entry is completed")
+    assert process.stop() == 0
+    assert in_flight(r, "redis-stream", "s") == 0
+
+
+@pytest.mark.parametrize("kind", ["redis-list", "redis-zset"])
+def test_deeply_nested_payload_is_buried_not_fatal(
+    r: redis.Redis, start: Callable[..., WorkerProcess], kind: str
+) -> None:
+    """JSON nested past the parser's recursion limit is a bad payload like any other."""
+    enqueue(r, kind, "q", ["[" * 100_000, {"service_s": 0}])
+    process = start(kind, "q")
+    wait_until(lambda: completed(r, "q") == 1 and r.llen("q:dead") == 1,
+               "the good request is completed and the nested one buried")
+    assert process.stop() == 0
+    assert in_flight(r, kind, "q") == 0

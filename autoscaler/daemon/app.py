@@ -147,7 +147,13 @@ async def run_daemon(
     if once:
         return await run_once(daemon, out or sys.stdout)
     assert isinstance(telemetry, PrometheusTelemetry)
-    port = telemetry.serve(ctl.metrics_host, ctl.metrics_port)
+    try:
+        port = telemetry.serve(ctl.metrics_host, ctl.metrics_port)
+    except OSError as exc:  # port taken, address not local: name the setting, not a traceback
+        print(f"error: controller.metrics_address {ctl.metrics_address}: cannot listen: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        await daemon.close(0.0)  # nothing started yet: release the samplers' connections
+        return EXIT_FAILED
     sup = supervisor or Supervisor()
     if install_signals:
         sup.install_signal_handlers()

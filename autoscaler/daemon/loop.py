@@ -194,7 +194,11 @@ class ControlLoop:
             return PoolTick(rt.name, obs, None, errors=tuple(errors))
         fleet = FleetState(tuple(r for r in described if isinstance(r, GroupState)))
         self.telemetry.record_fleet(rt.name, fleet)
-        decision, rt.state = rt.controller.decide(obs, fleet, rt.state)
+        try:
+            decision, rt.state = rt.controller.decide(obs, fleet, rt.state)
+        except Exception as exc:  # a policy plugin's bug must not stop the other pools
+            log.error("decision_failed", pool=rt.name, error=repr(exc), exc_info=exc)
+            return PoolTick(rt.name, obs, fleet, errors=(f"decision failed: {exc!r}",))
         changed = decision.changes(fleet)
         self.telemetry.record_decision(decision, changed)
         if not changed:
