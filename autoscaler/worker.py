@@ -287,7 +287,10 @@ class Worker:
                     if "NOGROUP" not in str(exc):
                         raise  # e.g. WRONGTYPE: a configuration error, not a passing fault
                     log.warning("worker_group_missing", error=str(exc))  # deleted under us
-                    await self._retrying(self.queue.prepare)
+                    try:  # nothing is taken yet: a stop may end the wait for Redis
+                        await self._retrying(self.queue.prepare, until_stopped=True)
+                    except _Stopped:
+                        break
                 continue
             await self._serve(job)
             job = None
