@@ -36,29 +36,6 @@ cbuf_format_ok(const char *format, Py_ssize_t itemsize, char kind)
     else if (*format == '>' || *format == '!') {
         format++;
     }
-/* One array argument: the object, its expected kind and rank, and its name for errors. */
-typedef struct {
-    PyObject *obj;
-    char kind;
-    int ndim;
-    int writable;
-    const char *name;
-} cbuf_spec;
-
-/* Get every view in `specs`; on failure release the ones already held and return -1. */
-static int
-cbuf_get_all(const cbuf_spec *specs, Py_buffer *views, int n)
-{
-    for (int k = 0; k < n; k++) {
-        const cbuf_spec *s = &specs[k];
-        if (cbuf_get(s->obj, &views[k], s->kind, s->ndim, s->writable, s->name) < 0) {
-            cbuf_release(views, k);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 #endif
     if (format[0] == '\0' || format[1] != '\0') {
         return 0;

@@ -15,7 +15,7 @@
 enum { NUMBER, TIMESTAMP };
 enum {
     OK, BAD_NUMBER, TOO_FEW_FIELDS, TOO_MANY_FIELDS, NEGATIVE, OUT_OF_ORDER, BAD_TIMESTAMP,
-    BLANK_LINE, MISSING_KEY,
+    BLANK_LINE, MISSING_KEY, NOT_FINITE,
 };
 
 #define IS_DIGIT(c) ((c) >= '0' && (c) <= '9')
@@ -118,6 +118,9 @@ number(const uint8_t *buf, Py_ssize_t *at, Py_ssize_t end, double *out)
         value = -exp10 < 23 ? value / POW10[-exp10] : value / pow10_big(-exp10);
     }
     *at = i;
+    if (!isfinite(value)) { /* 1e999: an infinite time never arrives, a request never ends */
+        return NOT_FINITE;
+    }
     *out = neg ? -value : value;
     return OK;
 }
@@ -390,6 +393,10 @@ parse_jsonl(PyObject *self, PyObject *args)
             double value;
             err = number(buf, &p, end, &value);
             if (err != OK) {
+                break;
+            }
+            if (p < end && buf[p] != ',' && buf[p] != '}' && buf[p] != '\r') {
+                err = BAD_NUMBER; /* "12abc" is not the number 12 */
                 break;
             }
             if (value < 0) {

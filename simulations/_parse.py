@@ -34,6 +34,7 @@ OUT_OF_ORDER = 5
 BAD_TIMESTAMP = 6
 BLANK_LINE = 7
 MISSING_KEY = 8
+NOT_FINITE = 9
 
 MESSAGES = {
     BAD_NUMBER: "not a number",
@@ -44,4 +45,5 @@ MESSAGES = {
     BAD_TIMESTAMP: "not a timestamp like 2023-11-16 18:15:46.6805900",
     BLANK_LINE: "blank line inside the data",
     MISSING_KEY: "missing key",
+    NOT_FINITE: "number too large (not finite)",
 }

@@ -75,6 +75,10 @@ def test_rate_series_is_seeded_poisson(tmp_path: Path) -> None:
         ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,1,1\n"
          "2023-13-16 18:15:47.00,1,1\n", 3, "not a timestamp"),
         ("foo,bar\n1,2\n", 1, "unknown trace header"),
+        # an infinite arrival never comes (the simulation would never end); an infinite
+        # service never ends (and made --json print the non-JSON token Infinity)
+        ("arrival_s,service_s\n0,1\n1e400,1\n", 3, "'arrival_s': number too large"),
+        ("arrival_s,service_s\n0,1\n1,1e999\n", 3, "'service_s': number too large"),
     ],
 )
 def test_bad_rows_name_file_and_line(tmp_path: Path, text: str, line: int, fragment: str) -> None:
@@ -91,6 +95,19 @@ def test_bad_jsonl_line_is_named(tmp_path: Path) -> None:
     path.write_text('{"timestamp": 0, "input_length": 1, "output_length": 1}\n'
                     '{"timestamp": 5, "input_length": 1}\n')
     with pytest.raises(TraceError, match=r"bad\.jsonl:2: key 'output_length': missing key"):
+        load_trace(path)
+
+
+@pytest.mark.parametrize(
+    ("row", "key"),
+    [('{"timestamp": 12abc, "input_length": 1, "output_length": 1}', "timestamp"),
+     ('{"timestamp": 12, "input_length": 1, "output_length": 4xyz}', "output_length"),
+     ('{"timestamp": 12, "input_length": 1e999, "output_length": 1}', "input_length")],
+)
+def test_jsonl_number_with_trailing_garbage_is_refused(tmp_path: Path, row: str, key: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"timestamp": 0 , "input_length": 1,"output_length":1}\r\n' + row + "\n")
+    with pytest.raises(TraceError, match=rf"bad\.jsonl:2: key '{key}': "):
         load_trace(path)
 
 
