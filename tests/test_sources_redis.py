@@ -94,6 +94,31 @@ async def test_list_head_that_is_not_our_json_gives_depth_without_wait(
     assert (obs.depth, obs.oldest_wait_s, obs.fresh) == (2, None, True)
 
 
+@pytest.mark.parametrize(
+    ("template", "wait"),
+    [
+        # a prompt of 256 KiB before the field: found, and no JSON decode of the prompt
+        ('{{"prompt": "{big}", "enqueued_at": {t}}}', 4.5),
+        # the field's name quoted inside a string value does not count
+        ('{{"prompt": "say \\"enqueued_at\\": 1", "enqueued_at": {t}}}', 4.5),
+        ('{{ "enqueued_at" : {t:.12e} }}', 4.5),  # exponent form, spaces
+        ('{{"enqueued_at": 1e999}}', None),  # not finite: unknown, not a wait of -inf
+    ],
+)
+async def test_list_head_field_is_found_in_large_or_tricky_payloads(
+    redis_url: str, r: redis.Redis, clock: ManualClock, make_sampler: MakeSampler,
+    template: str, wait: float | None,
+) -> None:
+    head = template.format(big="x" * 262_144, t=clock.wall() - 4.5)
+    r.lpush("q", head.encode())
+    obs = (await make_sampler([lst(redis_url)]).sample())["q"]
+    assert obs.depth == 1
+    if wait is None:
+        assert obs.oldest_wait_s is None
+    else:
+        assert obs.oldest_wait_s == pytest.approx(wait, abs=1e-3)
+
+
 async def test_missing_keys_are_an_empty_queue_without_counters(
     redis_url: str, make_sampler: MakeSampler
 ) -> None:

@@ -14,7 +14,9 @@ Calling convention: ``EVALSHA sha 0 <cap> <spec>`` where ``spec`` lists the pool
 not declared in KEYS, so the probe is for a standalone Redis server, not Redis Cluster.
 Each pool's line is ``ok depth head in_flight arrivals completed`` (empty field = unknown) or
 ``E message`` for a key that could not be read (wrong type). ``head`` is the oldest item's
-enqueue time (list: ``enqueued_at``; zset: its score) or the first undelivered stream ID.
+enqueue time (list: the first ``"enqueued_at": <number>`` member of a JSON object payload,
+found by a scan rather than a JSON decode so that large prompts cost nothing extra; zset: its
+score) or the first undelivered stream ID.
 Counter values that are not integers are reported as unknown, so no field holds a tab or
 newline. A stream's arrival counter is the group's ``entries-read + lag`` (which equals the
 stream's ``entries-added``, without the cost of ``XINFO STREAM``); when that is unknown, the
@@ -37,7 +39,7 @@ LAG_SCAN_LIMIT = 10_000
 """Most undelivered stream entries counted by XRANGE when Redis cannot report the lag."""
 
 SCRIPT = r"""
-local call, pcall_redis, format, decode = redis.call, redis.pcall, string.format, cjson.decode
+local call, pcall_redis, format = redis.call, redis.pcall, string.format
 local cap = tonumber(ARGV[1])
 local out = {}
 
@@ -56,9 +58,12 @@ local function list(key, enq, done)
   if type(n) == 'table' then return fail(key, n.err) end
   local head = ''
   if n > 0 then
-    local ok, obj = pcall(decode, call('LINDEX', key, -1))
-    if ok and type(obj) == 'table' and type(obj.enqueued_at) == 'number' then
-      head = format('%.17g', obj.enqueued_at)
+    -- A scan, not cjson.decode: payloads carry prompts of many kilobytes, and decoding one
+    -- per list per tick would make sampling cost grow with prompt size.
+    local item = call('LINDEX', key, -1)
+    if item:match('^%s*{') then
+      local v = tonumber(item:match('"enqueued_at"%s*:%s*(%-?[%d.]+[eE]?[-+]?%d*)') or '')
+      if v and v == v and v ~= math.huge and v ~= -math.huge then head = format('%.17g', v) end
     end
   end
   return 'ok\t' .. n .. '\t' .. head .. '\t' .. int(pcall_redis('LLEN', key .. ':processing'))
