@@ -46,19 +46,20 @@ class Allocator:
     ) -> None:
         """Raise targets of groups being cut to what still has to serve until the preferred
         groups' new instances run (most preferred surplus kept first)."""
+        running = {g.name: g.running for g in fleet.groups if g.running > targets.get(g.name, 0)}
+        if not running:
+            return  # nothing is being cut below what runs (the usual tick)
         serving = 0
-        for name in self._names:
-            state = fleet.group(name)
-            if state is not None:
-                serving += min(targets[name], state.running)
+        for g in fleet.groups:
+            target = targets.get(g.name, 0)
+            serving += g.running if g.running < target else target
         shortfall = desired - serving
         if shortfall <= 0:
             return
         for name in self._names:
-            state = fleet.group(name)
-            if state is None or state.running <= targets[name]:
+            if name not in running:
                 continue
-            keep = min(state.running - targets[name], shortfall)
+            keep = min(running[name] - targets[name], shortfall)
             targets[name] += keep
             shortfall -= keep
             if shortfall == 0:
