@@ -321,3 +321,29 @@ async def test_a_failing_policy_skips_its_pool_and_the_others_still_scale(
     [event] = [e for e in logs if e["event"] == "decision_failed"]
     assert event["pool"] == "other" and "plugin bug" in event["error"]
     await daemon.close(1.0)
+
+
+async def test_drain_is_bounded_even_for_a_task_that_ignores_cancellation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from autoscaler.daemon import supervisor
+
+    monkeypatch.setattr(supervisor, "CANCEL_GRACE_S", 0.2)
+    sup = Supervisor()
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                continue  # swallows every cancellation until released
+
+    task = sup.spawn("stubborn", stubborn())
+    with capture_logs() as logs:
+        await asyncio.wait_for(sup.drain(0.1), 5)  # returns: the drain has its own deadline
+    assert [e["task"] for e in logs if e["event"] == "root_task_stuck"] == ["stubborn"]
+    release.set()
+    task.cancel()
+    await asyncio.wait({task}, timeout=5)
+    assert task.done()

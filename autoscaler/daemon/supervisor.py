@@ -14,6 +14,9 @@ from typing import Any
 
 import structlog
 
+CANCEL_GRACE_S = 5.0
+"""How long cancelled root tasks get to unwind after the drain deadline."""
+
 log = structlog.get_logger("autoscaler.daemon")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -104,4 +107,7 @@ class Supervisor:
                 log.warning("root_task_cancelled", task=task.get_name(), reason="drain_deadline")
                 task.cancel()
             if late:
-                await asyncio.wait(late)
+                # Bounded too: a task that swallows its cancellation must not hang shutdown.
+                _done, stuck = await asyncio.wait(late, timeout=CANCEL_GRACE_S)
+                for task in stuck:
+                    log.error("root_task_stuck", task=task.get_name(), reason="ignored_cancel")
