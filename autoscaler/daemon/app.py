@@ -116,8 +116,8 @@ class Daemon:
 
 async def run_once(daemon: Daemon, out: TextIO) -> int:
     """One tick; one JSON object per pool per line on ``out``."""
-    await daemon.start()
     try:
+        await daemon.start()  # inside: a provider that fails half-way is still closed
         for result in await daemon.loop.tick():
             out.write(json.dumps(result.as_json(), sort_keys=True, default=str) + "\n")
         out.flush()
