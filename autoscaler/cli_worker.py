@@ -3,6 +3,10 @@
 Logs JSON lines on stderr. Exits 0 after SIGTERM or SIGINT once the request in progress is
 finished and recorded; 2 on bad arguments; 1 after logging ``worker_failed`` when the queue
 cannot be served (e.g. the key holds another type): a supervisor should see that, not a loop.
+
+Every worker keeps a heartbeat (``--heartbeat`` seconds of TTL) and reclaims the requests of
+workers whose heartbeat expired (see ``autoscaler.sources.redis_reclaim``), so a SIGKILL or an
+OOM never strands a request.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import structlog
 
 from autoscaler.daemon.logsetup import LEVELS, configure_logging
 from autoscaler.sources.redis_common import plain_name, redact_url, validate_redis_url
+from autoscaler.sources.redis_reclaim import Membership, ReclaimKind
 from autoscaler.worker import KINDS, ListQueue, Queue, StreamQueue, Worker, ZsetQueue
 
 
@@ -41,10 +46,15 @@ def _checked(value: str, param: str, check: object) -> str:
     "--block", type=click.FloatRange(min=0.01, max=60), default=0.5, show_default=True,
     help="seconds a pop waits for work: the worst-case delay to notice a stop",
 )
+@click.option(
+    "--heartbeat", type=click.FloatRange(min=0.1, max=3600), default=30.0, show_default=True,
+    help="TTL in seconds of this worker's alive key (renewed every third of it); a worker "
+    "silent this long is presumed dead and its request is served by another",
+)
 @click.option("--log-level", type=click.Choice(list(LEVELS)), default="info", show_default=True)
 def worker(
     url: str, kind: str, key: str, group: str | None, service_time: float,
-    consumer: str | None, block: float, log_level: str,
+    consumer: str | None, block: float, heartbeat: float, log_level: str,
 ) -> None:
     """Consume a Redis queue like an inference server would, serving by sleeping."""
     _checked(url, "--url", validate_redis_url)
@@ -60,7 +70,9 @@ def worker(
     configure_logging(log_level)
     structlog.contextvars.bind_contextvars(kind=kind, key=key, consumer=name)
     try:
-        asyncio.run(_serve(url, kind, key, group or "", name, service_time, block))
+        asyncio.run(
+            _serve(url, kind, key, group or "", name, service_time, block, heartbeat)
+        )
     except Exception as exc:  # one clear line for the supervisor's log, then a non-zero exit
         structlog.get_logger("autoscaler.worker").error(
             "worker_failed", error=str(exc), error_type=type(exc).__name__
@@ -69,19 +81,24 @@ def worker(
 
 
 async def _serve(
-    url: str, kind: str, key: str, group: str, consumer: str, service_s: float, block_s: float
+    url: str, kind: str, key: str, group: str, consumer: str, service_s: float, block_s: float,
+    heartbeat_s: float,
 ) -> None:
     import redis.asyncio as aioredis
 
     client = aioredis.Redis.from_url(url, socket_connect_timeout=5.0)
     queue: Queue
     if kind == "redis-list":
-        queue = ListQueue(client, key, service_s)
+        queue = ListQueue(client, key, consumer, service_s)
     elif kind == "redis-zset":
         queue = ZsetQueue(client, key, consumer, service_s)
     else:
         queue = StreamQueue(client, key, group, consumer, service_s)
-    emulator = Worker(queue, block_s=block_s)
+    reclaim_kind: ReclaimKind = (
+        "list" if kind == "redis-list" else "zset" if kind == "redis-zset" else "stream"
+    )
+    membership = Membership(client, reclaim_kind, key, consumer, heartbeat_s, group)
+    emulator = Worker(queue, block_s=block_s, membership=membership)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, emulator.stop)

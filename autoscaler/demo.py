@@ -240,7 +240,9 @@ async def _completed(queue: MemoryQueue | None, redis_url: str | None, key: str)
     client: Any = aioredis.Redis.from_url(redis_url)
     try:
         value = await client.get(key + ":completed")
-        await client.delete(key, key + ":completed", key + ":enqueued", key + ":processing")
+        # The queue and every key the workers keep beside it (processing lists, heartbeats).
+        leftovers = [k async for k in client.scan_iter(match=key + ":*")]
+        await client.delete(key, *leftovers)
     finally:
         await client.aclose()
     return int(value or 0)

@@ -4,12 +4,19 @@ It stands in for a GPU inference server so the daemon, the demo and the tests dr
 It follows the worker conventions written in ``autoscaler.sources.redis_list``,
 ``redis_stream`` and ``redis_zset``; in short, per kind:
 
-* list: ``BLMOVE <key> <key>:processing RIGHT LEFT`` takes a request; after serving,
-  ``LREM <key>:processing 1 <payload>`` and ``INCR <key>:completed`` in one MULTI/EXEC.
+* list: ``BLMOVE <key> <key>:processing:<consumer> RIGHT LEFT`` takes a request; after
+  serving, ``LREM <key>:processing:<consumer> 1 <payload>`` and ``INCR <key>:completed`` in one
+  MULTI/EXEC.
 * stream: ``XREADGROUP`` in group ``<group>`` as ``<consumer>`` (the group is created at ID 0 with
   MKSTREAM when missing); after serving, ``XACK`` and ``INCR <key>:completed`` in one MULTI/EXEC.
-* zset: ``BZPOPMIN``, then ``HSET <key>:inflight <consumer> <member>``; after serving,
-  ``HDEL`` and ``INCR <key>:completed`` in one MULTI/EXEC.
+* zset: ``BZPOPMIN``, then ``HSET <key>:inflight <consumer> <member>`` and
+  ``HSET <key>:inflight:score <consumer> <score>``; after serving, ``HDEL`` both and
+  ``INCR <key>:completed`` in one MULTI/EXEC.
+
+Liveness and reclaim (``autoscaler.sources.redis_reclaim``): a worker with a ``Membership``
+keeps ``<key>:alive:<consumer>`` alive (renewed every ttl/3 by a background task, until the
+last request is settled) and, at start-up and then every ttl, gives the requests of dead
+consumers back to the queue (list, zset) or claims them and serves them next (stream).
 
 Serving means sleeping the payload's ``service_s`` (or the default service time). A payload the
 worker cannot read (not a JSON object, or a ``service_s`` that is not a finite number >= 0) is
@@ -18,8 +25,8 @@ completed, and logged as ``request_dead``: nothing stays stuck and nothing is lo
 
 Shutdown: ``stop()`` (wired to SIGTERM and SIGINT) only sets a flag. The request being served is
 finished and recorded; no new one is taken; blocking pops use a short timeout, so the worker
-exits within that timeout after the current request. A restarted stream or zset worker with the
-same consumer name first finishes the request it had in flight.
+exits within that timeout after the current request. A restarted worker with the same consumer
+name first finishes the request it had in flight (if it was not reclaimed meanwhile).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from autoscaler.sources.redis_common import (
     INFLIGHT_SUFFIX,
     PROCESSING_SUFFIX,
 )
+from autoscaler.sources.redis_reclaim import SCORE_SUFFIX, Membership
 
 log = structlog.get_logger("autoscaler.worker")
 
@@ -108,17 +116,21 @@ class Queue(Protocol):
 
 
 class ListQueue:
-    """Reliable pop: the request sits on ``<key>:processing`` while it is served."""
+    """Reliable pop: the request sits on ``<key>:processing:<consumer>`` while it is served.
 
-    def __init__(self, client: Any, key: str, default_s: float) -> None:
+    One list per consumer (not one shared list) so that a reaper knows whose request it is.
+    """
+
+    def __init__(self, client: Any, key: str, consumer: str, default_s: float) -> None:
         self.client, self.key, self.default_s = client, key, default_s
-        self.processing = key + PROCESSING_SUFFIX
+        self.processing = f"{key}{PROCESSING_SUFFIX}:{consumer}"
 
     async def prepare(self) -> None:
         return None
 
     async def resume(self) -> Job | None:
-        return None  # the processing list is shared: which entry was ours is not recorded
+        raw = await self.client.lindex(self.processing, -1)
+        return None if raw is None else json_job(raw, self.default_s)
 
     async def take(self, block_s: float) -> Job | None:
         raw = await self.client.blmove(self.key, self.processing, block_s, "RIGHT", "LEFT")
@@ -143,6 +155,7 @@ class ZsetQueue:
     def __init__(self, client: Any, key: str, consumer: str, default_s: float) -> None:
         self.client, self.key, self.consumer, self.default_s = client, key, consumer, default_s
         self.inflight = key + INFLIGHT_SUFFIX
+        self.scores = key + SCORE_SUFFIX
 
     async def prepare(self) -> None:
         return None
@@ -156,8 +169,11 @@ class ZsetQueue:
         if popped is None:
             return None
         member: bytes = popped[1]
-        try:
-            await self.client.hset(self.inflight, self.consumer, member)
+        try:  # the score too, so that a reaper can put the member back where it was
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.hset(self.inflight, self.consumer, member)
+                pipe.hset(self.scores, self.consumer, repr(float(popped[2])))
+                await pipe.execute()
         except _TRANSIENT as exc:  # the member is ours now: serve it even without its marker
             log.warning("worker_redis_error", step="mark_inflight", error=str(exc))
         return json_job(member, self.default_s)
@@ -165,6 +181,7 @@ class ZsetQueue:
     async def finish(self, job: Job) -> None:
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hdel(self.inflight, self.consumer)
+            pipe.hdel(self.scores, self.consumer)
             pipe.incr(self.key + COMPLETED_SUFFIX)
             await pipe.execute()
 
@@ -172,6 +189,7 @@ class ZsetQueue:
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.lpush(self.key + DEAD_SUFFIX, job.raw)
             pipe.hdel(self.inflight, self.consumer)
+            pipe.hdel(self.scores, self.consumer)
             await pipe.execute()
 
 
@@ -246,15 +264,24 @@ class _Stopped(Exception):
 
 
 class Worker:
-    """Takes, serves and settles requests one at a time until stopped."""
+    """Takes, serves and settles requests one at a time until stopped.
 
-    def __init__(self, queue: Queue, *, block_s: float = 0.5, retry_s: float = 1.0) -> None:
+    With a ``membership`` it also keeps its heartbeat and reaps dead consumers (see the module
+    docstring); without one it is the plain emulator (in-process tests, older conventions).
+    """
+
+    def __init__(
+        self, queue: Queue, *, block_s: float = 0.5, retry_s: float = 1.0,
+        membership: Membership | None = None,
+    ) -> None:
         self.queue = queue
         self.block_s = block_s
         self.retry_s = retry_s
+        self.membership = membership
         self.served = 0
         self.dead = 0
         self._stopping = asyncio.Event()
+        self._own_pending = False  # reclaimed entries were claimed to us: serve them first
 
     def stop(self) -> None:
         """Finish the current request, take no other. Safe to call from a signal handler."""
@@ -268,18 +295,39 @@ class Worker:
         job: Job | None = None
         try:
             await self._retrying(self.queue.prepare, until_stopped=True)
+            if self.membership is not None:  # registered before anything is taken
+                await self._retrying(self.membership.renew, until_stopped=True)
+                await self._retrying(self._reap, until_stopped=True)
             job = await self._retrying(self.queue.resume, until_stopped=True)
         except _Stopped:
             log.info("worker_stopped", served=self.served, dead=self.dead)
             return
         if job is not None:
             log.info("request_resumed", handle=job.handle.decode(errors="replace"))
+        heartbeat = None
+        if self.membership is not None:
+            heartbeat = asyncio.create_task(self._heartbeat(self.membership))
+        try:
+            await self._loop(job)
+        finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
+        if self.membership is not None:
+            try:  # an optimisation only: without it the key expires and a reaper cleans up
+                await self.membership.leave()
+            except _TRANSIENT as exc:
+                log.warning("worker_redis_error", step="leave", error=str(exc))
+        log.info("worker_stopped", served=self.served, dead=self.dead)
+
+    async def _loop(self, job: Job | None) -> None:
         while True:
             if job is None:
                 if self._stopping.is_set():
                     break
                 try:
-                    job = await self.queue.take(self.block_s)
+                    job = await self._next()
                 except _TRANSIENT as exc:
                     log.warning("worker_redis_error", step="take", error=str(exc))
                     await self._pause()
@@ -294,7 +342,39 @@ class Worker:
                 continue
             await self._serve(job)
             job = None
-        log.info("worker_stopped", served=self.served, dead=self.dead)
+
+    async def _next(self) -> Job | None:
+        """Entries claimed from dead consumers first (stream), then a new request."""
+        if self._own_pending:
+            job = await self.queue.resume()
+            if job is not None:
+                log.info("request_resumed", handle=job.handle.decode(errors="replace"))
+                return job
+            self._own_pending = False
+        return await self.queue.take(self.block_s)
+
+    async def _reap(self) -> None:
+        if self.membership is None:
+            return
+        moved, reaped = await self.membership.reap()
+        if moved or reaped:
+            log.info("requests_reclaimed", requests=moved, consumers=reaped)
+        if moved:
+            self._own_pending = True
+
+    async def _heartbeat(self, membership: Membership) -> None:
+        """Renew every ttl/3, reap every ttl, until cancelled after the last settle. A failed
+        round is logged and retried at the next one: it must never end the task."""
+        rounds = 0
+        while True:
+            await asyncio.sleep(membership.ttl_s / 3)
+            rounds += 1
+            try:
+                await membership.renew()
+                if rounds % 3 == 0:
+                    await self._reap()
+            except (*_TRANSIENT, ResponseError) as exc:
+                log.warning("worker_redis_error", step="heartbeat", error=str(exc))
 
     async def _serve(self, job: Job) -> None:
         if job.service_s is None:

@@ -95,13 +95,16 @@ async def push(client: Any, n: int, first_id: int) -> float:
 
 
 async def queue_state(client: Any) -> tuple[int, int, int, int]:
+    """Depth, requests held by workers (every consumer's processing list), dead, completed."""
+    lists = [k async for k in client.scan_iter(match=KEY + ":processing*")]
     async with client.pipeline(transaction=False) as pipe:
         pipe.llen(KEY)
-        pipe.llen(KEY + ":processing")
+        for name in lists:
+            pipe.llen(name)
         pipe.llen(KEY + ":dead")
         pipe.get(KEY + ":completed")
-        depth, processing, dead, completed = await pipe.execute()
-    return depth, processing, dead, int(completed or 0)
+        depth, *held, dead, completed = await pipe.execute()
+    return depth, sum(held), dead, int(completed or 0)
 
 
 def tick_metrics(port: int) -> tuple[float, float]:

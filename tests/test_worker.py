@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -13,9 +14,16 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 from click.testing import CliRunner
 
 from autoscaler.cli_worker import worker
+from autoscaler.clock import ManualClock
+from autoscaler.sources.redis_list import RedisListSettings
+from autoscaler.sources.redis_reclaim import Membership
+from autoscaler.sources.redis_sampler import RedisSampler
+from autoscaler.sources.redis_stream import RedisStreamSettings
+from autoscaler.sources.redis_zset import RedisZsetSettings
 
 AUTOSCALER = Path(sys.executable).parent / "autoscaler"
 KINDS = ["redis-list", "redis-stream", "redis-zset"]
@@ -109,8 +117,8 @@ def waiting(r: redis.Redis, kind: str, key: str) -> int:
 
 
 def in_flight(r: redis.Redis, kind: str, key: str) -> int:
-    if kind == "redis-list":
-        return int(r.llen(f"{key}:processing"))
+    if kind == "redis-list":  # every processing list, registered or not
+        return sum(int(r.llen(k)) for k in r.scan_iter(f"{key}:processing*"))
     if kind == "redis-zset":
         return int(r.hlen(f"{key}:inflight"))
     return int(r.xinfo_groups(key)[0]["pending"])
@@ -259,3 +267,126 @@ def test_deeply_nested_payload_is_buried_not_fatal(
                "the good request is completed and the nested one buried")
     assert process.stop() == 0
     assert in_flight(r, kind, "q") == 0
+
+
+def source_in_flight(url: str, kind: str, key: str) -> int | None:
+    """What the autoscaler's source sees (the Lua probe), not what the test computes."""
+    settings: Any
+    if kind == "redis-list":
+        settings = RedisListSettings(url=url, key=key)
+    elif kind == "redis-zset":
+        settings = RedisZsetSettings(url=url, key=key)
+    else:
+        settings = RedisStreamSettings(url=url, key=key, group=GROUP)
+
+    async def once() -> int | None:
+        sampler = RedisSampler([(key, settings)], ManualClock(start=0.0), 5.0)
+        try:
+            return (await sampler.sample())[key].in_flight
+        finally:
+            await sampler.close()
+
+    return asyncio.run(once())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_request_of_a_killed_worker_is_served_once_by_another(
+    r: redis.Redis, redis_url: str, start: Callable[..., WorkerProcess], kind: str
+) -> None:
+    """SIGKILL mid-request (an OOM, a lost node): the request is neither lost nor counted as
+    in flight forever; the next worker reclaims it once the victim's heartbeat expires."""
+    enqueue(r, kind, "q", [{}])  # no service_s: each worker's --service-time applies
+    victim = start(kind, "q", "--heartbeat", "1", "--service-time", "3600", "--consumer", "v")
+    wait_until(lambda: in_flight(r, kind, "q") == 1, "the victim is serving the request")
+    assert source_in_flight(redis_url, kind, "q") == 1
+    assert r.smembers("q:consumers") == {b"v"}
+    victim.kill()  # SIGKILL: no chance to settle or to leave
+
+    rescuer = start(kind, "q", "--heartbeat", "1", "--service-time", "0", "--consumer", "w")
+    wait_until(lambda: completed(r, "q") == 1 and in_flight(r, kind, "q") == 0
+               and waiting(r, kind, "q") == 0, "the stranded request is served")
+    assert source_in_flight(redis_url, kind, "q") == 0
+    assert rescuer.stop() == 0
+    assert completed(r, "q") == 1 and r.llen("q:dead") == 0
+    events = rescuer.events()
+    assert [e["event"] for e in events].count("request_completed") == 1
+    reclaimed = [e for e in events if e["event"] == "requests_reclaimed"]
+    assert sum(e["requests"] for e in reclaimed) == 1
+    assert [c for e in reclaimed for c in e["consumers"]] == ["v"]
+    # Nothing is left behind: no registration, heartbeat, marker or consumer of either worker.
+    assert r.smembers("q:consumers") == set()
+    assert list(r.scan_iter("q:alive:*")) == [] and list(r.scan_iter("q:inflight*")) == []
+    if kind == "redis-stream":
+        assert r.xinfo_consumers("q", GROUP) == []
+
+
+def test_killed_list_worker_request_goes_back_to_the_head_of_the_queue(
+    r: redis.Redis, redis_url: str, start: Callable[..., WorkerProcess]
+) -> None:
+    """The stranded request is the oldest: it goes to the end workers pop from, before the
+    requests queued after it; a second reap (another worker at the same time) moves nothing."""
+    enqueue(r, "redis-list", "q", [{"order": 0}])
+    victim = start("redis-list", "q", "--heartbeat", "1", "--service-time", "3600",
+                   "--consumer", "v")
+    wait_until(lambda: in_flight(r, "redis-list", "q") == 1, "the victim is serving")
+    victim.kill()
+    enqueue(r, "redis-list", "q", [{"order": 1}, {"order": 2}])
+    wait_until(lambda: not r.exists("q:alive:v"), "the victim's heartbeat expires")
+
+    async def reap_twice() -> list[tuple[int, list[str]]]:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            reaper = Membership(client, "list", "q", "reaper", 1.0)
+            return [await reaper.reap(), await reaper.reap()]
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(reap_twice()) == [(1, ["v"]), (0, [])]
+    order = [json.loads(raw)["order"] for raw in r.lrange("q", 0, -1)]
+    assert order == [2, 1, 0]  # RIGHT is where workers pop: 0 is served next
+    assert in_flight(r, "redis-list", "q") == 0 and r.smembers("q:consumers") == set()
+
+
+def reap_once(url: str, kind: str, key: str) -> tuple[int, list[str]]:
+    """One reclaim run as a worker named "reaper" would do it."""
+    reclaim_kind: Any = kind.removeprefix("redis-")
+
+    async def run() -> tuple[int, list[str]]:
+        client = aioredis.Redis.from_url(url)
+        try:
+            return await Membership(client, reclaim_kind, key, "reaper", 1.0, GROUP).reap()
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())
+
+
+def test_killed_zset_worker_member_goes_back_with_its_score(
+    r: redis.Redis, redis_url: str, start: Callable[..., WorkerProcess]
+) -> None:
+    enqueue(r, "redis-zset", "q", [{}])  # score 1_700_000_000
+    victim = start("redis-zset", "q", "--heartbeat", "1", "--service-time", "3600",
+                   "--consumer", "v")
+    wait_until(lambda: in_flight(r, "redis-zset", "q") == 1, "the victim is serving")
+    victim.kill()
+    wait_until(lambda: not r.exists("q:alive:v"), "the victim's heartbeat expires")
+
+    assert reap_once(redis_url, "redis-zset", "q") == (1, ["v"])
+    entries: Any = r.zrange("q", 0, -1, withscores=True)
+    [(member, score)] = entries
+    assert score == 1_700_000_000 and json.loads(member)["id"] == 0
+    assert in_flight(r, "redis-zset", "q") == 0 and not r.exists("q:inflight:score")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_reaping_never_takes_the_request_of_a_live_worker(
+    r: redis.Redis, redis_url: str, start: Callable[..., WorkerProcess], kind: str
+) -> None:
+    """Reclaim goes by heartbeat, not by how long a request has been served."""
+    enqueue(r, kind, "q", [{}])
+    busy = start(kind, "q", "--heartbeat", "1", "--service-time", "3600", "--consumer", "b")
+    wait_until(lambda: in_flight(r, kind, "q") == 1, "the worker is serving")
+    assert reap_once(redis_url, kind, "q") == (0, [])
+    assert in_flight(r, kind, "q") == 1 and waiting(r, kind, "q") == 0
+    assert r.smembers("q:consumers") == {b"b"}
+    busy.kill()

@@ -6,8 +6,11 @@ cluster hash tags):
 * ``<key>:completed`` - workers ``INCR`` it once per finished request (completion rate).
 * ``<key>:enqueued``  - producers may ``INCR`` it once per enqueued request (arrival rate of
   lists and sorted sets; streams use the stream's own ``entries-added`` counter instead).
-* ``<key>:processing`` - list kind: the reliable-pop list that holds requests being served.
-* ``<key>:inflight``   - zset kind: a hash ``consumer name -> member`` of requests being served.
+* ``<key>:processing:<consumer>`` - list kind: a worker's reliable-pop list (``<key>:processing``
+  without a consumer: the shared list of older workers, still counted as in flight).
+* ``<key>:inflight``   - zset kind: a hash ``consumer name -> member`` of requests being served
+  (and ``<key>:inflight:score``: their scores).
+* ``<key>:consumers``, ``<key>:alive:<consumer>`` - worker liveness (``redis_reclaim``).
 * ``<key>:dead``       - all kinds: payloads a worker could not serve, ``LPUSH``-ed for a human.
 
 All three kinds return the same ``sampler_key`` for one URL, so a daemon that groups pools by

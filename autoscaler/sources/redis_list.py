@@ -7,15 +7,20 @@ Producer convention:
     ``INCR <key>:enqueued`` per request, which gives the arrival rate.
 
 Worker convention (what ``autoscaler worker --kind redis-list`` does):
-    ``BLMOVE <key> <key>:processing RIGHT LEFT <timeout>`` takes the oldest request and parks it
-    on the processing list; after serving it, ``MULTI; LREM <key>:processing 1 <payload>;
-    INCR <key>:completed; EXEC``. A payload that is not a JSON object (or has a bad
-    ``service_s``) is moved to ``<key>:dead`` instead, without counting it as completed.
+    ``BLMOVE <key> <key>:processing:<consumer> RIGHT LEFT <timeout>`` takes the oldest request
+    and parks it on the worker's own processing list; after serving it, ``MULTI; LREM
+    <key>:processing:<consumer> 1 <payload>; INCR <key>:completed; EXEC``. Workers register in
+    ``<key>:consumers`` with a heartbeat; a dead worker's list is moved back to the RIGHT end of
+    ``<key>`` by the others (``autoscaler.sources.redis_reclaim``).
+    A payload that is not a JSON object (or has a bad ``service_s``) is moved to ``<key>:dead``
+    instead, without counting it as completed.
 
 What the source measures:
     depth = ``LLEN <key>``; oldest wait = clock.wall() - ``enqueued_at`` of ``LINDEX <key> -1``
     (``None`` if that payload is not such JSON: the depth is still reported); in-flight =
-    ``LLEN <key>:processing``; rates from ``<key>:enqueued`` / ``<key>:completed`` deltas.
+    the sum of ``LLEN <key>:processing:<c>`` over ``SMEMBERS <key>:consumers``, plus
+    ``LLEN <key>:processing`` (the shared list of workers from before per-consumer lists);
+    rates from ``<key>:enqueued`` / ``<key>:completed`` deltas.
 """
 
 from __future__ import annotations

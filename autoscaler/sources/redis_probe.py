@@ -10,7 +10,9 @@ holds the server for a bounded time (a few microseconds per pool).
 
 Calling convention: ``EVALSHA sha 0 <cap> <spec>`` where ``spec`` lists the pools as lines
 ``kind``, ``key``, ``group`` (empty unless a stream); the script derives ``<key>:processing``
-(list), ``<key>:inflight`` (zset), ``<key>:enqueued`` and ``<key>:completed`` itself. Keys are
+and ``<key>:processing:<c>`` for each ``<c>`` in ``<key>:consumers`` (list: a worker's own
+processing list, see ``redis_reclaim``; one LLEN per registered worker, fine for tens of them),
+``<key>:inflight`` (zset), ``<key>:enqueued`` and ``<key>:completed`` itself. Keys are
 not declared in KEYS, so the probe is for a standalone Redis server, not Redis Cluster.
 Each pool's line is ``ok depth head in_flight arrivals completed`` (empty field = unknown) or
 ``E message`` for a key that could not be read (wrong type). ``head`` is the oldest item's
@@ -66,8 +68,19 @@ local function list(key, enq, done)
       if v and v == v and v ~= math.huge and v ~= -math.huge then head = format('%.17g', v) end
     end
   end
-  return 'ok\t' .. n .. '\t' .. head .. '\t' .. int(pcall_redis('LLEN', key .. ':processing'))
-         .. '\t' .. enq .. '\t' .. done
+  -- In flight: each worker's own processing list (reclaim needs to know whose request it is),
+  -- plus the shared list of workers from before that convention.
+  local busy = pcall_redis('LLEN', key .. ':processing')
+  if type(busy) ~= 'number' then busy = 0 end
+  local members = pcall_redis('SMEMBERS', key .. ':consumers')
+  if members.err == nil then
+    local prefix = key .. ':processing:'
+    for j = 1, #members do
+      local m = pcall_redis('LLEN', prefix .. members[j])
+      if type(m) == 'number' then busy = busy + m end
+    end
+  end
+  return 'ok\t' .. n .. '\t' .. head .. '\t' .. busy .. '\t' .. enq .. '\t' .. done
 end
 
 local function zset(key, enq, done)

@@ -12,6 +12,8 @@ Worker convention (what ``autoscaler worker --kind redis-stream`` does):
     then ``XREADGROUP GROUP <group> <consumer> COUNT 1 BLOCK <ms> STREAMS <key> >``. After
     serving: ``MULTI; XACK <key> <group> <id>; INCR <key>:completed; EXEC``. An entry with a bad
     ``service_s`` is acknowledged and its fields are ``LPUSH``-ed to ``<key>:dead`` as JSON.
+    The pending entries of a worker whose heartbeat expired are ``XCLAIM``-ed by another, which
+    serves them next (``autoscaler.sources.redis_reclaim``).
 
 What the source measures:
     waiting = entries not yet delivered to the group: the group's ``lag`` (XINFO GROUPS, Redis

@@ -7,9 +7,12 @@ Producer convention:
 
 Worker convention (what ``autoscaler worker --kind redis-zset`` does):
     ``BZPOPMIN <key> <timeout>`` takes the oldest member, then ``HSET <key>:inflight <consumer>
-    <member>`` marks it in flight (one field per worker: a worker serves one request at a time,
+    <member>`` and ``HSET <key>:inflight:score <consumer> <score>``
+    mark it in flight (one field per worker: a worker serves one request at a time,
     and a restarted worker with the same ``--consumer`` name serves its marked member first).
-    After serving: ``MULTI; HDEL <key>:inflight <consumer>; INCR <key>:completed; EXEC``.
+    After serving: ``MULTI; HDEL`` both ``; INCR <key>:completed; EXEC``. A worker whose
+    heartbeat expired has its member put back with its score by the others
+    (``autoscaler.sources.redis_reclaim``).
     Members that are not JSON objects go to ``<key>:dead``. Between the pop and the ``HSET`` a
     crash loses the member: the marker is a measurement aid, not a delivery guarantee.
 
