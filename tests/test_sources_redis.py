@@ -64,7 +64,9 @@ async def test_list_measures_depth_oldest_wait_in_flight_and_rates(
 ) -> None:
     wall = clock.wall()
     r.lpush("q", job(wall - 5.25), job(wall - 3), job(wall - 1))  # the oldest is at the right
-    r.lpush("q:processing", job(wall - 9), job(wall - 8))
+    r.sadd("q:consumers", "w1", "w2")  # two workers, each with its own processing list
+    r.lpush("q:processing:w1", job(wall - 9))
+    r.lpush("q:processing:w2", job(wall - 8))
     r.set("q:enqueued", 10)
     r.set("q:completed", 4)
     sampler = make_sampler([lst(redis_url)])

@@ -6,8 +6,7 @@ cluster hash tags):
 * ``<key>:completed`` - workers ``INCR`` it once per finished request (completion rate).
 * ``<key>:enqueued``  - producers may ``INCR`` it once per enqueued request (arrival rate of
   lists and sorted sets; streams use the stream's own ``entries-added`` counter instead).
-* ``<key>:processing:<consumer>`` - list kind: a worker's reliable-pop list (``<key>:processing``
-  without a consumer: the shared list of older workers, still counted as in flight).
+* ``<key>:processing:<consumer>`` - list kind: a worker's reliable-pop list.
 * ``<key>:inflight``   - zset kind: a hash ``consumer name -> member`` of requests being served
   (and ``<key>:inflight:score``: their scores).
 * ``<key>:consumers``, ``<key>:alive:<consumer>`` - worker liveness (``redis_reclaim``).

@@ -18,8 +18,7 @@ Worker convention (what ``autoscaler worker --kind redis-list`` does):
 What the source measures:
     depth = ``LLEN <key>``; oldest wait = clock.wall() - ``enqueued_at`` of ``LINDEX <key> -1``
     (``None`` if that payload is not such JSON: the depth is still reported); in-flight =
-    the sum of ``LLEN <key>:processing:<c>`` over ``SMEMBERS <key>:consumers``, plus
-    ``LLEN <key>:processing`` (the shared list of workers from before per-consumer lists);
+    the sum of ``LLEN <key>:processing:<c>`` over ``SMEMBERS <key>:consumers``;
     rates from ``<key>:enqueued`` / ``<key>:completed`` deltas.
 """
 

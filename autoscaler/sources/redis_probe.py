@@ -9,8 +9,8 @@ whole server-side work. It only reads; each call covers at most ``CHUNK`` pools 
 holds the server for a bounded time (a few microseconds per pool).
 
 Calling convention: ``EVALSHA sha 0 <cap> <spec>`` where ``spec`` lists the pools as lines
-``kind``, ``key``, ``group`` (empty unless a stream); the script derives ``<key>:processing``
-and ``<key>:processing:<c>`` for each ``<c>`` in ``<key>:consumers`` (list: a worker's own
+``kind``, ``key``, ``group`` (empty unless a stream); the script derives
+``<key>:processing:<c>`` for each ``<c>`` in ``<key>:consumers`` (list: a worker's own
 processing list, see ``redis_reclaim``; one LLEN per registered worker, fine for tens of them),
 ``<key>:inflight`` (zset), ``<key>:enqueued`` and ``<key>:completed`` itself. Keys are
 not declared in KEYS, so the probe is for a standalone Redis server, not Redis Cluster.
@@ -68,10 +68,8 @@ local function list(key, enq, done)
       if v and v == v and v ~= math.huge and v ~= -math.huge then head = format('%.17g', v) end
     end
   end
-  -- In flight: each worker's own processing list (reclaim needs to know whose request it is),
-  -- plus the shared list of workers from before that convention.
-  local busy = pcall_redis('LLEN', key .. ':processing')
-  if type(busy) ~= 'number' then busy = 0 end
+  -- In flight: each worker's own processing list (reclaim needs to know whose request it is).
+  local busy = 0
   local members = pcall_redis('SMEMBERS', key .. ':consumers')
   if members.err == nil then
     local prefix = key .. ':processing:'
