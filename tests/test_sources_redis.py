@@ -403,3 +403,11 @@ def test_kinds_are_registered_and_share_one_sampler_per_url(registries: dict[str
     assert len(keys) == 1
     other_db = RedisListSettings(url="redis://h:6379/1", key="a")
     assert RedisListSource.sampler_key(other_db) not in keys
+
+
+async def test_zset_with_an_infinite_score_has_depth_but_no_wait(
+    redis_url: str, r: redis.Redis, make_sampler: MakeSampler
+) -> None:
+    r.zadd("z", {"forever": float("-inf"), "later": 5.0})
+    obs = (await make_sampler([("z", RedisZsetSettings(url=redis_url, key="z"))]).sample())["z"]
+    assert (obs.depth, obs.oldest_wait_s, obs.fresh) == (2, None, True)

@@ -192,6 +192,14 @@ def split_reply(reply: object, count: int) -> list[list[str]] | None:
     return rows if len(rows) == count else None
 
 
+def head_seconds(probe: Probe, head: str) -> float | None:
+    """The oldest item's enqueue time in unix seconds from the script's ``head`` field (a
+    stream ID's milliseconds, or a number); ``None`` when it is not finite (a zset score of
+    ``inf``: no wait can be computed); ``ValueError`` when it is not a number at all."""
+    seconds = int(head.partition("-")[0]) / 1000.0 if probe.kind == "stream" else float(head)
+    return seconds if math.isfinite(seconds) else None
+
+
 def decode(probe: Probe, row: list[str]) -> Measured:
     """Turn one pool's row into numbers; a malformed row becomes an error, not a crash.
 
@@ -206,11 +214,7 @@ def decode(probe: Probe, row: list[str]) -> Measured:
     try:
         head_time: float | None = None
         if head:
-            head_time = (
-                int(head.partition("-")[0]) / 1000.0 if probe.kind == "stream" else float(head)
-            )
-            if not math.isfinite(head_time):
-                head_time = None
+            head_time = head_seconds(probe, head)
         return Measured(
             max(int(depth), 0),
             head_time,

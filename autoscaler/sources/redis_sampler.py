@@ -32,10 +32,10 @@ from autoscaler.sources.redis_probe import (
     CHUNK,
     SCRIPT,
     SCRIPT_SHA,
-    Measured,
     Probe,
     call_args,
     decode,
+    head_seconds,
     split_reply,
 )
 from autoscaler.sources.redis_stream import RedisStreamSettings
@@ -141,7 +141,7 @@ class RedisSampler:
                 out.update((p.name, self._stale(p, now)) for p in pools)
                 continue
             for pool, row in zip(pools, rows, strict=True):
-                out[pool.name] = self._observe(pool, decode(pool.probe, row), now, wall)
+                out[pool.name] = self._observe(pool, row, now, wall)
         return out
 
     async def close(self) -> None:
@@ -162,18 +162,35 @@ class RedisSampler:
             replies: list[object] = await pipe.execute(raise_on_error=False)
             return replies
 
-    def _observe(self, pool: _Pool, m: Measured, now: float, wall: float) -> Observation:
-        if m.error is not None:
-            log.warning("queue_sample_failed", url=self.url, pool=pool.name, error=m.error)
+    def _observe(self, pool: _Pool, row: list[str], now: float, wall: float) -> Observation:
+        """One pool's row to an observation. The common row (``ok`` with integer fields) is
+        read inline, since this runs for every pool on every tick; anything else goes through
+        ``decode``, which names what is wrong."""
+        try:
+            tag, depth_s, head, in_flight_s, arrivals_s, completed_s = row
+            if tag != "ok":
+                raise ValueError(tag)
+            depth = int(depth_s)
+            depth = depth if depth > 0 else 0
+            in_flight = int(in_flight_s) if in_flight_s else None
+            arrivals = int(arrivals_s) if arrivals_s else None
+            completed = int(completed_s) if completed_s else None
+            head_time = head_seconds(pool.probe, head) if head and depth else None
+        except ValueError:  # not the common row: decode names the problem
+            error = decode(pool.probe, row).error or f"unexpected probe reply {row!r:.80}"
+            log.warning("queue_sample_failed", url=self.url, pool=pool.name, error=error)
             return self._stale(pool, now)
-        wait = None if m.head_time is None or m.depth == 0 else max(0.0, wall - m.head_time)
+        wait = None
+        if head_time is not None:
+            wait = wall - head_time
+            wait = wait if wait > 0.0 else 0.0
         obs = Observation(
             time=now,
-            depth=m.depth,
+            depth=depth,
             oldest_wait_s=wait,
-            in_flight=m.in_flight,
-            arrival_rate=pool.arrivals.update(now, m.arrivals),
-            completion_rate=pool.completions.update(now, m.completed),
+            in_flight=in_flight,
+            arrival_rate=pool.arrivals.update(now, arrivals),
+            completion_rate=pool.completions.update(now, completed),
         )
         pool.last = obs
         return obs
