@@ -46,9 +46,12 @@ class Allocator:
     ) -> None:
         """Raise targets of groups being cut to what still has to serve until the preferred
         groups' new instances run (most preferred surplus kept first)."""
-        running = {g.name: g.running for g in fleet.groups if g.running > targets.get(g.name, 0)}
-        if not running:
+        for g in fleet.groups:
+            if g.running > targets.get(g.name, 0):
+                break
+        else:
             return  # nothing is being cut below what runs (the usual tick)
+        running = {g.name: g.running for g in fleet.groups if g.running > targets.get(g.name, 0)}
         serving = 0
         for g in fleet.groups:
             target = targets.get(g.name, 0)
