@@ -104,7 +104,7 @@ class _Loop:
         self.pool = pool
         self.trace = trace
         self.controller = controller
-        self.fleet = SimFleet(pool, len(trace), seed)
+        self.fleet = SimFleet(pool, seed)
         self.wait: F64 = np.zeros(len(trace))
         self.done: F64 = np.full(len(trace), np.nan)
         self.prev: tuple[float, int, int] | None = None

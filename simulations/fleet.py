@@ -184,7 +184,7 @@ class GroupRuntime:
 class SimFleet:
     """Instances of one pool's groups plus the kernel state they share with the queue."""
 
-    def __init__(self, pool: PoolConfig, n_requests: int, seed: int) -> None:
+    def __init__(self, pool: PoolConfig, seed: int) -> None:
         self.slots = pool.capacity.slots_per_instance
         self.boot_time = pool.capacity.boot_time
         self.boot_spread = pool.capacity.boot_time_spread

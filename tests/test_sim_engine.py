@@ -405,7 +405,7 @@ def test_stockout_shows_only_once_a_launch_has_failed(
     """The provider's view: available until a launch fails in the window, then not until it
     ends; warm (initial) instances are already there and never fail."""
     pool = pool_config(registries, STOCKOUT_MID_RUN)
-    fleet = SimFleet(pool, 0, seed=0)
+    fleet = SimFleet(pool, seed=0)
     assert fleet.launch(0, 0.0)
     assert fleet.state(700.0).groups[0].available  # in the window, nobody has tried yet
     assert not fleet.launch(0, 700.0)
@@ -426,7 +426,7 @@ def test_which_instance_leaves_does_not_change_later_preemptions(
     pool = pool_config(registries, SPOT_FIXED.format(n=3, rate=30))
 
     def drive(leaving: int) -> list[tuple[float, int]]:
-        fleet = SimFleet(pool, 0, seed=3)
+        fleet = SimFleet(pool, seed=3)
         for _ in range(3):
             assert fleet.launch(0, 0.0, warm=True)
         pending = sorted((i.ordinal, i.index) for i in fleet.instances.values())

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from autoscaler.sources.redis_sampler import RedisSampler
 
 COMPLETED_SUFFIX = ":completed"
-ENQUEUED_SUFFIX = ":enqueued"
 PROCESSING_SUFFIX = ":processing"
 INFLIGHT_SUFFIX = ":inflight"
 DEAD_SUFFIX = ":dead"
