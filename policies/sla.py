@@ -20,6 +20,9 @@ stays flat, and only the load needs capacity::
     L     <- L + w(dt, level_window) * (r - L)
     a     =  L / mu
     slope <- slope + w(dt, trend_window) * ((a - a_prev)/dt - slope)
+                                      (only after 3 x max(level_window, service_window): the
+                                       estimators converging from their first samples is
+                                       not a trend)
     lam   =  (a + max(0, slope) * (b + D)) * mu      (a falling load is never anticipated:
                                                       removing capacity is immediate)
 
@@ -36,11 +39,15 @@ stays flat, and only the load needs capacity::
                                                        margin grows with sqrt(z) (Hayward)
 
 **Error budget** k: the SLA is a share of requests over time, so a fleet that has not missed
-for a while may spend what it saved. The policy keeps, over ``budget_window``, the
-arrival-weighted share m of ticks whose queue head is past t (an upper bound on the share of
-late requests) and the share ``seen`` of that window it has watched::
+for a while may spend what it saved. The policy keeps, over ``budget_window``, the share m of
+requests that went late and the share ``seen`` of that window it has watched. A queue reports
+only its depth Q and head wait w0, so the requests that crossed t during a tick of length D
+are estimated as the ones that arrived in that span, FCFS, with the queue's arrivals spread
+evenly over w0::
 
-    k = 1 + (budget_boost - 1) * seen * max(0, 1 - m / e)
+    late  = Q * min(w0 - t, D) / (w0 * D)              per second, when w0 > t
+    m     = EWMA(late) / EWMA(r)                       over budget_window
+    k     = 1 + (budget_boost - 1) * seen * max(0, 1 - m / e)
 
 so k is 1 at start-up, grows to ``budget_boost`` while nothing is late, and falls back to 1 as
 misses use the budget.
@@ -112,14 +119,14 @@ class SlaParams(PolicyParams):
         description="multiplier on the miss budget 1 - target the model sizes for",
     )
     budget_boost: float = Field(
-        default=3.0,
+        default=4.0,
         ge=1,
         le=10,
         description="while no misses are seen, size for up to this multiple of the miss "
         "budget (spending the error budget saved so far); back to 1x as misses reach it",
     )
     budget_window: float = Field(
-        default=900.0, gt=0, description="seconds of memory of the observed miss fraction"
+        default=300.0, gt=0, description="seconds of memory of the observed miss fraction"
     )
     max_dispersion: float = Field(
         default=30.0, ge=1, description="cap on the measured burstiness (index of dispersion)"

@@ -15,6 +15,8 @@ from typing import NamedTuple
 
 from autoscaler.core.model import Observation
 
+SETTLE_WINDOWS = 3.0  # level and service windows before the load's slope is learned
+
 
 class SlaState(NamedTuple):
     """Explicit memory: estimator levels and the burst latch, all keyed to ``obs.time``.
@@ -36,6 +38,7 @@ class SlaState(NamedTuple):
     late: float = 0.0
     offered: float = 0.0
     seen: float = 0.0
+    started: float = 0.0  # time of the first observation
 
 
 class Weights(NamedTuple):
@@ -70,6 +73,9 @@ class Estimators:
         self._max_dispersion = max_dispersion
         self._budget_boost = budget_boost
         self._weights: dict[float, Weights] = {}
+        # The load is a ratio of two EWMAs that start from their first samples; while they
+        # converge (three time constants: 95 %) their movement is not a trend.
+        self._settle = SETTLE_WINDOWS * max(windows[0], windows[1])
 
     def weights_for(self, dt: float) -> Weights:
         """``1 - exp(-dt/window)`` per window; ticks are regular, so this is a one-entry
@@ -88,9 +94,11 @@ class Estimators:
         nothing); returns the new state and the service rate per slot."""
         (
             time, rate, load, slope, completions, busy, burst_until, burst_floor,
-            rate_mean, rate_sq, late, offered, seen,
+            rate_mean, rate_sq, late, offered, seen, started,
         ) = state
         first = time is None
+        if first:
+            started = obs.time
         dt = 0.0 if first else obs.time - time  # type: ignore[operator]
         if not first and dt <= 0:
             return state, self.service_rate(completions, busy)
@@ -105,10 +113,14 @@ class Estimators:
         if r is not None:
             r = r if r > 0.0 else 0.0
             if w is not None:
-                # Arrival-weighted share of ticks whose queue head is past max_wait: an upper
-                # bound on the share of requests missing the SLA, from what a queue reports.
+                # Requests that crossed max_wait during this tick: FCFS, so they are the
+                # ones that arrived in the tick's span just past max_wait, and the queue's
+                # arrivals are taken as spread evenly over its head wait.
                 head = obs.oldest_wait_s
-                missing = r if head is not None and head > max_wait else 0.0
+                missing = 0.0
+                if head is not None and head > max_wait:
+                    over = head - max_wait
+                    missing = obs.depth * (over if over < dt else dt) / (head * dt)
                 late += w.budget * (missing - late)
                 offered += w.budget * (r - offered)
                 seen += w.budget * (1.0 - seen)
@@ -123,12 +135,12 @@ class Estimators:
                 rate += w.level * deviation
             if mu is not None:
                 new_load = rate / mu
-                if load is not None and w is not None:
+                if load is not None and w is not None and obs.time - started >= self._settle:
                     slope += w.trend * ((new_load - load) / dt - slope)
                 load = new_load
         new = SlaState._make((
             obs.time, rate, load, slope, completions, busy, burst_until, burst_floor,
-            rate_mean, rate_sq, late, offered, seen,
+            rate_mean, rate_sq, late, offered, seen, started,
         ))
         return new, mu
 
