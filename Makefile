@@ -10,7 +10,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
+# Compiled at install (setup.py): the simulator's C sources and the decision path, which mypyc
+# compiles from its .py files. A compiled module shadows its .py, so editing one reinstalls.
+BUILT_FROM := setup.py $(wildcard simulations/*.c simulations/*.h autoscaler/core/*.py policies/sla*.py)
+
+$(STAMP): pyproject.toml $(BUILT_FROM) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 

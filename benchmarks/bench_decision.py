@@ -82,8 +82,20 @@ def measure(policy: str) -> tuple[float, float]:
     return statistics.median(steady), statistics.quantiles(steady, n=10)[-1]
 
 
+def compiled() -> str:
+    """Which decision modules run compiled (setup.py builds them with mypyc)."""
+    import autoscaler.core.pipeline
+    import policies.sla
+
+    modules = (autoscaler.core.pipeline, policies.sla)
+    native = [m.__name__ for m in modules if (m.__file__ or "").endswith(".so")]
+    if len(native) == len(modules):
+        return "compiled by mypyc"
+    return f"interpreted (compiled: {', '.join(native) or 'none'})"
+
+
 def main() -> None:
-    print(f"{POOLS} pools x {TICKS} ticks, decide() = policy + guards + allocator")
+    print(f"{POOLS} pools x {TICKS} ticks, decide() = policy + guards + allocator, {compiled()}")
     for policy in ("threshold", "sla"):
         median, p90 = measure(policy)
         print(f"{policy:>10}: median {median * 1e6:6.1f} us/pool/tick   p90 {p90 * 1e6:6.1f} us")

@@ -82,7 +82,7 @@ class Estimators:
         lookup almost every time (bounded: irregular gaps just recompute)."""
         weights = self._weights.get(dt)
         if weights is None:
-            weights = Weights(*(-math.expm1(-dt / w) for w in self._windows))
+            weights = Weights(*[-math.expm1(-dt / w) for w in self._windows])
             if len(self._weights) < 64:
                 self._weights[dt] = weights
         return weights

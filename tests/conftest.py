@@ -17,6 +17,17 @@ EXAMPLES = REPO / "examples"
 TRACES = REPO.parent / "shared" / "traces"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    stale = testing.stale_compiled_modules(REPO)
+    if stale:
+        pytest.exit(
+            "stale compiled modules (an extension runs instead of the edited source): "
+            + "; ".join(stale)
+            + ". Rebuild with `make test` or `pip install -e .`",
+            returncode=4,
+        )
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[str]:
     """A private redis-server for the whole session; yields its base URL (no database)."""

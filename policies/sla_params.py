@@ -1,0 +1,81 @@
+"""The ``sla`` policy's parameters: a pydantic model, so YAML errors name the line.
+
+Kept apart from ``policies.sla`` so that the policy module holds only plain typed code.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from autoscaler.core.policy import PolicyParams
+
+
+class SlaParams(PolicyParams):
+    service_time: float | None = Field(
+        default=None,
+        gt=0,
+        description="mean seconds one request holds a slot, used until completions are measured",
+    )
+    service_cv: float = Field(
+        default=1.0,
+        ge=0,
+        le=10,
+        description="coefficient of variation of service times (1: exponential); queues only "
+        "report means, so measure it from your traces",
+    )
+    budget_share: float = Field(
+        default=1.0,
+        gt=0,
+        le=10,
+        description="multiplier on the miss budget 1 - target the model sizes for",
+    )
+    budget_boost: float = Field(
+        default=4.0,
+        ge=1,
+        le=10,
+        description="while no misses are seen, size for up to this multiple of the miss "
+        "budget (spending the error budget saved so far); back to 1x as misses reach it",
+    )
+    budget_window: float = Field(
+        default=300.0, gt=0, description="seconds of memory of the observed miss fraction"
+    )
+    max_dispersion: float = Field(
+        default=30.0, ge=1, description="cap on the measured burstiness (index of dispersion)"
+    )
+    level_window: float = Field(
+        default=60.0, gt=0, description="seconds of memory of the arrival-rate level"
+    )
+    service_window: float = Field(
+        default=120.0, gt=0, description="seconds of memory of the service-rate estimate"
+    )
+    trend_window: float = Field(
+        default=3600.0, gt=0, description="seconds of memory of the offered-load slope"
+    )
+    dispersion_window: float = Field(
+        default=600.0, gt=0, description="seconds of memory of the arrival burstiness"
+    )
+    backlog_floor: float = Field(
+        default=1.0,
+        gt=0,
+        le=10,
+        description="shortest backlog clearing horizon, as a fraction of max_wait",
+    )
+    burst_ratio: float = Field(
+        default=2.0, gt=1, description="burst when the raw-rate size reaches this x current"
+    )
+    burst_window: float = Field(
+        default=60.0, ge=0, description="seconds a burst lasts after its last trigger"
+    )
+    out_tolerance: float = Field(
+        default=1.0,
+        ge=1,
+        le=10,
+        description="scale out (outside bursts and backlogs) only once the current fleet's "
+        "predicted miss probability exceeds this multiple of the budget",
+    )
+    scale_in_margin: float = Field(
+        default=0.05,
+        ge=0,
+        le=5,
+        description="scale in only to a size that would hold this fraction more load",
+    )
