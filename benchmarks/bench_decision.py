@@ -2,8 +2,10 @@
 
 1000 pools (two groups each: spot then on-demand), each ticked with its own slowly varying
 observation (2 to ~70 erlangs of offered load, 2 s requests, a queue that comes and goes), for
-the ``threshold`` and ``sla`` policies, side by side in one run. Prints the median over ticks
-of the per-pool time (wall time of one tick over all pools / number of pools), plus p90.
+the ``threshold`` and ``sla`` policies, alternating for a few rounds in one run (the machines
+are shared and noisy: compare the figures of one run). Prints per-round medians over ticks of
+the per-pool time (wall time of one tick over all pools / number of pools), their ratio, and
+the median and p90 over all rounds.
 
 Target: ``sla`` <= 20 us per pool per tick, so a 5 s tick decides 1000 pools in ~20 ms. Only
 ``decide`` is timed: observations and fleet states are built beforehand, as the shell would.
@@ -21,6 +23,7 @@ from autoscaler.core.pipeline import ControllerState, PoolController
 
 POOLS = 1000
 TICKS = 120
+ROUNDS = 3
 INTERVAL = 5.0
 
 
@@ -64,7 +67,8 @@ def _observation(i: int, tick: int) -> tuple[Observation, FleetState]:
     return obs, fleet
 
 
-def measure(policy: str) -> tuple[float, float]:
+def measure(policy: str) -> list[float]:
+    """Seconds per pool for each steady tick (the first ticks fill caches and windows)."""
     config = _config(policy)
     policies = default_registries()["policies"]
     controllers = [PoolController(pool, INTERVAL, policies) for pool in config.pools]
@@ -78,8 +82,7 @@ def measure(policy: str) -> tuple[float, float]:
             obs, fleet = row[i]
             _, states[i] = controller.decide(obs, fleet, states[i])
         per_pool.append((time.perf_counter() - start) / POOLS)
-    steady = per_pool[10:]  # skip the first ticks (imports, caches, empty windows)
-    return statistics.median(steady), statistics.quantiles(steady, n=10)[-1]
+    return per_pool[10:]
 
 
 def compiled() -> str:
@@ -96,8 +99,21 @@ def compiled() -> str:
 
 def main() -> None:
     print(f"{POOLS} pools x {TICKS} ticks, decide() = policy + guards + allocator, {compiled()}")
-    for policy in ("threshold", "sla"):
-        median, p90 = measure(policy)
+    print(f"{ROUNDS} rounds, threshold and sla alternating; medians per round, then overall")
+    ticks: dict[str, list[float]] = {"threshold": [], "sla": []}
+    for round_ in range(ROUNDS):
+        medians = {}
+        for policy, samples in ticks.items():
+            steady = measure(policy)
+            samples.extend(steady)
+            medians[policy] = statistics.median(steady)
+        ratio = medians["sla"] / medians["threshold"]
+        print(
+            f"  round {round_ + 1}: threshold {medians['threshold'] * 1e6:5.1f} us, "
+            f"sla {medians['sla'] * 1e6:5.1f} us (sla/threshold {ratio:.2f})"
+        )
+    for policy, samples in ticks.items():
+        median, p90 = statistics.median(samples), statistics.quantiles(samples, n=10)[-1]
         print(f"{policy:>10}: median {median * 1e6:6.1f} us/pool/tick   p90 {p90 * 1e6:6.1f} us")
 
 
