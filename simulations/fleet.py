@@ -20,6 +20,11 @@ instance is still preempted at the configured rate per instance-hour). Whether a
 preempts anyone therefore depends only on how many instances are exposed at that instant: two
 policies whose spot fleets have the same size over time see the same preemptions, and a
 policy running more sees the same ones on the ordinals both use, plus its own on the rest.
+
+Boot times use common random numbers too: the i-th launch at time t boots in ``boot_time`` plus
+an offset drawn from the seed, t and i alone, so two policies launching at the same tick wait
+the same for their first instances (a provider slow at minute 7 is slow for everyone then),
+whatever either launched before.
 """
 
 from __future__ import annotations
@@ -181,6 +186,9 @@ class GroupRuntime:
         return True
 
 
+_BOOT_STREAM = 0xB007  # keeps boot draws apart from other streams of the same seed
+
+
 class SimFleet:
     """Instances of one pool's groups plus the kernel state they share with the queue."""
 
@@ -188,7 +196,8 @@ class SimFleet:
         self.slots = pool.capacity.slots_per_instance
         self.boot_time = pool.capacity.boot_time
         self.boot_spread = pool.capacity.boot_time_spread
-        self.rng = np.random.default_rng(seed)  # boot spread only
+        self.seed = seed
+        self._launches_at: tuple[float, int] = (math.nan, 0)  # (time, launches so far at it)
         self.groups = [GroupRuntime(g) for g in pool.groups]
         for runtime in self.groups:
             rate = runtime.config.simulation.preemptions_per_hour
@@ -246,6 +255,14 @@ class SimFleet:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def _boot_offset(self, t: float) -> float:
+        """Uniform in ±spread, from (seed, t, launches already made at t): see the module doc."""
+        at, count = self._launches_at
+        count = count + 1 if at == t else 0
+        self._launches_at = (t, count)
+        key = [self.seed, _BOOT_STREAM, round(t * 1000), count]
+        return float(np.random.default_rng(key).uniform(-self.boot_spread, self.boot_spread))
+
     def launch(self, group: int, t: float, warm: bool = False) -> bool:
         """Start one instance; fails (False) while the group is stocked out."""
         runtime = self.groups[group]
@@ -259,7 +276,7 @@ class SimFleet:
         index = self.free.pop()
         boot = 0.0 if warm else self.boot_time
         if not warm and self.boot_spread > 0:
-            boot += float(self.rng.uniform(-self.boot_spread, self.boot_spread))
+            boot += self._boot_offset(t)
         self._seq += 1
         inst = Instance(index, group, t, t + boot, uid=self._seq)
         self.instances[index] = inst

@@ -113,6 +113,8 @@ class OraclePolicy:
         if self.params.model == "erlang":
             n = j - i
             mean = float(self.work[j] - self.work[i]) / n
+            if mean <= 0.0:  # zero-length requests (allowed in traces) hold no slot
+                return 0
             servers = min_servers(
                 n / (end - start), 1.0 / mean, pool.max_wait_s, tail,
                 step=slots, upper=pool.max_instances * slots,

@@ -255,6 +255,18 @@ def test_oracle_has_capacity_running_when_a_known_load_step_arrives(
     assert np.percentile(online.waits[at_step], 99) > 2.0
 
 
+@pytest.mark.parametrize("model", ["replay", "erlang"])
+def test_oracle_sizes_zero_length_requests_at_the_minimum(
+    registries: dict[str, Registry[Any]], model: str
+) -> None:
+    """Traces may hold requests of no work (a canonical ``service_s`` of 0): no capacity."""
+    pool = pool_config(registries, STEP_UP)
+    arrival = np.arange(0.0, 600.0, 0.5)
+    oracle = oracle_run(pool, Trace("zero", "test", arrival, np.zeros(arrival.size)), model=model)
+    assert oracle.result.sla_attainment == 1.0
+    assert int(oracle.timeline.fleet[:, :, :2].sum(axis=(1, 2)).max()) == 1  # min, never more
+
+
 def test_oracle_is_cheaper_than_holding_the_peak(registries: dict[str, Registry[Any]]) -> None:
     """It scales with the load it knows, not to the peak: below a fixed peak-sized fleet."""
     pool = pool_config(registries, STEP_UP)
@@ -445,3 +457,32 @@ def test_which_instance_leaves_does_not_change_later_preemptions(
     assert len(first) > 50  # 2 instances x 2 h x 30/h
     assert first == last
     assert {k for _, k in first} == {0, 1}
+
+
+BOOT_SPREAD = """
+sla: {max_wait: 2s, target: 0.99}
+capacity: {min: 1, max: 10, slots_per_instance: 4, boot_time: 120s, boot_time_spread: 30s}
+policy: {kind: fixed, instances: 1}
+groups:
+  - {name: od, provider: local, market: on-demand, hourly_price: 4.0}
+"""
+
+
+def test_launches_at_the_same_tick_boot_alike_whatever_came_before(
+    registries: dict[str, Registry[Any]],
+) -> None:
+    """Boot times are common random numbers: the i-th launch at t depends on (seed, t, i)."""
+    pool = pool_config(registries, BOOT_SPREAD)
+
+    def boots(launch_times: list[float], seed: int = 5) -> list[tuple[float, float]]:
+        fleet = SimFleet(pool, seed=seed)
+        for t in launch_times:
+            assert fleet.launch(0, t)
+        return [(i.launched, i.ready - i.launched) for i in fleet.instances.values()]
+
+    busy = boots([0.0, 0.0, 0.0, 300.0, 300.0, 600.0])
+    quiet = boots([300.0, 300.0, 600.0])
+    assert busy[3:] == quiet
+    assert len({d for _, d in busy[:3]}) == 3  # distinct draws within one tick
+    assert all(90.0 <= d <= 150.0 for _, d in busy)
+    assert boots([300.0, 300.0, 600.0], seed=6) != quiet
