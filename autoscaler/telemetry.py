@@ -23,8 +23,10 @@ class Telemetry(Protocol):
 
     def record_fleet(self, pool: str, fleet: FleetState) -> None: ...
 
-    def record_decision(self, decision: Decision, acted: bool) -> None:
-        """``acted`` is true when the decision changed a group's size (or would, in dry-run)."""
+    def record_decision(self, decision: Decision) -> None: ...
+
+    def record_scale_action(self, decision: Decision) -> None:
+        """The decision resized at least one group (a dry run or failed calls do not count)."""
 
     def record_provider_error(self, pool: str, group: str, operation: str) -> None: ...
 
@@ -42,7 +44,10 @@ class NullTelemetry:
     def record_fleet(self, pool: str, fleet: FleetState) -> None:
         return None
 
-    def record_decision(self, decision: Decision, acted: bool) -> None:
+    def record_decision(self, decision: Decision) -> None:
+        return None
+
+    def record_scale_action(self, decision: Decision) -> None:
         return None
 
     def record_provider_error(self, pool: str, group: str, operation: str) -> None:
@@ -93,7 +98,7 @@ class PrometheusTelemetry:
         )
         self.scale_actions = Counter(
             "autoscaler_scale_actions",
-            "Decisions that changed a group's desired size",
+            "Decisions that resized at least one group (dry runs and failed calls excluded)",
             ["pool", "direction"],
             registry=r,
         )
@@ -140,11 +145,13 @@ class PrometheusTelemetry:
         self.running.labels(pool).set(fleet.running)
         self.booting.labels(pool).set(fleet.booting)
 
-    def record_decision(self, decision: Decision, acted: bool) -> None:
+    def record_decision(self, decision: Decision) -> None:
         self.desired.labels(decision.pool).set(decision.desired)
-        if acted:
-            direction = decision.direction if decision.direction != "none" else "rebalance"
-            self.scale_actions.labels(decision.pool, direction).inc()
+
+    def record_scale_action(self, decision: Decision) -> None:
+        """A decision that resized at least one group (not a dry run, not a failed call)."""
+        direction = decision.direction if decision.direction != "none" else "rebalance"
+        self.scale_actions.labels(decision.pool, direction).inc()
 
     def record_provider_error(self, pool: str, group: str, operation: str) -> None:
         self.provider_errors.labels(pool, group, operation).inc()

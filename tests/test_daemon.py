@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 from autoscaler.cli import main
 from autoscaler.clock import Clock, ManualClock
 from autoscaler.config import Config, GroupConfig, PoolConfig, parse_config
-from autoscaler.core.model import GroupState, Observation, Recommendation
+from autoscaler.core.model import GroupState, Market, Observation, Recommendation
 from autoscaler.core.policy import PolicyContext, PolicyParams
 from autoscaler.daemon.app import Daemon, run_daemon
 from autoscaler.daemon.loop import TickGrid
@@ -80,14 +80,19 @@ async def test_dry_run_decides_but_never_resizes(registries: dict[str, Registry[
     clock = ManualClock()
     queue = reset_queue("d-dry")
     queue.put(clock.wall(), 1.0)
+    telemetry = PrometheusTelemetry()
     daemon = Daemon.build(config(registries, "d-dry"), registries=registries, clock=clock,
-                          dry_run=True)
+                          dry_run=True, telemetry=telemetry)
     with capture_logs() as logs:
         [tick] = await daemon.loop.tick()
     assert tick.changed and not tick.acted and tick.decision is not None
     assert tick.decision.desired == 1
     assert [e["dry_run"] for e in logs if e["event"] == "decision"] == [True]
     assert (await daemon.providers[0].describe()).desired == 0
+    assert telemetry.registry.get_sample_value(
+        "autoscaler_desired_instances", {"pool": "chat"}) == 1
+    assert telemetry.registry.get_sample_value(
+        "autoscaler_scale_actions_total", {"pool": "chat", "direction": "up"}) is None
     await daemon.close(1.0)
 
 
@@ -116,6 +121,34 @@ class FlakyProvider:
 
     async def close(self, drain_timeout_s: float) -> None:
         return None
+
+
+class RefusingProvider(FlakyProvider):
+    """Describes fine, but every resize is refused (a quota, say)."""
+
+    async def describe(self) -> GroupState:
+        return GroupState(self.group.name, Market.ON_DEMAND, 0, 0, 0)
+
+    async def set_desired(self, desired: int) -> None:
+        raise ProviderError(self.group.name, "set_desired", "quota exceeded")
+
+
+async def test_a_refused_resize_is_a_provider_error_not_a_scale_action(
+    registries: dict[str, Registry[Any]],
+) -> None:
+    registries["providers"].register("refusing", RefusingProvider)
+    clock = ManualClock()
+    reset_queue("d-refused").put(clock.wall(), 1.0)
+    telemetry = PrometheusTelemetry()
+    daemon = Daemon.build(config(registries, "d-refused", provider="refusing"),
+                          registries=registries, clock=clock, telemetry=telemetry)
+    [tick] = await daemon.loop.tick()
+    assert tick.changed and not tick.acted
+    assert telemetry.registry.get_sample_value(
+        "autoscaler_scale_actions_total", {"pool": "chat", "direction": "up"}) is None
+    assert telemetry.registry.get_sample_value(
+        "autoscaler_provider_errors_total",
+        {"pool": "chat", "group": "local", "operation": "set_desired"}) == 1
 
 
 async def test_provider_error_skips_actuation_for_that_pool(

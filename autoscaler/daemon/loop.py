@@ -200,7 +200,7 @@ class ControlLoop:
             log.error("decision_failed", pool=rt.name, error=repr(exc), exc_info=exc)
             return PoolTick(rt.name, obs, fleet, errors=(f"decision failed: {exc!r}",))
         changed = decision.changes(fleet)
-        self.telemetry.record_decision(decision, changed)
+        self.telemetry.record_decision(decision)
         if not changed:
             return PoolTick(rt.name, obs, fleet, decision)
         log.info(
@@ -212,5 +212,7 @@ class ControlLoop:
         if self.dry_run:
             return PoolTick(rt.name, obs, fleet, decision, changed=True)
         actuation = await rt.actuator.apply(decision, fleet)
+        if actuation.resized:
+            self.telemetry.record_scale_action(decision)
         failed = tuple(self._provider_error(rt.name, e) for e in actuation.errors)
         return PoolTick(rt.name, obs, fleet, decision, True, bool(actuation.resized), failed)
