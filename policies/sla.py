@@ -57,7 +57,7 @@ t - w0 runs out, but new capacity lands only after b. The backlog when it lands,
 running slots fully and booting slots for half the boot::
 
     Q_b = max(0, Q + (lam - s*running*mu)*b - s*booting*mu*b/2)
-    H   = max(t - w0 - b, backlog_floor*t, D)     (H = backlog_floor*t when w0 is unknown)
+    H   = max(t - w0 - b, backlog_floor*t, D)     (max(backlog_floor*t, D) when w0 is unknown)
     c_backlog = a + Q_b / (mu*H)                  (serve backlog and new arrivals within H)
 
 **Burst mode** (Knative's panic mode): when the count sized on max(lam, r) reaches
