@@ -63,9 +63,12 @@ running slots fully and booting slots for half the boot::
 **Burst mode** (Knative's panic mode): when the count sized on max(lam, r) reaches
 ``burst_ratio`` x the current count (running + booting, so capacity already ordered counts and
 does not trigger more), the policy sizes on max(lam, r) and never shrinks until
-``burst_window`` seconds pass without a trigger. The backlog is still projected with lam: a
-seconds-long spike extrapolated over a minutes-long boot would order capacity for traffic that
-is gone when it lands.
+``burst_window`` seconds pass without a trigger. A trigger is ignored while at least half the
+budget boost is saved (k >= 1 + (budget_boost - 1)/2) and the running fleet starts everything
+waiting within max_wait, Q <= max(0, s*running - in_flight) + s*running*mu*t: a batch that
+drains in seconds is gone before any boot ends, and a surge that lasts shows as a queue beyond
+that a tick later. The backlog is still projected with lam: a seconds-long spike extrapolated
+over a minutes-long boot would order capacity for traffic that is gone when it lands.
 
 **Scale-out tolerance and conservative scale-in**: outside bursts and backlogs, the policy
 scales out only once the current fleet's predicted miss probability exceeds
@@ -151,6 +154,8 @@ class SlaPolicy:
         self._burst_window = params.burst_window
         self._out_tolerance = params.out_tolerance
         self._scale_in_margin = params.scale_in_margin
+        boost = params.budget_boost  # spare budget that lets the fleet absorb a spike
+        self._absorb_budget = 1.0 + (boost - 1.0) / 2 if boost > 1.0 else math.inf
         self._pool: _PoolConstants | None = None
 
     def initial_state(self) -> SlaState:
@@ -266,6 +271,21 @@ class SlaPolicy:
         """Whether sizing on the raw rate asks for ``burst_ratio`` x the current count."""
         return n_raw > current and n_raw >= self._burst_ratio * (current if current > 1 else 1)
 
+    def _absorbs(
+        self, k: _PoolConstants, obs: Observation, fleet: FleetState, mu: float, budget: float
+    ) -> bool:
+        """Whether a burst trigger may be left to the running fleet and the error budget.
+
+        Only while at least half the budget boost is saved: then everything waiting can be
+        started within max_wait by the running slots (the free ones at once, the busy ones as
+        they complete). A batch that the fleet drains in seconds is gone long before a boot
+        ends; a surge that lasts shows up as a queue the fleet cannot absorb a tick later."""
+        if budget < self._absorb_budget:
+            return False
+        slots = k.slots * fleet.running
+        free = slots - (obs.in_flight or 0)
+        return obs.depth <= (free if free > 0 else 0) + slots * mu * k.max_wait
+
     def _raw_size(
         self,
         k: _PoolConstants,
@@ -347,7 +367,7 @@ class SlaPolicy:
             n_raw = self._raw_size(
                 k, obs.time < burst_until, raw, mu, peakedness, budget, backlog, current
             )
-        if self._starts_burst(n_raw, current):
+        if self._starts_burst(n_raw, current) and not self._absorbs(k, obs, fleet, mu, budget):
             burst_until = obs.time + self._burst_window
         in_burst = obs.time < burst_until
         if in_burst:

@@ -124,8 +124,9 @@ def test_rising_trend_is_met_one_boot_ahead() -> None:
 def test_burst_never_shrinks_until_its_window_passes() -> None:
     policy = SlaPolicy(SlaParams(burst_window=60.0))
     _, state, _ = run(policy, steady(1.0, 2.0, running=1))
-    surge, state = policy.recommend(
-        ctx(t=605, arrival=30.0, completion=1.0, in_flight=2, running=1), state
+    surge, state = policy.recommend(  # the queue the one instance cannot start in time
+        ctx(t=605, depth=100, wait=3.0, arrival=30.0, completion=1.0, in_flight=8, running=1),
+        state,
     )
     assert surge.terms["mode"] == "burst"
     ordered = {"running": 1, "booting": surge.desired - 1}  # the fleet follows the surge
@@ -140,6 +141,39 @@ def test_burst_never_shrinks_until_its_window_passes() -> None:
         )
     assert rec.terms["mode"] == "erlang"
     assert rec.desired < surge.desired
+
+
+def spike(depth: int) -> dict[str, object]:
+    """A tick after ``steady(1.0, 2.0, running=1)``: 30 arrivals per second, ``depth`` queued.
+
+    The instance has 6 free slots and completes 0.5 per slot-second: it starts
+    6 + 8 * 0.5 * 10 = 46 requests within max_wait (10 s)."""
+    return {"t": 605, "depth": depth, "wait": 1.0, "arrival": 30.0, "completion": 1.0,
+            "in_flight": 2, "running": 1}
+
+
+def test_a_spike_the_running_fleet_absorbs_spends_the_saved_budget_instead() -> None:
+    policy = SlaPolicy(SlaParams())
+    _, saved, _ = run(policy, steady(1.0, 2.0, running=1))
+    assert boost(saved) > 2.5  # over half the boost of 4 saved: two budget windows, no misses
+    absorbed, _ = policy.recommend(ctx(**spike(46)), saved)  # type: ignore[arg-type]
+    assert absorbed.terms["mode"] == "erlang"
+    # Beyond what the instance starts in time, the spike is a burst.
+    beyond, _ = policy.recommend(ctx(**spike(47)), saved)  # type: ignore[arg-type]
+    assert beyond.terms["mode"] == "burst"
+    assert beyond.desired > absorbed.desired
+
+
+def test_without_a_saved_budget_every_trigger_is_a_burst() -> None:
+    # Start-up (nothing saved yet) and a policy that does not spend its budget.
+    _, early, _ = run(SlaPolicy(SlaParams()), steady(1.0, 2.0, t_end=60.0, running=1))
+    assert boost(early) < 2.5
+    rec, _ = SlaPolicy(SlaParams()).recommend(ctx(**{**spike(10), "t": 65}), early)  # type: ignore[arg-type]
+    assert rec.terms["mode"] == "burst"
+    frugal = SlaPolicy(SlaParams(budget_boost=1.0))
+    _, state, _ = run(frugal, steady(1.0, 2.0, running=1))
+    rec, _ = frugal.recommend(ctx(**spike(10)), state)  # type: ignore[arg-type]
+    assert rec.terms["mode"] == "burst"
 
 
 def test_capacity_already_booting_does_not_trigger_a_burst() -> None:
