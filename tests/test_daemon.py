@@ -123,6 +123,19 @@ class FlakyProvider:
         return None
 
 
+def one_waiting(
+    registries: dict[str, Registry[Any]], kind: str, provider: type[FlakyProvider]
+) -> tuple[Daemon, PrometheusTelemetry]:
+    """A daemon whose one group is served by ``provider``, with one request waiting."""
+    registries["providers"].register(kind, provider)
+    clock = ManualClock()
+    reset_queue(f"d-{kind}").put(clock.wall(), 1.0)
+    telemetry = PrometheusTelemetry()
+    daemon = Daemon.build(config(registries, f"d-{kind}", provider=kind), registries=registries,
+                          clock=clock, telemetry=telemetry)
+    return daemon, telemetry
+
+
 class RefusingProvider(FlakyProvider):
     """Describes fine, but every resize is refused (a quota, say)."""
 
@@ -136,12 +149,7 @@ class RefusingProvider(FlakyProvider):
 async def test_a_refused_resize_is_a_provider_error_not_a_scale_action(
     registries: dict[str, Registry[Any]],
 ) -> None:
-    registries["providers"].register("refusing", RefusingProvider)
-    clock = ManualClock()
-    reset_queue("d-refused").put(clock.wall(), 1.0)
-    telemetry = PrometheusTelemetry()
-    daemon = Daemon.build(config(registries, "d-refused", provider="refusing"),
-                          registries=registries, clock=clock, telemetry=telemetry)
+    daemon, telemetry = one_waiting(registries, "refusing", RefusingProvider)
     [tick] = await daemon.loop.tick()
     assert tick.changed and not tick.acted
     assert telemetry.registry.get_sample_value(
@@ -154,12 +162,7 @@ async def test_a_refused_resize_is_a_provider_error_not_a_scale_action(
 async def test_provider_error_skips_actuation_for_that_pool(
     registries: dict[str, Registry[Any]],
 ) -> None:
-    registries["providers"].register("flaky", FlakyProvider)
-    clock = ManualClock()
-    reset_queue("d-flaky").put(clock.wall(), 1.0)
-    telemetry = PrometheusTelemetry()
-    daemon = Daemon.build(config(registries, "d-flaky", provider="flaky"), registries=registries,
-                          clock=clock, telemetry=telemetry)
+    daemon, telemetry = one_waiting(registries, "flaky", FlakyProvider)
     with capture_logs() as logs:
         [tick] = await daemon.loop.tick()
     assert tick.decision is None and not tick.acted and FlakyProvider.resized == []
