@@ -133,7 +133,7 @@ async def test_missing_keys_are_an_empty_queue_without_counters(
     await sampler.sample()
     observations = await sampler.sample()
     for obs in observations.values():
-        assert (obs.depth, obs.oldest_wait_s, obs.fresh) == (0, None, True)
+        assert (obs.depth, obs.oldest_wait_s, obs.fresh) == (0, 0.0, True)  # as `memory` says
         assert obs.in_flight == 0
         assert obs.arrival_rate is None and obs.completion_rate is None
 

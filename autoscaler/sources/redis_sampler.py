@@ -180,7 +180,7 @@ class RedisSampler:
             error = decode(pool.probe, row).error or f"unexpected probe reply {row!r:.80}"
             log.warning("queue_sample_failed", url=self.url, pool=pool.name, error=error)
             return self._stale(pool, now)
-        wait = None
+        wait = 0.0 if depth == 0 else None  # nobody waits in an empty queue: known, not unknown
         if head_time is not None:
             wait = wall - head_time
             wait = wait if wait > 0.0 else 0.0
