@@ -9,9 +9,11 @@ It follows the worker conventions written in ``autoscaler.sources.redis_list``,
   MULTI/EXEC.
 * stream: ``XREADGROUP`` in group ``<group>`` as ``<consumer>`` (the group is created at ID 0 with
   MKSTREAM when missing); after serving, ``XACK`` and ``INCR <key>:completed`` in one MULTI/EXEC.
-* zset: ``BZPOPMIN``, then ``HSET <key>:inflight <consumer> <member>`` and
-  ``HSET <key>:inflight:score <consumer> <score>``; after serving, ``HDEL`` both and
-  ``INCR <key>:completed`` in one MULTI/EXEC.
+* zset: ``ZPOPMIN`` and ``HSET <key>:inflight <consumer> <member>`` and
+  ``HSET <key>:inflight:score <consumer> <score>`` in one script (``ZSET_CLAIM``), so no
+  crash can leave a popped member unrecorded; after serving, ``HDEL`` both and
+  ``INCR <key>:completed`` in one MULTI/EXEC. No blocking pop can run inside a script, so an
+  idle worker polls: 5 ms after the queue was found empty, doubling up to 100 ms.
 
 Liveness and reclaim (``autoscaler.sources.redis_reclaim``): a worker with a ``Membership``
 keeps ``<key>:alive:<consumer>`` alive (renewed every ttl/3 by a background task, until the
@@ -149,6 +151,18 @@ class ListQueue:
             await pipe.execute()
 
 
+ZSET_CLAIM = """
+local popped = redis.call('ZPOPMIN', KEYS[1])
+if #popped == 0 then return false end
+redis.call('HSET', KEYS[2], ARGV[1], popped[1])
+redis.call('HSET', KEYS[3], ARGV[1], popped[2])
+return popped
+"""
+"""Pop the lowest member and record it as this consumer's (member and score), atomically."""
+
+ZSET_POLL_S = (0.005, 0.1)  # an idle zset worker's first and longest wait between claims
+
+
 class ZsetQueue:
     """Pop the lowest score; ``<key>:inflight`` maps this consumer to its member meanwhile."""
 
@@ -156,6 +170,7 @@ class ZsetQueue:
         self.client, self.key, self.consumer, self.default_s = client, key, consumer, default_s
         self.inflight = key + INFLIGHT_SUFFIX
         self.scores = key + SCORE_SUFFIX
+        self._claim = client.register_script(ZSET_CLAIM)
 
     async def prepare(self) -> None:
         return None
@@ -165,18 +180,22 @@ class ZsetQueue:
         return None if member is None else json_job(member, self.default_s)
 
     async def take(self, block_s: float) -> Job | None:
-        popped = await self.client.bzpopmin(self.key, block_s)
-        if popped is None:
-            return None
-        member: bytes = popped[1]
-        try:  # the score too, so that a reaper can put the member back where it was
-            async with self.client.pipeline(transaction=True) as pipe:
-                pipe.hset(self.inflight, self.consumer, member)
-                pipe.hset(self.scores, self.consumer, repr(float(popped[2])))
-                await pipe.execute()
-        except _TRANSIENT as exc:  # the member is ours now: serve it even without its marker
-            log.warning("worker_redis_error", step="mark_inflight", error=str(exc))
-        return json_job(member, self.default_s)
+        """Claim the lowest member (with its score, so that a reaper can put it back where it
+        was), polling for up to ``block_s`` while the queue is empty."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + block_s
+        delay, longest = ZSET_POLL_S
+        while True:
+            popped = await self._claim(
+                keys=[self.key, self.inflight, self.scores], args=[self.consumer]
+            )
+            if popped:
+                return json_job(popped[0], self.default_s)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(2 * delay, longest)
 
     async def finish(self, job: Job) -> None:
         async with self.client.pipeline(transaction=True) as pipe:

@@ -24,6 +24,7 @@ from autoscaler.sources.redis_reclaim import Membership
 from autoscaler.sources.redis_sampler import RedisSampler
 from autoscaler.sources.redis_stream import RedisStreamSettings
 from autoscaler.sources.redis_zset import RedisZsetSettings
+from autoscaler.worker import ZsetQueue
 
 AUTOSCALER = Path(sys.executable).parent / "autoscaler"
 KINDS = ["redis-list", "redis-stream", "redis-zset"]
@@ -390,3 +391,34 @@ def test_reaping_never_takes_the_request_of_a_live_worker(
     assert in_flight(r, kind, "q") == 1 and waiting(r, kind, "q") == 0
     assert r.smembers("q:consumers") == {b"b"}
     busy.kill()
+
+
+async def test_zset_claim_pops_and_marks_in_one_step_and_waits_for_work(
+    redis_url: str, r: redis.Redis
+) -> None:
+    """The pop and the in-flight marks are one script: there is no moment at which the member
+    is out of the set and not recorded as this consumer's. An empty queue is polled until a
+    member arrives or the block time ends."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        queue = ZsetQueue(client, "zq", "w1", default_s=0.0)
+        assert await queue.take(0.05) is None  # empty: gives up after its block time
+        r.zadd("zq", {b'{"id": 1}': 17.5, b'{"id": 2}': 18.0})
+        job = await queue.take(0.05)
+        assert job is not None and job.raw == b'{"id": 1}'
+        assert r.zrange("zq", 0, -1) == [b'{"id": 2}']
+        assert r.hget("zq:inflight", "w1") == b'{"id": 1}'
+        assert float(r.hget("zq:inflight:score", "w1") or 0) == 17.5
+
+        async def produce_later() -> None:
+            await asyncio.sleep(0.2)
+            await client.zadd("zq2", {b'{"id": 3}': 20.0})
+
+        waiting = ZsetQueue(client, "zq2", "w2", default_s=0.0)
+        producer = asyncio.create_task(produce_later())
+        job = await waiting.take(30.0)  # arrives while polling: taken long before the block ends
+        await producer
+        assert job is not None and job.raw == b'{"id": 3}'
+        assert r.hget("zq2:inflight", "w2") == b'{"id": 3}'
+    finally:
+        await client.aclose()

@@ -6,15 +6,15 @@ Producer convention:
     Producers may ``INCR <key>:enqueued`` per request for the arrival rate.
 
 Worker convention (what ``autoscaler worker --kind redis-zset`` does):
-    ``BZPOPMIN <key> <timeout>`` takes the oldest member, then ``HSET <key>:inflight <consumer>
-    <member>`` and ``HSET <key>:inflight:score <consumer> <score>``
-    mark it in flight (one field per worker: a worker serves one request at a time,
-    and a restarted worker with the same ``--consumer`` name serves its marked member first).
+    One script runs ``ZPOPMIN <key>`` and marks the member in flight with ``HSET
+    <key>:inflight <consumer> <member>`` and ``HSET <key>:inflight:score <consumer> <score>``
+    (one field per worker: a worker serves one request at a time, and a restarted worker with
+    the same ``--consumer`` name serves its marked member first). Pop and mark are atomic, so
+    a crash never loses a popped member; a script cannot block, so idle workers poll.
     After serving: ``MULTI; HDEL`` both ``; INCR <key>:completed; EXEC``. A worker whose
     heartbeat expired has its member put back with its score by the others
     (``autoscaler.sources.redis_reclaim``).
-    Members that are not JSON objects go to ``<key>:dead``. Between the pop and the ``HSET`` a
-    crash loses the member: the marker is a measurement aid, not a delivery guarantee.
+    Members that are not JSON objects go to ``<key>:dead``.
 
 What the source measures:
     depth = ``ZCARD <key>``; oldest wait = clock.wall() - the lowest score
