@@ -149,8 +149,8 @@ class _Loop:
         oldest: float | None = None
         if depth:
             oldest = t - float(arrival[q]) if q < arrived else 0.0
-            if requeued:
-                oldest = max(oldest, t - float(f.rq_t[f.ist[kernel.RQ_HEAD]]))
+            if requeued:  # served next, and enqueued at its arrival, as a reclaimed request
+                oldest = t - float(arrival[f.rq_id[f.ist[kernel.RQ_HEAD]]])
         busy = int(kernel.in_flight(t, f.slot_until, f.slot_req))
         completed = int(f.ist[kernel.DISPATCHED] - f.ist[kernel.REQUEUED]) - busy
         arrival_rate = completion_rate = None

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
 
 from autoscaler.config import PoolConfig, parse_config
-from autoscaler.core.model import Market
+from autoscaler.core.model import Market, Observation, Recommendation
 from autoscaler.core.pipeline import PoolController
+from autoscaler.core.policy import PolicyContext
 from autoscaler.registry import Registry
+from policies.fixed import FixedPolicy
 from simulations.engine import MARKETS, Run, simulate
 from simulations.fleet import EventTimeline, SimFleet
 from simulations.oracle import simulation_policies
@@ -486,3 +488,47 @@ def test_launches_at_the_same_tick_boot_alike_whatever_came_before(
     assert len({d for _, d in busy[:3]}) == 3  # distinct draws within one tick
     assert all(90.0 <= d <= 150.0 for _, d in busy)
     assert boots([300.0, 300.0, 600.0], seed=6) != quiet
+
+
+PREEMPTED = """
+sla: {max_wait: 2s, target: 0.99}
+capacity: {min: 1, max: 1, slots_per_instance: 4, boot_time: 60s}
+policy: {kind: recorder}
+groups:
+  - name: spot
+    provider: local
+    market: spot
+    hourly_price: 1.0
+    simulation: {preemptions_per_hour: 120, preemption_notice: 5s}
+"""
+
+
+class Recorder(FixedPolicy):
+    """``fixed`` at 1 that keeps every observation it is shown."""
+
+    kind = "recorder"
+    seen: ClassVar[list[Observation]] = []
+
+    def recommend(self, ctx: PolicyContext, state: None) -> tuple[Recommendation, None]:
+        self.seen.append(ctx.obs)
+        return super().recommend(ctx, state)
+
+
+def test_requeued_requests_show_their_wait_since_arrival(
+    registries: dict[str, Registry[Any]],
+) -> None:
+    """A preempted request goes back to the head of the queue with its original enqueue time
+    (as a reclaimed Redis request keeps its payload), so the oldest wait the controller sees
+    counts from its arrival, not from when it was put back."""
+    registries["policies"].register("recorder", Recorder)
+    pool = pool_config(registries, PREEMPTED)
+    trace = Trace("long", "test", np.zeros(4), np.full(4, 3000.0))  # 4 requests at t = 0
+    policies = simulation_policies(trace, registries["policies"])
+    Recorder.seen.clear()
+    result = simulate(pool, 5.0, trace, PoolController(pool, 5.0, policies), label="r",
+                      horizon_s=600.0)
+    assert result.requeued > 0
+    queued = [o for o in Recorder.seen if o.depth == 4 and o.time > 0]  # all four put back
+    assert queued
+    for obs in queued:
+        assert obs.oldest_wait_s == pytest.approx(obs.time)  # arrived at 0
