@@ -12,6 +12,10 @@ matter to the daemon:
 - ``desired`` is the number of live (non-draining) instances: one that dies unexpectedly is logged
   as ``instance_exited`` and lowers it, so the next tick's decision calls ``set_desired`` and
   replaces it.
+- On Linux, instances are started through ``setpriv --pdeathsig TERM`` (util-linux) when it is
+  installed: if the daemon itself dies (SIGKILL, OOM), its instances get SIGTERM and drain
+  instead of serving on as orphans that a restarted daemon cannot see and would double.
+  Without ``setpriv`` a warning says so when the provider starts.
 
 A pool whose queue kind is ``memory`` may omit ``command``: instances are then in-process asyncio
 workers consuming that memory queue, with the same booting and draining semantics (the embedded
@@ -25,7 +29,9 @@ import contextlib
 import itertools
 import os
 import random
+import shutil
 import signal
+import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -39,6 +45,7 @@ from autoscaler.provider import ProviderError
 from autoscaler.sources.memory import MemoryQueue, MemorySettings, get_queue
 
 LAUNCH_RETRY_S = 60.0
+SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 
 log = structlog.get_logger("autoscaler.providers.local")
 
@@ -53,6 +60,23 @@ class LocalSettings(BaseModel):
     output: Literal["inherit", "discard"] = Field(
         default="inherit", description="where the instances' stdout/stderr go"
     )
+
+
+def tied_to_daemon(command: tuple[str, ...], path: str | None) -> tuple[str, ...]:
+    """``command`` so that it gets SIGTERM when the daemon dies, where the system allows.
+
+    PR_SET_PDEATHSIG survives the exec of the command; ``setpriv`` sets it without a
+    ``preexec_fn`` (unsafe in a process with threads, as the daemon is: the metrics server).
+    The program is looked up first (on ``path``, the instance's PATH), so that a missing or
+    non-executable one still fails the launch with ``OSError`` rather than as an instance
+    that exits at once.
+    """
+    if SETPRIV is None:
+        return command
+    program = shutil.which(command[0], path=path)
+    if program is None:
+        raise FileNotFoundError(f"no executable {command[0]!r} (PATH={path})")
+    return (SETPRIV, "--pdeathsig", "TERM", "--", program, *command[1:])
 
 
 @dataclass(eq=False)
@@ -101,7 +125,11 @@ class LocalProvider:
     # ------------------------------------------------------------------ protocol
 
     async def start(self) -> None:
-        """Nothing to adopt: local instances never outlive the daemon that started them."""
+        """Nothing to adopt: local instances do not outlive the daemon that started them
+        (``tied_to_daemon``), except where ``setpriv`` is missing, which is said here."""
+        if self.settings.command is not None and SETPRIV is None:
+            log.warning("instances_may_outlive_daemon", group=self.group.name,
+                        why="setpriv (util-linux) not found or not Linux")
 
     async def describe(self) -> GroupState:
         now = self._clock.monotonic()
@@ -180,7 +208,8 @@ class LocalProvider:
         sink = asyncio.subprocess.DEVNULL if self.settings.output == "discard" else None
         try:
             inst.process = await asyncio.create_subprocess_exec(
-                *command, stdin=asyncio.subprocess.DEVNULL, stdout=sink, stderr=sink, env=env
+                *tied_to_daemon(command, env.get("PATH")),
+                stdin=asyncio.subprocess.DEVNULL, stdout=sink, stderr=sink, env=env,
             )
         except OSError as exc:
             self._spawn_failed_at = self._clock.monotonic()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -10,9 +12,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from autoscaler.testing import free_port
+from providers import local
 
 CONFIG = """
 controller: {{interval: 100ms, metrics_address: "127.0.0.1:{port}", drain_timeout: 5s}}
@@ -71,3 +75,64 @@ def test_daemon_serves_metrics_and_exits_0_on_sigterm(tmp_path: Path) -> None:
     assert "signal_received" in names and "decision" in names
     assert all("timestamp" in e and "level" in e for e in events)
     assert names.count("instance_stopped") == 2
+
+
+ORPHAN_CONFIG = """
+controller: {{interval: 100ms, metrics_address: "127.0.0.1:{port}"}}
+pools:
+  - name: chat
+    queue: {{kind: redis-list, url: "{url}", key: orphans}}
+    sla: {{max_wait: 2s}}
+    capacity: {{min: 2, max: 2, boot_time: 0s}}
+    groups:
+      - name: local
+        provider: local
+        command: ["{python}", "-c", "{script}"]
+"""
+INSTANCE = (
+    "import os, pathlib, time; "
+    "pathlib.Path(r'{folder}', str(os.getpid())).touch(); time.sleep(3600)"
+)
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting for a reaper that may never come (PID 1 in a container)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+@pytest.mark.skipif(local.SETPRIV is None, reason="needs Linux and setpriv (util-linux)")
+def test_instances_get_sigterm_when_the_daemon_is_killed(tmp_path: Path, redis_url: str) -> None:
+    folder = tmp_path / "pids"
+    folder.mkdir()
+    path = tmp_path / "policy.yaml"
+    path.write_text(ORPHAN_CONFIG.format(
+        port=free_port(), url=redis_url, python=sys.executable,
+        script=INSTANCE.format(folder=folder),
+    ))
+    log = tmp_path / "daemon.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "autoscaler", "run", "-c", str(path)],
+                                stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(list(folder.iterdir())) < 2:
+            time.sleep(0.05)
+        pids = [int(p.name) for p in folder.iterdir()]
+        assert len(pids) == 2, f"no two instances: {log.read_text()[-2000:]}"
+        proc.kill()  # SIGKILL: no drain, no cleanup of its own
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(alive(p) for p in pids):
+            time.sleep(0.05)
+        assert not any(alive(p) for p in pids), "instances outlived the daemon"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in [int(p.name) for p in folder.iterdir()]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
