@@ -121,6 +121,12 @@ class _PoolConstants(NamedTuple):
     goal: str
 
 
+def _tail(k: _PoolConstants, budget: float) -> float:
+    """The miss probability sized for at ``budget`` x the miss budget, at most one half."""
+    tail = k.tail * budget
+    return tail if tail < 0.5 else 0.5  # min(0.5, tail)
+
+
 class SlaPolicy:
     """Erlang C sizing with estimators, look-ahead, burst mode and error-budget spending.
 
@@ -238,10 +244,8 @@ class SlaPolicy:
         backlog: float | None,
     ) -> tuple[int, int, float]:
         """Instances for arrival rate ``rate``: (instances, erlang slots, backlog slots)."""
-        tail = k.tail * budget
-        tail = tail if tail < 0.5 else 0.5  # min(0.5, tail)
         c_poisson = min_servers(
-            rate, mu, k.max_wait, tail, upper=k.upper, variability=self._variability
+            rate, mu, k.max_wait, _tail(k, budget), upper=k.upper, variability=self._variability
         )
         return self._instances(k, rate, mu, peakedness, c_poisson, backlog)
 
@@ -260,10 +264,8 @@ class SlaPolicy:
 
         For sizes that are only compared with the current count: when the comparison holds
         at the bound, the search is skipped without changing any decision."""
-        tail = k.tail * budget
-        tail = tail if tail < 0.5 else 0.5  # min(0.5, tail)
         lo, hi = min_servers_bounds(
-            rate, mu, k.max_wait, tail, upper=k.upper, variability=self._variability
+            rate, mu, k.max_wait, _tail(k, budget), upper=k.upper, variability=self._variability
         )
         return self._instances(k, rate, mu, peakedness, hi if upper else lo, backlog)[0]
 

@@ -93,6 +93,22 @@ def _check(name: str, arrival_rate: float, service_rate: float, step: int, v: fl
         raise ValueError(f"{name}: variability must be > 0, got {v}")
 
 
+def _search_range(
+    arrival_rate: float, service_rate: float, step: int, lower: int, upper: int
+) -> tuple[int, int]:
+    """``(first, ceiling)``: where the search starts and the most it may return, both
+    multiples of ``step``. ``first`` is the least stable count at or above ``lower`` (every
+    count at or above ``lower`` when nothing arrives, which is then the answer), capped at
+    ``ceiling`` (then the answer as well)."""
+    ceiling = -(-upper // step) * step
+    first = lower
+    if arrival_rate != 0:
+        stable = int(arrival_rate / service_rate) + 1
+        first = stable if stable > lower else lower
+    first = -(-first // step) * step
+    return (first if first < ceiling else ceiling), ceiling
+
+
 def min_servers(
     arrival_rate: float,
     service_rate: float,
@@ -113,15 +129,10 @@ def min_servers(
     caller capping at its pool's max gets the cap instead of an endless search.
     """
     _check("min_servers", arrival_rate, service_rate, step, variability)
-    ceiling = -(-upper // step) * step
-    if arrival_rate == 0:
-        return min(-(-lower // step) * step, ceiling)
+    first, ceiling = _search_range(arrival_rate, service_rate, step, lower, upper)
+    if arrival_rate == 0 or first == ceiling:
+        return first
     a = arrival_rate / service_rate
-    first = int(a) + 1
-    first = first if first > lower else lower
-    first = -(-first // step) * step
-    if first >= ceiling:
-        return ceiling
     log_tail = math.log(tail) if tail > 0 else -math.inf
     # Written out inline: this runs one to three times per pool per tick, and call overhead
     # was most of its cost. The arithmetic is term for term that of ``erlang_b``,
@@ -172,14 +183,9 @@ def min_servers_bounds(
     search's rounding (its log of a probability may exceed 0 by a few ulps).
     """
     _check("min_servers_bounds", arrival_rate, service_rate, step, variability)
-    ceiling = -(-upper // step) * step
-    if arrival_rate == 0:
-        exact = min(-(-lower // step) * step, ceiling)
-        return exact, exact
-    first = max(lower, int(arrival_rate / service_rate) + 1)
-    first = -(-first // step) * step
-    if first >= ceiling:
-        return ceiling, ceiling
+    first, ceiling = _search_range(arrival_rate, service_rate, step, lower, upper)
+    if arrival_rate == 0 or first == ceiling:
+        return first, first
     if not (tail > 0 and max_wait_s > 0):
         return first, ceiling
     # At least a + 1 slots (the log is clamped for tails >= 1): at c >= a + 1 the computed
