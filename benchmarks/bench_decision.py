@@ -17,7 +17,7 @@ import math
 import statistics
 import time
 
-from autoscaler.config import Config, default_registries
+from autoscaler.config.models import Config, default_registries
 from autoscaler.core.model import FleetState, GroupState, Market, Observation
 from autoscaler.core.pipeline import ControllerState, PoolController
 
@@ -88,9 +88,9 @@ def measure(policy: str) -> list[float]:
 def compiled() -> str:
     """Which decision modules run compiled (setup.py builds them with mypyc)."""
     import autoscaler.core.pipeline
-    import policies.sla
+    import autoscaler.policies.sla
 
-    modules = (autoscaler.core.pipeline, policies.sla)
+    modules = (autoscaler.core.pipeline, autoscaler.policies.sla)
     native = [m.__name__ for m in modules if (m.__file__ or "").endswith(".so")]
     if len(native) == len(modules):
         return "compiled by mypyc"

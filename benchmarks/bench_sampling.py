@@ -19,10 +19,10 @@ import redis
 from pydantic import BaseModel
 
 from autoscaler import testing
-from autoscaler.sources.redis_list import RedisListSettings
-from autoscaler.sources.redis_sampler import RedisSampler
-from autoscaler.sources.redis_stream import RedisStreamSettings
-from autoscaler.sources.redis_zset import RedisZsetSettings
+from autoscaler.sources.redis.lists import RedisListSettings
+from autoscaler.sources.redis.sampler import RedisSampler
+from autoscaler.sources.redis.streams import RedisStreamSettings
+from autoscaler.sources.redis.zsets import RedisZsetSettings
 
 QUEUES = 1000
 ROUNDS = 50

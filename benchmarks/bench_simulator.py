@@ -37,7 +37,7 @@ pools:
 
 
 def _write_inputs(folder: Path) -> tuple[Path, Path]:
-    from simulations.traces import write_canonical
+    from autoscaler.simulations.traces import write_canonical
 
     rng = np.random.default_rng(42)
     n = int(RATE * SPAN)
@@ -70,8 +70,8 @@ def _rate(n: int, seconds: float) -> str:
 
 
 def main() -> None:
-    from simulations.session import open_session
-    from simulations.specs import PolicySpec
+    from autoscaler.simulations.session import open_session
+    from autoscaler.simulations.specs import PolicySpec
 
     with tempfile.TemporaryDirectory(prefix="bench-sim-") as tmp:
         config, trace = _write_inputs(Path(tmp))

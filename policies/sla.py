@@ -95,8 +95,8 @@ from typing import ClassVar, NamedTuple
 from autoscaler.core.erlang import min_servers, min_servers_bounds
 from autoscaler.core.model import FleetState, Observation, Recommendation, Term
 from autoscaler.core.policy import PolicyContext, PolicyParams, PoolSettings
-from policies.sla_estimators import Estimators, SlaState
-from policies.sla_params import SlaParams
+from autoscaler.policies.sla_estimators import Estimators, SlaState
+from autoscaler.policies.sla_params import SlaParams
 
 __all__ = ["SlaParams", "SlaPolicy", "SlaState"]
 

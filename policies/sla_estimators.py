@@ -1,6 +1,6 @@
 """The ``sla`` policy's estimators: what it learns from each observation.
 
-The formulas are in ``policies.sla``'s docstring (service rate per slot, offered load and its
+The formulas are in the ``sla`` policy's docstring (service rate per slot, offered load and its
 slope, burstiness, the observed miss share behind the error budget). They live apart from
 the sizing so that each module stays readable; ``SlaPolicy`` owns one ``Estimators``.
 

@@ -1,6 +1,6 @@
 """The ``sla`` policy's parameters: a pydantic model, so YAML errors name the line.
 
-Kept apart from ``policies.sla`` so that the policy module holds only plain typed code.
+Kept apart from ``autoscaler.policies.sla`` so that the policy module holds only plain typed code.
 """
 
 from __future__ import annotations

@@ -37,9 +37,9 @@ from typing import ClassVar, Literal, NamedTuple
 
 from pydantic import Field, model_validator
 
+from autoscaler.config.durations import Duration
 from autoscaler.core.model import Recommendation
 from autoscaler.core.policy import PolicyContext, PolicyParams
-from autoscaler.durations import Duration
 
 
 class StepBand(PolicyParams):

@@ -38,10 +38,10 @@ from typing import Literal
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
-from autoscaler.clock import Clock
-from autoscaler.config import GroupConfig, PoolConfig
+from autoscaler.config.models import GroupConfig, PoolConfig
 from autoscaler.core.model import GroupState
-from autoscaler.provider import ProviderError
+from autoscaler.ports.clock import Clock
+from autoscaler.ports.provider import ProviderError
 from autoscaler.sources.memory import MemoryQueue, MemorySettings, get_queue
 
 LAUNCH_RETRY_S = 60.0

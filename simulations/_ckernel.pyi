@@ -1,4 +1,4 @@
-"""Types of the C extension ``simulations._ckernel`` (see _ckernel.c and kernel.py)."""
+"""Types of the C extension ``autoscaler.simulations._ckernel`` (see _ckernel.c and kernel.py)."""
 
 import numpy as np
 import numpy.typing as npt

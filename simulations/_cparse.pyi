@@ -1,4 +1,4 @@
-"""Types of the C extension ``simulations._cparse`` (see _cparse.c and _parse.py)."""
+"""Types of the C extension ``autoscaler.simulations._cparse`` (see _cparse.c and _parse.py)."""
 
 import numpy as np
 import numpy.typing as npt

@@ -16,9 +16,9 @@ what was wrong with it. This module holds the codes shared with it and re-export
 
 from __future__ import annotations
 
-from simulations._cparse import count_lines as count_lines
-from simulations._cparse import parse_csv as parse_csv
-from simulations._cparse import parse_jsonl as parse_jsonl
+from autoscaler.simulations._cparse import count_lines as count_lines
+from autoscaler.simulations._cparse import parse_csv as parse_csv
+from autoscaler.simulations._cparse import parse_jsonl as parse_jsonl
 
 # Column kinds for parse_csv (mirrored in _cparse.c).
 NUMBER = 0

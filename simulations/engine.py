@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from autoscaler.config import PoolConfig
+from autoscaler.config.models import PoolConfig
 from autoscaler.core.model import Market, Observation
 from autoscaler.core.pipeline import PoolController
-from simulations import kernel
-from simulations.fleet import Preemption, SimFleet
-from simulations.kernel import F64
-from simulations.traces import Trace
+from autoscaler.simulations import kernel
+from autoscaler.simulations.fleet import Preemption, SimFleet
+from autoscaler.simulations.kernel import F64
+from autoscaler.simulations.traces import Trace
 
 Progress = Callable[[float, float], None]
 

@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from autoscaler.config import GroupConfig, PoolConfig, StockoutWindow
+from autoscaler.config.models import GroupConfig, PoolConfig, StockoutWindow
 from autoscaler.core.model import FleetState, GroupState
-from simulations import kernel
-from simulations.kernel import F64, I8, I64
+from autoscaler.simulations import kernel
+from autoscaler.simulations.kernel import F64, I8, I64
 
 
 @dataclass(slots=True)

@@ -20,10 +20,10 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from simulations._ckernel import advance as advance
-from simulations._ckernel import in_flight as in_flight
-from simulations._ckernel import preempt as preempt
-from simulations._ckernel import rebuild_heap as rebuild_heap
+from autoscaler.simulations._ckernel import advance as advance
+from autoscaler.simulations._ckernel import in_flight as in_flight
+from autoscaler.simulations._ckernel import preempt as preempt
+from autoscaler.simulations._ckernel import rebuild_heap as rebuild_heap
 
 # Indices into the int64 scalar array ``ist`` (mirrored in _ckernel.c).
 Q_NEXT = 0  # next request of the main queue that has not started

@@ -47,12 +47,12 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
+from autoscaler.config.durations import Duration
 from autoscaler.core.erlang import min_servers
 from autoscaler.core.model import Recommendation
 from autoscaler.core.policy import PolicyContext, PolicyParams, PoolSettings
-from autoscaler.durations import Duration
 from autoscaler.registry import POLICY_GROUP, Registry
-from simulations.traces import Trace
+from autoscaler.simulations.traces import Trace
 
 F64Array = np.ndarray[Any, np.dtype[np.float64]]
 

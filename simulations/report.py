@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from autoscaler.config import PoolConfig
-from simulations.engine import MARKETS, Run
-from simulations.traces import Trace
+from autoscaler.config.models import PoolConfig
+from autoscaler.simulations.engine import MARKETS, Run
+from autoscaler.simulations.traces import Trace
 
 if TYPE_CHECKING:  # rich loads on use: `--json` runs are start-up bound and never need it
     from rich.table import Table

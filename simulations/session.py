@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autoscaler.config import Config, PoolConfig, load_config
+from autoscaler.config.models import Config, PoolConfig, load_config
 from autoscaler.core.pipeline import PoolController
 from autoscaler.registry import Registry
-from simulations.engine import Progress, Run, simulate
-from simulations.oracle import simulation_policies
-from simulations.specs import PolicySpec, SpecError, resolve
-from simulations.traces import Trace, load_trace
+from autoscaler.simulations.engine import Progress, Run, simulate
+from autoscaler.simulations.oracle import simulation_policies
+from autoscaler.simulations.specs import PolicySpec, SpecError, resolve
+from autoscaler.simulations.traces import Trace, load_trace
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from autoscaler.config import PoolConfig
+from autoscaler.config.models import PoolConfig
 from autoscaler.core.policy import PolicyParams
 from autoscaler.registry import Registry, RegistryError
 

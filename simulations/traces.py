@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from autoscaler.config import ServiceModel
-from simulations import _parse
+from autoscaler.config.models import ServiceModel
+from autoscaler.simulations import _parse
 
 FloatArray = npt.NDArray[np.float64]
 

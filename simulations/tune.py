@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simulations.engine import PolicyResult
-from simulations.session import Session, open_session
-from simulations.specs import PolicySpec, SpecError, parse_scalar, resolve
+from autoscaler.simulations.engine import PolicyResult
+from autoscaler.simulations.session import Session, open_session
+from autoscaler.simulations.specs import PolicySpec, SpecError, parse_scalar, resolve
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,12 +6,12 @@ from typing import Any
 
 import numpy as np
 
-from autoscaler.config import PoolConfig, parse_config
+from autoscaler.config.models import PoolConfig, parse_config
 from autoscaler.core.pipeline import PoolController
 from autoscaler.registry import Registry
-from simulations.engine import Run, simulate
-from simulations.oracle import simulation_policies
-from simulations.traces import Trace
+from autoscaler.simulations.engine import Run, simulate
+from autoscaler.simulations.oracle import simulation_policies
+from autoscaler.simulations.traces import Trace
 
 
 def pool_config(

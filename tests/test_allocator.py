@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autoscaler.config import GroupConfig
+from autoscaler.config.models import GroupConfig
 from autoscaler.core.allocator import Allocator
 from autoscaler.core.model import FleetState, GroupState, Market
 

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from autoscaler.cli import main
-from autoscaler.config import load_config, parse_config
-from autoscaler.durations import format_duration, parse_duration
-from autoscaler.yaml_lines import ConfigFileError
+from autoscaler.config.durations import format_duration, parse_duration
+from autoscaler.config.models import load_config, parse_config
+from autoscaler.config.yaml_lines import ConfigFileError
 
 HERE = Path(__file__).parent
 BAD = sorted((HERE / "bad_configs").glob("*.yaml"))

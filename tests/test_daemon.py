@@ -15,17 +15,17 @@ from pydantic import BaseModel
 from structlog.testing import capture_logs
 
 from autoscaler.cli import main
-from autoscaler.clock import Clock, ManualClock
-from autoscaler.config import Config, GroupConfig, PoolConfig, parse_config
+from autoscaler.config.models import Config, GroupConfig, PoolConfig, parse_config
 from autoscaler.core.model import GroupState, Market, Observation, Recommendation
 from autoscaler.core.policy import PolicyContext, PolicyParams
-from autoscaler.daemon.app import Daemon, run_daemon
-from autoscaler.daemon.loop import TickGrid
-from autoscaler.daemon.supervisor import Supervisor
-from autoscaler.provider import ProviderError
+from autoscaler.ports.clock import Clock, ManualClock
+from autoscaler.ports.provider import ProviderError
 from autoscaler.registry import Registry
+from autoscaler.runtime.app import Daemon, run_daemon
+from autoscaler.runtime.loop import TickGrid
+from autoscaler.runtime.metrics import PrometheusTelemetry
+from autoscaler.runtime.supervisor import Supervisor
 from autoscaler.sources.memory import reset_queue
-from autoscaler.telemetry import PrometheusTelemetry
 
 CONFIG = """
 controller: {{interval: 1s, drain_timeout: 2s}}
@@ -362,7 +362,7 @@ async def test_a_failing_policy_skips_its_pool_and_the_others_still_scale(
 async def test_drain_is_bounded_even_for_a_task_that_ignores_cancellation(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from autoscaler.daemon import supervisor
+    from autoscaler.runtime import supervisor
 
     monkeypatch.setattr(supervisor, "CANCEL_GRACE_S", 0.2)
     sup = Supervisor()

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from autoscaler.providers import local
 from autoscaler.testing import free_port
-from providers import local
 
 CONFIG = """
 controller: {{interval: 100ms, metrics_address: "127.0.0.1:{port}", drain_timeout: 5s}}

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from autoscaler.cli import main
-from autoscaler.demo import demo_config
-from autoscaler.loadgen import BurstPattern
+from autoscaler.emulator.demo import demo_config
+from autoscaler.emulator.loadgen import BurstPattern
 
 
 def test_arrivals_are_seeded_and_bursty() -> None:

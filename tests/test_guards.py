@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoscaler.config import BehaviorConfig, CapacityConfig
+from autoscaler.config.models import BehaviorConfig, CapacityConfig
 from autoscaler.core.guards import Guarded, Guards, GuardState
 from autoscaler.core.model import Observation, Recommendation
 

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from autoscaler.clock import ManualClock
-from autoscaler.config import PoolConfig, parse_config
-from autoscaler.provider import ProviderError
+from autoscaler.config.models import PoolConfig, parse_config
+from autoscaler.ports.clock import ManualClock
+from autoscaler.ports.provider import ProviderError
+from autoscaler.providers.local import LAUNCH_RETRY_S, LocalProvider
 from autoscaler.registry import Registry
 from autoscaler.sources.memory import reset_queue
-from providers.local import LAUNCH_RETRY_S, LocalProvider
 
 WORKER = r"""
 import os, pathlib, signal, sys, time

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from autoscaler.clock import ManualClock
-from autoscaler.config import parse_config
+from autoscaler.config.models import parse_config
+from autoscaler.ports.clock import ManualClock
 from autoscaler.registry import Registry
 from autoscaler.sources.memory import MemorySettings, MemorySource, get_queue, reset_queue
 
@@ -77,7 +77,7 @@ pools:
 
 
 def test_unknown_memory_setting_is_rejected(registries: dict[str, Registry[Any]]) -> None:
-    from autoscaler.yaml_lines import ConfigFileError
+    from autoscaler.config.yaml_lines import ConfigFileError
 
     with pytest.raises(ConfigFileError) as info:
         parse_config(

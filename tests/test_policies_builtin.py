@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from autoscaler.config import parse_config
+from autoscaler.config.models import parse_config
+from autoscaler.config.yaml_lines import ConfigFileError
 from autoscaler.core.model import FleetState, GroupState, Market, Observation
 from autoscaler.core.policy import PolicyContext, PoolSettings
+from autoscaler.policies.fixed import FixedParams, FixedPolicy
+from autoscaler.policies.step import StepParams, StepPolicy
+from autoscaler.policies.target_tracking import TargetTrackingParams, TargetTrackingPolicy
+from autoscaler.policies.threshold import ThresholdParams, ThresholdPolicy
 from autoscaler.registry import Registry
-from autoscaler.yaml_lines import ConfigFileError
-from policies.fixed import FixedParams, FixedPolicy
-from policies.step import StepParams, StepPolicy
-from policies.target_tracking import TargetTrackingParams, TargetTrackingPolicy
-from policies.threshold import ThresholdParams, ThresholdPolicy
 
 POOL = PoolSettings(
     name="p",

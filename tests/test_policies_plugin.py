@@ -17,11 +17,11 @@ import pytest
 from click.testing import CliRunner
 
 from autoscaler.cli import main
-from autoscaler.config import parse_config
+from autoscaler.config.models import parse_config
+from autoscaler.config.yaml_lines import ConfigFileError
 from autoscaler.core.model import FleetState, GroupState, Market, Observation
 from autoscaler.core.pipeline import PoolController
 from autoscaler.registry import POLICY_GROUP, Registry
-from autoscaler.yaml_lines import ConfigFileError
 
 PLUGIN = Path(__file__).parent / "plugins" / "example_policy"
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autoscaler.config import parse_config
+from autoscaler.config.models import parse_config
 from autoscaler.core.model import FleetState, GroupState, Market, Observation
 from autoscaler.core.pipeline import PoolController
 from autoscaler.core.policy import PolicyContext

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from autoscaler.core.erlang import min_servers, wait_tail
 from autoscaler.core.policy import PoolSettings
-from policies.sla import SlaParams, SlaPolicy, SlaState
+from autoscaler.policies.sla import SlaParams, SlaPolicy, SlaState
 from tests.test_policies_builtin import POOL, ctx
 
 

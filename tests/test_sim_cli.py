@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from autoscaler.cli import main
-from simulations.traces import write_canonical
+from autoscaler.simulations.traces import write_canonical
 from tests.conftest import EXAMPLES, TRACES
 
 CONFIG = """

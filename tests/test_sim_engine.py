@@ -13,11 +13,11 @@ import pytest
 from autoscaler.core.model import Observation, Recommendation
 from autoscaler.core.pipeline import PoolController
 from autoscaler.core.policy import PolicyContext
+from autoscaler.policies.fixed import FixedPolicy
 from autoscaler.registry import Registry
-from policies.fixed import FixedPolicy
-from simulations.engine import simulate
-from simulations.oracle import simulation_policies
-from simulations.traces import Trace
+from autoscaler.simulations.engine import simulate
+from autoscaler.simulations.oracle import simulation_policies
+from autoscaler.simulations.traces import Trace
 from tests.sim_support import (
     AUTOSCALED,
     FIXED,

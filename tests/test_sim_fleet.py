@@ -12,9 +12,9 @@ import pytest
 
 from autoscaler.core.model import Market
 from autoscaler.registry import Registry
-from simulations.engine import MARKETS, Run
-from simulations.fleet import EventTimeline, SimFleet
-from simulations.traces import Trace
+from autoscaler.simulations.engine import MARKETS, Run
+from autoscaler.simulations.fleet import EventTimeline, SimFleet
+from autoscaler.simulations.traces import Trace
 from tests.sim_support import poisson_trace, pool_config, run
 
 # ------------------------------------------------- spot preemptions: common random numbers

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulations import _parse, kernel
+from autoscaler.simulations import _parse, kernel
 
 
 def _parse_one(text: str, kind: int = _parse.NUMBER) -> tuple[tuple[int, int, int, int], float]:

@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from autoscaler.config import PoolConfig
+from autoscaler.config.models import PoolConfig
 from autoscaler.core.pipeline import PoolController
 from autoscaler.registry import Registry
-from simulations.engine import Run, simulate
-from simulations.oracle import simulation_policies
-from simulations.traces import Trace
+from autoscaler.simulations.engine import Run, simulate
+from autoscaler.simulations.oracle import simulation_policies
+from autoscaler.simulations.traces import Trace
 from tests.sim_support import AUTOSCALED, FIXED, bursty_trace, pool_config, run
 
 

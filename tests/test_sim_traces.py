@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autoscaler.config import ServiceModel
-from simulations.traces import TraceError, load_trace, write_canonical
+from autoscaler.config.models import ServiceModel
+from autoscaler.simulations.traces import TraceError, load_trace, write_canonical
 from tests.conftest import TRACES
 
 MODEL = ServiceModel(overhead_s=0.1, prefill_tokens_per_s=1000.0, decode_s_per_token=0.01)

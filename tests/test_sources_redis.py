@@ -12,12 +12,12 @@ import redis
 from pydantic import BaseModel, ValidationError
 from structlog.testing import capture_logs
 
-from autoscaler.clock import ManualClock
-from autoscaler.sources.redis_common import redact_url
-from autoscaler.sources.redis_list import RedisListSettings, RedisListSource
-from autoscaler.sources.redis_sampler import RedisSampler
-from autoscaler.sources.redis_stream import RedisStreamSettings, RedisStreamSource
-from autoscaler.sources.redis_zset import RedisZsetSettings, RedisZsetSource
+from autoscaler.ports.clock import ManualClock
+from autoscaler.sources.redis.lists import RedisListSettings, RedisListSource
+from autoscaler.sources.redis.sampler import RedisSampler
+from autoscaler.sources.redis.settings import redact_url
+from autoscaler.sources.redis.streams import RedisStreamSettings, RedisStreamSource
+from autoscaler.sources.redis.zsets import RedisZsetSettings, RedisZsetSource
 
 MakeSampler = Callable[..., RedisSampler]
 

@@ -8,7 +8,8 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 from autoscaler.core.model import Decision, FleetState, GroupState, Market, Observation
-from autoscaler.telemetry import NullTelemetry, PrometheusTelemetry, Telemetry
+from autoscaler.ports.telemetry import NullTelemetry, Telemetry
+from autoscaler.runtime.metrics import PrometheusTelemetry
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -17,14 +17,14 @@ import redis
 import redis.asyncio as aioredis
 from click.testing import CliRunner
 
-from autoscaler.cli_worker import worker
-from autoscaler.clock import ManualClock
-from autoscaler.sources.redis_list import RedisListSettings
-from autoscaler.sources.redis_reclaim import Membership
-from autoscaler.sources.redis_sampler import RedisSampler
-from autoscaler.sources.redis_stream import RedisStreamSettings
-from autoscaler.sources.redis_zset import RedisZsetSettings
-from autoscaler.worker import ZsetQueue
+from autoscaler.cli.worker import worker
+from autoscaler.emulator.worker import ZsetQueue
+from autoscaler.ports.clock import ManualClock
+from autoscaler.sources.redis.lists import RedisListSettings
+from autoscaler.sources.redis.reclaim import Membership
+from autoscaler.sources.redis.sampler import RedisSampler
+from autoscaler.sources.redis.streams import RedisStreamSettings
+from autoscaler.sources.redis.zsets import RedisZsetSettings
 
 AUTOSCALER = Path(sys.executable).parent / "autoscaler"
 KINDS = ["redis-list", "redis-stream", "redis-zset"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from autoscaler.config import GroupConfig
+from autoscaler.config.models import GroupConfig
 from autoscaler.core.model import FleetState, Market
 
 

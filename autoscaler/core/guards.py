@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from autoscaler.config import BehaviorConfig, CapacityConfig, ScalingBehavior
+from autoscaler.config.models import BehaviorConfig, CapacityConfig, ScalingBehavior
 from autoscaler.core.model import Observation, Recommendation, Term
 
 Sample = tuple[float, int]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from autoscaler.config import PoolConfig
+from autoscaler.config.models import PoolConfig
 from autoscaler.core.allocator import Allocator
 from autoscaler.core.guards import Guards, GuardState
 from autoscaler.core.model import Decision, FleetState, Observation

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from autoscaler.clock import Clock
 from autoscaler.core.model import Observation
+from autoscaler.ports.clock import Clock
 
 
 class MemorySettings(BaseModel):

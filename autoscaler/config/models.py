@@ -25,9 +25,10 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from autoscaler.config.durations import Duration
+from autoscaler.config.yaml_lines import ConfigFileError, LocatedDocument, load_yaml, parse_yaml
 from autoscaler.core.model import Market
 from autoscaler.core.policy import PolicyParams, PoolSettings
-from autoscaler.durations import Duration
 from autoscaler.registry import (
     POLICY_GROUP,
     PROVIDER_GROUP,
@@ -35,7 +36,6 @@ from autoscaler.registry import (
     Registry,
     RegistryError,
 )
-from autoscaler.yaml_lines import ConfigFileError, LocatedDocument, load_yaml, parse_yaml
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
 """Pool and group names end up in metric labels and cloud resource names: keep them plain."""

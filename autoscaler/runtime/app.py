@@ -16,19 +16,20 @@ from typing import Any, TextIO
 import structlog
 from pydantic import BaseModel
 
-from autoscaler.clock import Clock
-from autoscaler.config import Config, default_registries
+from autoscaler.config.models import Config, default_registries
 from autoscaler.core.pipeline import PoolController
-from autoscaler.daemon.actuator import Actuator
-from autoscaler.daemon.clock import LoopClock
-from autoscaler.daemon.loop import ControlLoop, PoolRuntime
-from autoscaler.daemon.supervisor import Supervisor
-from autoscaler.provider import Provider
+from autoscaler.ports.clock import Clock
+from autoscaler.ports.provider import Provider
+from autoscaler.ports.source import QueueSampler
+from autoscaler.ports.telemetry import NullTelemetry, Telemetry
 from autoscaler.registry import Registry, RegistryError
-from autoscaler.sources.base import QueueSampler
-from autoscaler.telemetry import NullTelemetry, PrometheusTelemetry, Telemetry
+from autoscaler.runtime.actuator import Actuator
+from autoscaler.runtime.clock import LoopClock
+from autoscaler.runtime.loop import ControlLoop, PoolRuntime
+from autoscaler.runtime.metrics import PrometheusTelemetry
+from autoscaler.runtime.supervisor import Supervisor
 
-log = structlog.get_logger("autoscaler.daemon")
+log = structlog.get_logger("autoscaler.runtime")
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -17,7 +17,7 @@ import structlog
 CANCEL_GRACE_S = 5.0
 """How long cancelled root tasks get to unwind after the drain deadline."""
 
-log = structlog.get_logger("autoscaler.daemon")
+log = structlog.get_logger("autoscaler.runtime")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

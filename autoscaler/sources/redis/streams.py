@@ -13,7 +13,7 @@ Worker convention (what ``autoscaler worker --kind redis-stream`` does):
     serving: ``MULTI; XACK <key> <group> <id>; INCR <key>:completed; EXEC``. An entry with a bad
     ``service_s`` is acknowledged and its fields are ``LPUSH``-ed to ``<key>:dead`` as JSON.
     The pending entries of a worker whose heartbeat expired are ``XCLAIM``-ed by another, which
-    serves them next (``autoscaler.sources.redis_reclaim``).
+    serves them next (``autoscaler.sources.redis.reclaim``).
 
 What the source measures:
     waiting = entries not yet delivered to the group: the group's ``lag`` (XINFO GROUPS, Redis
@@ -31,7 +31,9 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from autoscaler.sources.redis_common import RedisKind, RedisSettings, plain_name
+from autoscaler.sources.redis.kind import RedisKind
+from autoscaler.sources.redis.probe import Probe
+from autoscaler.sources.redis.settings import RedisSettings, plain_name
 
 
 class RedisStreamSettings(RedisSettings):
@@ -43,6 +45,9 @@ class RedisStreamSettings(RedisSettings):
     @classmethod
     def _group(cls, value: str) -> str:
         return plain_name(value, "group")
+
+    def probe(self) -> Probe:
+        return Probe("stream", self.key, self.group)
 
 
 class RedisStreamSource(RedisKind):

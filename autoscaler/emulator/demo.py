@@ -23,22 +23,22 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from autoscaler.config import Config, default_registries, parse_config
-from autoscaler.daemon.app import Daemon
-from autoscaler.daemon.clock import LoopClock
-from autoscaler.daemon.logsetup import configure_logging
-from autoscaler.daemon.loop import PoolTick
-from autoscaler.daemon.supervisor import Supervisor
-from autoscaler.loadgen import (
+from autoscaler.config.models import Config, default_registries, parse_config
+from autoscaler.emulator.loadgen import (
     BurstPattern,
     MemoryProducer,
     Producer,
     RedisListProducer,
     generate,
 )
+from autoscaler.runtime.app import Daemon
+from autoscaler.runtime.clock import LoopClock
+from autoscaler.runtime.logs import configure_logging
+from autoscaler.runtime.loop import PoolTick
+from autoscaler.runtime.supervisor import Supervisor
 from autoscaler.sources.memory import MemoryQueue, reset_queue
 
-log = structlog.get_logger("autoscaler.demo")
+log = structlog.get_logger("autoscaler.emulator.demo")
 
 DEMO_QUEUE = "demo"
 

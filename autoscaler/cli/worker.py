@@ -1,11 +1,11 @@
-"""``autoscaler worker``: the inference-worker emulator (see ``autoscaler.worker``).
+"""``autoscaler worker``: the inference-worker emulator (see ``autoscaler.emulator.worker``).
 
 Logs JSON lines on stderr. Exits 0 after SIGTERM or SIGINT once the request in progress is
 finished and recorded; 2 on bad arguments; 1 after logging ``worker_failed`` when the queue
 cannot be served (e.g. the key holds another type): a supervisor should see that, not a loop.
 
 Every worker keeps a heartbeat (``--heartbeat`` seconds of TTL) and reclaims the requests of
-workers whose heartbeat expired (see ``autoscaler.sources.redis_reclaim``), so a SIGKILL or an
+workers whose heartbeat expired (see ``autoscaler.sources.redis.reclaim``), so a SIGKILL or an
 OOM never strands a request.
 """
 
@@ -19,10 +19,10 @@ import socket
 import click
 import structlog
 
-from autoscaler.daemon.logsetup import LEVELS, configure_logging
-from autoscaler.sources.redis_common import plain_name, redact_url, validate_redis_url
-from autoscaler.sources.redis_reclaim import Membership, ReclaimKind
-from autoscaler.worker import KINDS, ListQueue, Queue, StreamQueue, Worker, ZsetQueue
+from autoscaler.emulator.worker import KINDS, ListQueue, Queue, StreamQueue, Worker, ZsetQueue
+from autoscaler.runtime.logs import LEVELS, configure_logging
+from autoscaler.sources.redis.reclaim import Membership, ReclaimKind
+from autoscaler.sources.redis.settings import plain_name, redact_url, validate_redis_url
 
 
 def _checked(value: str, param: str, check: object) -> str:
@@ -74,7 +74,7 @@ def worker(
             _serve(url, kind, key, group or "", name, service_time, block, heartbeat)
         )
     except Exception as exc:  # one clear line for the supervisor's log, then a non-zero exit
-        structlog.get_logger("autoscaler.worker").error(
+        structlog.get_logger("autoscaler.emulator.worker").error(
             "worker_failed", error=str(exc), error_type=type(exc).__name__
         )
         raise SystemExit(1) from None
@@ -102,7 +102,7 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, emulator.stop)
-    structlog.get_logger("autoscaler.worker").info("worker_started", url=redact_url(url))
+    structlog.get_logger("autoscaler.emulator.worker").info("worker_started", url=redact_url(url))
     try:
         await emulator.run()
     finally:

@@ -7,10 +7,10 @@ import sys
 
 import click
 
-from autoscaler.config import load_config
-from autoscaler.daemon.app import EXIT_INVALID, run_daemon
-from autoscaler.daemon.logsetup import configure_logging
-from autoscaler.yaml_lines import ConfigFileError
+from autoscaler.config.models import load_config
+from autoscaler.config.yaml_lines import ConfigFileError
+from autoscaler.runtime.app import EXIT_INVALID, run_daemon
+from autoscaler.runtime.logs import configure_logging
 
 
 @click.command()
@@ -39,6 +39,6 @@ def run(config_path: str, dry_run: bool, once: bool) -> None:
 @click.option("--policy", default=None, help="Policy kind (default: sla, else threshold).")
 def demo(duration: float, seed: int, plain: bool, policy: str | None) -> None:
     """Run the whole loop on an embedded config with a bursty load (REDIS_URL: use Redis)."""
-    from autoscaler.demo import run_demo
+    from autoscaler.emulator.demo import run_demo
 
     sys.exit(asyncio.run(run_demo(duration=duration, seed=seed, plain=plain, policy=policy)))

@@ -16,8 +16,8 @@ from typing import Any
 
 import click
 
-from autoscaler.durations import parse_duration
-from autoscaler.yaml_lines import ConfigFileError
+from autoscaler.config.durations import parse_duration
+from autoscaler.config.yaml_lines import ConfigFileError
 
 
 class InputError(click.ClickException):
@@ -82,9 +82,9 @@ def _with_common(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _session(config_path: str, trace_path: str, pool: str | None, warmup: float, seed: int) -> Any:
-    from simulations.session import open_session
-    from simulations.specs import SpecError
-    from simulations.traces import TraceError
+    from autoscaler.simulations.session import open_session
+    from autoscaler.simulations.specs import SpecError
+    from autoscaler.simulations.traces import TraceError
 
     try:
         return open_session(config_path, trace_path, pool, warmup_s=warmup, seed=seed)
@@ -105,8 +105,8 @@ def simulate(
     policies: Sequence[str], as_json: bool, out_dir: str | None,
 ) -> None:
     """Replay a recorded trace through the same decision core the daemon runs."""
-    from simulations.report import document, print_table, write_outputs
-    from simulations.specs import PolicySpec, SpecError, parse_spec
+    from autoscaler.simulations.report import document, print_table, write_outputs
+    from autoscaler.simulations.specs import PolicySpec, SpecError, parse_spec
 
     session = _session(config_path, trace_path, pool_name, warmup, seed)
     try:
@@ -146,8 +146,14 @@ def tune(
 ) -> None:
     """Sweep a policy's parameters; report the cheapest setting meeting the SLA target and
     the cost/attainment Pareto frontier."""
-    from simulations.specs import SpecError
-    from simulations.tune import cheapest_meeting, combinations, pareto, parse_grid, sweep
+    from autoscaler.simulations.specs import SpecError
+    from autoscaler.simulations.tune import (
+        cheapest_meeting,
+        combinations,
+        pareto,
+        parse_grid,
+        sweep,
+    )
 
     session = _session(config_path, trace_path, pool_name, warmup, seed)
     target = session.pool.sla.target

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from autoscaler.clock import Clock
+from autoscaler.ports.clock import Clock
 from autoscaler.sources.memory import get_queue
 
 

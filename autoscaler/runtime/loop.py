@@ -16,15 +16,15 @@ from typing import Any
 
 import structlog
 
-from autoscaler.clock import Clock
 from autoscaler.core.model import Decision, FleetState, GroupState, Observation
 from autoscaler.core.pipeline import ControllerState, PoolController
-from autoscaler.daemon.actuator import Actuator
-from autoscaler.provider import Provider, ProviderError
-from autoscaler.sources.base import QueueSampler
-from autoscaler.telemetry import Telemetry
+from autoscaler.ports.clock import Clock
+from autoscaler.ports.provider import Provider, ProviderError
+from autoscaler.ports.source import QueueSampler
+from autoscaler.ports.telemetry import Telemetry
+from autoscaler.runtime.actuator import Actuator
 
-log = structlog.get_logger("autoscaler.daemon")
+log = structlog.get_logger("autoscaler.runtime")
 
 
 @dataclass(slots=True)

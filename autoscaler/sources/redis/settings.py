@@ -1,4 +1,4 @@
-"""What the three Redis queue kinds share: settings, key names, URL redaction, the kind base.
+"""What the three Redis queue kinds share: settings, key names, URL redaction.
 
 Key names (``<key>`` is the pool's ``key`` setting; the suffixes are plain string suffixes, not
 cluster hash tags):
@@ -9,7 +9,7 @@ cluster hash tags):
 * ``<key>:processing:<consumer>`` - list kind: a worker's reliable-pop list.
 * ``<key>:inflight``   - zset kind: a hash ``consumer name -> member`` of requests being served
   (and ``<key>:inflight:score``: their scores).
-* ``<key>:consumers``, ``<key>:alive:<consumer>`` - worker liveness (``redis_reclaim``).
+* ``<key>:consumers``, ``<key>:alive:<consumer>`` - worker liveness (``reclaim``).
 * ``<key>:dead``       - all kinds: payloads a worker could not serve, ``LPUSH``-ed for a human.
 
 All three kinds return the same ``sampler_key`` for one URL, so a daemon that groups pools by
@@ -18,16 +18,11 @@ that key samples every pool on a Redis server in one round trip, whatever their 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
-from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from autoscaler.clock import Clock
-
-if TYPE_CHECKING:
-    from autoscaler.sources.redis_sampler import RedisSampler
+from autoscaler.sources.redis.probe import Probe
 
 COMPLETED_SUFFIX = ":completed"
 PROCESSING_SUFFIX = ":processing"
@@ -100,6 +95,11 @@ class RedisSettings(BaseModel):
     def _key(cls, value: str) -> str:
         return plain_name(value, "key")
 
+    def probe(self) -> Probe:
+        """What the sampler's script reads for this pool; each kind's settings say it, so the
+        sampler never needs to import the kinds."""
+        raise NotImplementedError(f"{type(self).__name__} does not say how to probe it")
+
 
 def plain_name(value: str, what: str) -> str:
     """Reject whitespace around and line breaks inside a key or group name (the probe's
@@ -107,26 +107,3 @@ def plain_name(value: str, what: str) -> str:
     if value != value.strip() or any(ch in value for ch in "\r\n\x00"):
         raise ValueError(f"{what} must not have surrounding whitespace or line breaks")
     return value
-
-
-class RedisKind:
-    """Base of the three kinds: shared sampler key and sampler factory."""
-
-    kind: ClassVar[str]
-    Settings: ClassVar[type[RedisSettings]]
-
-    @classmethod
-    def sampler_key(cls, settings: BaseModel) -> Hashable:
-        """Pools on the same URL share one sampler (one connection, one round trip per tick)."""
-        if not isinstance(settings, RedisSettings):
-            raise TypeError(f"{cls.kind}: expected RedisSettings, got {type(settings).__name__}")
-        return ("redis", settings.url)
-
-    @classmethod
-    def make_sampler(
-        cls, pools: Sequence[tuple[str, BaseModel]], clock: Clock, timeout_s: float
-    ) -> RedisSampler:
-        """One sampler for all pools of one URL; pools of any Redis kind may be mixed."""
-        from autoscaler.sources.redis_sampler import RedisSampler
-
-        return RedisSampler(pools, clock, timeout_s)

@@ -1,4 +1,4 @@
-"""Telemetry is a port: the loop reports what it saw and did; an implementation decides where.
+"""The Prometheus implementation of the telemetry port (``autoscaler.ports.telemetry``).
 
 The daemon uses ``PrometheusTelemetry`` on its *own* ``CollectorRegistry`` (never the global
 default), so two daemons in one test process, or a daemon next to a library that registers its
@@ -8,7 +8,6 @@ own metrics, never collide. The simulator and the ``--once`` path use ``NullTele
 from __future__ import annotations
 
 import math
-from typing import Protocol
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -16,48 +15,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from autoscaler.core.model import Decision, FleetState, Observation
 
 TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-
-class Telemetry(Protocol):
-    def record_observation(self, pool: str, obs: Observation) -> None: ...
-
-    def record_fleet(self, pool: str, fleet: FleetState) -> None: ...
-
-    def record_decision(self, decision: Decision) -> None: ...
-
-    def record_scale_action(self, decision: Decision) -> None:
-        """The decision resized at least one group (a dry run or failed calls do not count)."""
-
-    def record_provider_error(self, pool: str, group: str, operation: str) -> None: ...
-
-    def record_tick(self, duration_s: float) -> None: ...
-
-    def record_tick_overrun(self, skipped_slots: int) -> None: ...
-
-
-class NullTelemetry:
-    """Records nothing: the simulator and one-shot runs."""
-
-    def record_observation(self, pool: str, obs: Observation) -> None:
-        return None
-
-    def record_fleet(self, pool: str, fleet: FleetState) -> None:
-        return None
-
-    def record_decision(self, decision: Decision) -> None:
-        return None
-
-    def record_scale_action(self, decision: Decision) -> None:
-        return None
-
-    def record_provider_error(self, pool: str, group: str, operation: str) -> None:
-        return None
-
-    def record_tick(self, duration_s: float) -> None:
-        return None
-
-    def record_tick_overrun(self, skipped_slots: int) -> None:
-        return None
 
 
 class PrometheusTelemetry:

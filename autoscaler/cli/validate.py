@@ -6,9 +6,9 @@ import sys
 
 import click
 
-from autoscaler.config import Config, load_config
-from autoscaler.durations import format_duration
-from autoscaler.yaml_lines import ConfigFileError
+from autoscaler.config.durations import format_duration
+from autoscaler.config.models import Config, load_config
+from autoscaler.config.yaml_lines import ConfigFileError
 
 EXIT_INVALID = 2
 

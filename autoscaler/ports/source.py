@@ -12,8 +12,8 @@ from typing import ClassVar, Protocol
 
 from pydantic import BaseModel
 
-from autoscaler.clock import Clock
 from autoscaler.core.model import Observation
+from autoscaler.ports.clock import Clock
 
 
 class QueueSampler(Protocol):

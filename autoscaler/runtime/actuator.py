@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from autoscaler.core.model import Decision, FleetState
-from autoscaler.provider import Provider, ProviderError
+from autoscaler.ports.provider import Provider, ProviderError
 
 
 @dataclass(frozen=True, slots=True)

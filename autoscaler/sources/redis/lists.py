@@ -11,7 +11,7 @@ Worker convention (what ``autoscaler worker --kind redis-list`` does):
     and parks it on the worker's own processing list; after serving it, ``MULTI; LREM
     <key>:processing:<consumer> 1 <payload>; INCR <key>:completed; EXEC``. Workers register in
     ``<key>:consumers`` with a heartbeat; a dead worker's list is moved back to the RIGHT end of
-    ``<key>`` by the others (``autoscaler.sources.redis_reclaim``).
+    ``<key>`` by the others (``autoscaler.sources.redis.reclaim``).
     A payload that is not a JSON object (or has a bad ``service_s``) is moved to ``<key>:dead``
     instead, without counting it as completed.
 
@@ -24,11 +24,16 @@ What the source measures:
 
 from __future__ import annotations
 
-from autoscaler.sources.redis_common import RedisKind, RedisSettings
+from autoscaler.sources.redis.kind import RedisKind
+from autoscaler.sources.redis.probe import Probe
+from autoscaler.sources.redis.settings import RedisSettings
 
 
 class RedisListSettings(RedisSettings):
     """``url`` and ``key`` of a list queue."""
+
+    def probe(self) -> Probe:
+        return Probe("list", self.key)
 
 
 class RedisListSource(RedisKind):

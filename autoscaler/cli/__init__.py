@@ -9,13 +9,13 @@ from typing import Any
 import click
 
 SUBCOMMANDS: dict[str, str] = {
-    "run": "autoscaler.cli_run:run",
-    "demo": "autoscaler.cli_run:demo",
-    "validate": "autoscaler.cli_validate:validate",
-    "worker": "autoscaler.cli_worker:worker",
-    "policies": "autoscaler.cli_policies:policies",
-    "simulate": "autoscaler.cli_simulate:simulate",
-    "tune": "autoscaler.cli_simulate:tune",
+    "run": "autoscaler.cli.run:run",
+    "demo": "autoscaler.cli.run:demo",
+    "validate": "autoscaler.cli.validate:validate",
+    "worker": "autoscaler.cli.worker:worker",
+    "policies": "autoscaler.cli.policies:policies",
+    "simulate": "autoscaler.cli.simulate:simulate",
+    "tune": "autoscaler.cli.simulate:tune",
 }
 
 

@@ -10,9 +10,9 @@ from typing import ClassVar, Protocol
 
 from pydantic import BaseModel
 
-from autoscaler.clock import Clock
-from autoscaler.config import GroupConfig, PoolConfig
+from autoscaler.config.models import GroupConfig, PoolConfig
 from autoscaler.core.model import GroupState
+from autoscaler.ports.clock import Clock
 
 
 class ProviderError(RuntimeError):

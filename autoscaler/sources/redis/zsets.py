@@ -13,7 +13,7 @@ Worker convention (what ``autoscaler worker --kind redis-zset`` does):
     a crash never loses a popped member; a script cannot block, so idle workers poll.
     After serving: ``MULTI; HDEL`` both ``; INCR <key>:completed; EXEC``. A worker whose
     heartbeat expired has its member put back with its score by the others
-    (``autoscaler.sources.redis_reclaim``).
+    (``autoscaler.sources.redis.reclaim``).
     Members that are not JSON objects go to ``<key>:dead``.
 
 What the source measures:
@@ -24,11 +24,16 @@ What the source measures:
 
 from __future__ import annotations
 
-from autoscaler.sources.redis_common import RedisKind, RedisSettings
+from autoscaler.sources.redis.kind import RedisKind
+from autoscaler.sources.redis.probe import Probe
+from autoscaler.sources.redis.settings import RedisSettings
 
 
 class RedisZsetSettings(RedisSettings):
     """``url`` and ``key`` of a sorted-set queue."""
+
+    def probe(self) -> Probe:
+        return Probe("zset", self.key)
 
 
 class RedisZsetSource(RedisKind):

@@ -24,11 +24,9 @@ import structlog
 from pydantic import BaseModel
 from redis.exceptions import NoScriptError
 
-from autoscaler.clock import Clock
 from autoscaler.core.model import Observation
-from autoscaler.sources.redis_common import RedisSettings, redact_url
-from autoscaler.sources.redis_list import RedisListSettings
-from autoscaler.sources.redis_probe import (
+from autoscaler.ports.clock import Clock
+from autoscaler.sources.redis.probe import (
     CHUNK,
     SCRIPT,
     SCRIPT_SHA,
@@ -38,8 +36,7 @@ from autoscaler.sources.redis_probe import (
     head_seconds,
     split_reply,
 )
-from autoscaler.sources.redis_stream import RedisStreamSettings
-from autoscaler.sources.redis_zset import RedisZsetSettings
+from autoscaler.sources.redis.settings import RedisSettings, redact_url
 
 log = structlog.get_logger(__name__)
 
@@ -78,13 +75,7 @@ def probe_for(settings: BaseModel) -> Probe:
     """The probe of one pool's settings; the settings class says which kind it is."""
     if not isinstance(settings, RedisSettings):
         raise TypeError(f"not a Redis queue: {type(settings).__name__}")
-    if isinstance(settings, RedisStreamSettings):
-        return Probe("stream", settings.key, settings.group)
-    if isinstance(settings, RedisZsetSettings):
-        return Probe("zset", settings.key)
-    if isinstance(settings, RedisListSettings):
-        return Probe("list", settings.key)
-    raise TypeError(f"unknown Redis queue settings: {type(settings).__name__}")
+    return settings.probe()
 
 
 class RedisSampler:

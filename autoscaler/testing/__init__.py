@@ -68,21 +68,21 @@ def redis_server(timeout_s: float = 10.0) -> Iterator[str]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-COMPILED_PACKAGES = ("autoscaler", "policies", "simulations")
+COMPILED_PACKAGES = ("simulations",)
 
 
 def stale_compiled_modules(root: Path) -> list[str]:
     """Compiled modules under ``root``'s packages that are older than their source.
 
-    An extension module shadows the ``.py`` beside it (mypyc) and runs the ``.c`` it was built
-    from, so after an edit without a rebuild the tests would run yesterday's code and pass.
+    An extension module runs the ``.c`` it was built from, so after an edit without a rebuild
+    the tests would run yesterday's code and pass.
     """
     stale = []
     for package in COMPILED_PACKAGES:
         for built in sorted((root / package).rglob("*.so")):
             stem = built.name.split(".", 1)[0]
             built_at = built.stat().st_mtime
-            for source in (built.with_name(f"{stem}.py"), built.with_name(f"{stem}.c")):
-                if source.exists() and source.stat().st_mtime > built_at:
-                    stale.append(f"{source.relative_to(root)} is newer than {built.name}")
+            source = built.with_name(f"{stem}.c")
+            if source.exists() and source.stat().st_mtime > built_at:
+                stale.append(f"{source.relative_to(root)} is newer than {built.name}")
     return stale

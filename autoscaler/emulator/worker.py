@@ -1,7 +1,7 @@
 """The inference-worker emulator behind ``autoscaler worker``: consumes a Redis queue correctly.
 
 It stands in for a GPU inference server so the daemon, the demo and the tests drive a real queue.
-It follows the worker conventions written in ``autoscaler.sources.redis_list``,
+It follows the worker conventions written in ``autoscaler.sources.redis.lists``,
 ``redis_stream`` and ``redis_zset``; in short, per kind:
 
 * list: ``BLMOVE <key> <key>:processing:<consumer> RIGHT LEFT`` takes a request; after
@@ -15,7 +15,7 @@ It follows the worker conventions written in ``autoscaler.sources.redis_list``,
   ``INCR <key>:completed`` in one MULTI/EXEC. No blocking pop can run inside a script, so an
   idle worker polls: 5 ms after the queue was found empty, doubling up to 100 ms.
 
-Liveness and reclaim (``autoscaler.sources.redis_reclaim``): a worker with a ``Membership``
+Liveness and reclaim (``autoscaler.sources.redis.reclaim``): a worker with a ``Membership``
 keeps ``<key>:alive:<consumer>`` alive (renewed every ttl/3 by a background task, until the
 last request is settled) and, at start-up and then every ttl, gives the requests of dead
 consumers back to the queue (list, zset) or claims them and serves them next (stream).
@@ -45,15 +45,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from autoscaler.sources.redis_common import (
+from autoscaler.sources.redis.reclaim import SCORE_SUFFIX, Membership
+from autoscaler.sources.redis.settings import (
     COMPLETED_SUFFIX,
     DEAD_SUFFIX,
     INFLIGHT_SUFFIX,
     PROCESSING_SUFFIX,
 )
-from autoscaler.sources.redis_reclaim import SCORE_SUFFIX, Membership
 
-log = structlog.get_logger("autoscaler.worker")
+log = structlog.get_logger("autoscaler.emulator.worker")
 
 WorkerKind = Literal["redis-list", "redis-stream", "redis-zset"]
 KINDS: tuple[WorkerKind, ...] = ("redis-list", "redis-stream", "redis-zset")

@@ -1,0 +1,53 @@
+"""Telemetry is a port: the loop reports what it saw and did; an implementation decides where.
+
+The daemon uses the Prometheus implementation (``autoscaler.runtime.metrics``) on its *own*
+``CollectorRegistry``; the simulator and the ``--once`` path use ``NullTelemetry``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from autoscaler.core.model import Decision, FleetState, Observation
+
+
+class Telemetry(Protocol):
+    def record_observation(self, pool: str, obs: Observation) -> None: ...
+
+    def record_fleet(self, pool: str, fleet: FleetState) -> None: ...
+
+    def record_decision(self, decision: Decision) -> None: ...
+
+    def record_scale_action(self, decision: Decision) -> None:
+        """The decision resized at least one group (a dry run or failed calls do not count)."""
+
+    def record_provider_error(self, pool: str, group: str, operation: str) -> None: ...
+
+    def record_tick(self, duration_s: float) -> None: ...
+
+    def record_tick_overrun(self, skipped_slots: int) -> None: ...
+
+
+class NullTelemetry:
+    """Records nothing: the simulator and one-shot runs."""
+
+    def record_observation(self, pool: str, obs: Observation) -> None:
+        return None
+
+    def record_fleet(self, pool: str, fleet: FleetState) -> None:
+        return None
+
+    def record_decision(self, decision: Decision) -> None:
+        return None
+
+    def record_scale_action(self, decision: Decision) -> None:
+        return None
+
+    def record_provider_error(self, pool: str, group: str, operation: str) -> None:
+        return None
+
+    def record_tick(self, duration_s: float) -> None:
+        return None
+
+    def record_tick_overrun(self, skipped_slots: int) -> None:
+        return None

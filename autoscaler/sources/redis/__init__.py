@@ -1,0 +1,1 @@
+"""Redis queue kinds. Imports flow one way: kinds → sampler → settings, probe."""
