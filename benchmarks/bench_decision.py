@@ -85,20 +85,8 @@ def measure(policy: str) -> list[float]:
     return per_pool[10:]
 
 
-def compiled() -> str:
-    """Which decision modules run compiled (setup.py builds them with mypyc)."""
-    import autoscaler.core.pipeline
-    import autoscaler.policies.sla
-
-    modules = (autoscaler.core.pipeline, autoscaler.policies.sla)
-    native = [m.__name__ for m in modules if (m.__file__ or "").endswith(".so")]
-    if len(native) == len(modules):
-        return "compiled by mypyc"
-    return f"interpreted (compiled: {', '.join(native) or 'none'})"
-
-
 def main() -> None:
-    print(f"{POOLS} pools x {TICKS} ticks, decide() = policy + guards + allocator, {compiled()}")
+    print(f"{POOLS} pools x {TICKS} ticks, decide() = policy + guards + allocator, interpreted")
     print(f"{ROUNDS} rounds, threshold and sla alternating; medians per round, then overall")
     ticks: dict[str, list[float]] = {"threshold": [], "sla": []}
     for round_ in range(ROUNDS):
