@@ -26,10 +26,23 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autoscaler.core.model import GroupState, scale_in_key
 from autoscaler.ports.clock import Clock
-from autoscaler.ports.errors import CapacityUnavailable, NotFound, ProviderError
+from autoscaler.ports.errors import (
+    CapacityUnavailable,
+    Conflict,
+    Denied,
+    NotFound,
+    ProviderError,
+    Throttled,
+    Transient,
+)
 from autoscaler.ports.provider import AccountSpec, GroupId, GroupSpec
 
 Operation = Literal["start", "describe", "resize", "close"]
+
+ERRORS: dict[str, type[ProviderError]] = {
+    "throttled": Throttled, "capacity_unavailable": CapacityUnavailable, "denied": Denied,
+    "not_found": NotFound, "conflict": Conflict, "transient": Transient,
+}
 
 
 class FakeAccountSettings(BaseModel):
@@ -43,6 +56,9 @@ class FakeGroupSettings(BaseModel):
 
     capacity: int | None = Field(default=None, ge=0, description="instances the cloud can hold")
     drain: float = Field(default=0.0, ge=0, description="seconds a victim stays draining")
+    refuse: Literal[
+        "throttled", "capacity_unavailable", "denied", "not_found", "conflict", "transient",
+    ] | None = Field(default=None, description="every resize raises this class of error")
 
 
 @dataclass(eq=False)
@@ -60,6 +76,7 @@ class FakeGroup:
     drain_s: float
     desired: int = 0
     instances: list[FakeInstance] = field(default_factory=list)
+    refuse: str | None = None
     changes: int = 0
     """Resizes that changed ``desired`` (what the product counts as a scale action)."""
     request_ids: list[str] = field(default_factory=list)
@@ -83,11 +100,10 @@ class FakeClient:
         self.groups: dict[GroupId, FakeGroup] = {}
         for spec in groups:
             settings = spec.settings
-            capacity, drain = (
-                (settings.capacity, settings.drain)
-                if isinstance(settings, FakeGroupSettings) else (None, 0.0)
-            )
-            self.groups[spec.id] = FakeGroup(spec, capacity, drain)
+            if not isinstance(settings, FakeGroupSettings):
+                settings = FakeGroupSettings()
+            self.groups[spec.id] = FakeGroup(spec, settings.capacity, settings.drain,
+                                             refuse=settings.refuse)
         self.calls: list[Call] = []
         self.started = False
         self.closed = False
@@ -152,6 +168,9 @@ class FakeClient:
                            operation="resize")
         if target < 0:
             raise ValueError(f"target must be >= 0, got {target}")
+        if fake.refuse is not None:
+            raise ERRORS[fake.refuse](f"refused ({fake.refuse})", account=self.account,
+                                      group=str(group), operation="resize")
         if self.capacity_mode == "raise" and fake.capacity is not None and target > max(
             fake.capacity, len(self.live(group))
         ):
