@@ -185,8 +185,17 @@ class GroupActuator:
         self._idle.clear()
         self._reported.clear()
         self._wake.set()
-        if self._task is None:
+        if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=f"actuator:{self.group}")
+            self._task.add_done_callback(self._guard)
+
+    def _guard(self, task: asyncio.Task[None]) -> None:
+        """An actuator that dies of a bug says so; the next submit starts a new task."""
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("actuator_failed", group=str(self.group), error=repr(exc), exc_info=exc)
+            self._current = None
+            self._idle.set()
+            self._reported.set()
 
     async def settled(self) -> None:
         """Wait until nothing is queued or in progress: every target accepted or dropped.
