@@ -64,7 +64,10 @@ class PoolTick:
     acted: bool = False
     errors: tuple[str, ...] = ()
     submitted: tuple[str, ...] = ()
-    """Groups whose new target went to their actuator (not yet carried out)."""
+    """Groups whose new target went to their actuator (not yet carried out).
+
+    ``acted``: targets went through the gate to the actuators (a tick never waits for them);
+    ``--once`` rewrites it to whether a provider accepted one, after waiting."""
 
     def as_json(self) -> dict[str, Any]:
         obs, decision = self.observation, self.decision
@@ -146,6 +149,7 @@ class ControlLoop:
         self._by_name = {rt.name: rt for rt in self.pools}
         self.actuators: dict[GroupId, GroupActuator] = {}
         self._outcomes: list[Outcome] = []
+        self._describe_errors: dict[GroupId, str] = {}
         self._seq = 0
 
     @property
@@ -255,10 +259,14 @@ class ControlLoop:
         return merged
 
     def _provider_error(self, pool: str, group: GroupId, exc: ProviderError) -> str:
+        """Count every failed describe; log it when it differs from the group's last one (an
+        account down for an hour at 1 s ticks is one error line, not 3,600)."""
         kind = error_kind(exc)
-        log.error("provider_error", pool=pool, group=group.group, account=exc.account,
-                  operation=exc.operation, error_class=kind, error=str(exc))
         self.telemetry.record_provider_error(pool, group.group, exc.operation or "describe", kind)
+        if self._describe_errors.get(group) != str(exc):
+            self._describe_errors[group] = str(exc)
+            log.error("provider_error", pool=pool, group=group.group, account=exc.account,
+                      operation=exc.operation, error_class=kind, error=str(exc))
         return str(exc)
 
     def _fleet(self, rt: PoolRuntime, described: Mapping[GroupId, GroupState]) -> FleetState:
@@ -285,6 +293,9 @@ class ControlLoop:
                   if isinstance(r := described[g], ProviderError)]
         if errors:
             return PoolTick(rt.name, obs, None, errors=tuple(errors)), None
+        for gid in rt.groups:
+            if self._describe_errors.pop(gid, None) is not None:
+                log.info("provider_recovered", pool=rt.name, group=gid.group)
         fleet = self._fleet(rt, {g: r for g in rt.groups
                                  if isinstance(r := described[g], GroupState)})
         self.telemetry.record_fleet(rt.name, fleet)
