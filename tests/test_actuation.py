@@ -312,3 +312,26 @@ async def test_account_executor_runs_synchronous_sdk_calls_in_its_own_threads() 
         executor.shutdown()
     assert name.startswith("gcp-prod") and name != threading.current_thread().name
     assert total == 6
+
+
+async def test_a_failing_describe_is_counted_every_tick_and_logged_once_per_change(
+    registries: dict[str, Registry[Any]],
+) -> None:
+    config = make_config(registries, {"chat": ["{name: g, provider: cloud-a}"]})
+    backlog("chat", 1)
+    telemetry = PrometheusTelemetry()
+    daemon = Daemon.build(config, registries=registries, telemetry=telemetry)
+    a = cloud("cloud-a")
+    down = Transient("503 Service Unavailable", account="cloud-a", operation="describe")
+    a.fail("describe", down, down, down, Throttled("slow down", operation="describe"))
+    with capture_logs() as logs:
+        for _ in range(5):
+            await daemon.loop.tick()
+            await asyncio.sleep(1.0)
+    events = [(e["event"], e.get("error_class")) for e in logs
+              if e["event"] in ("provider_error", "provider_recovered")]
+    assert events == [("provider_error", "transient"), ("provider_error", "throttled"),
+                      ("provider_recovered", None)]
+    assert telemetry.registry.get_sample_value("autoscaler_provider_errors_total", {
+        "pool": "chat", "group": "g", "operation": "describe", "error": "transient"}) == 3
+    await daemon.close(1.0)
