@@ -74,7 +74,7 @@ def test_groups_name_accounts_and_get_their_kinds_settings(
     accounts = accounts_of(config, regs["providers"])
     assert sorted(accounts) == ["lab", "local", "prod"]  # local: implicit
     assert accounts["prod"].settings == RegionSettings(region="us-east-1")
-    assert accounts["prod"].resize_timeout_s == 45.0 and accounts["lab"].describe_timeout_s == 10
+    assert accounts["prod"].resize_timeout_s == 45.0 and accounts["lab"].describe_timeout_s == 5
     assert accounts["lab"].settings == FakeAccountSettings()
     spec = group_spec(config.pools[0], spot)
     assert spec.id == GroupId("chat", "spot") and spec.settings == spot.settings

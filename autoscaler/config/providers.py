@@ -21,8 +21,14 @@ from autoscaler.registry import Registry
 if TYPE_CHECKING:
     from autoscaler.config.models import Config, GroupConfig, PoolConfig
 
-DEFAULT_DESCRIBE_TIMEOUT_S = 10.0
 DEFAULT_RESIZE_TIMEOUT_S = 30.0
+
+
+def default_describe_timeout(interval_s: float) -> float:
+    """The tick waits for every account's describe (it cannot decide on unknown fleets), so
+    the default deadline follows the tick: two intervals, at least 5 s. An account slower
+    than its deadline has its pools skipped for that tick, never the other accounts' pools."""
+    return max(5.0, 2 * interval_s)
 ACCOUNT_COMMON_KEYS = ("describe_timeout", "resize_timeout")
 
 
@@ -32,7 +38,8 @@ class ProviderAccount(BaseModel):
     model_config = {"extra": "forbid", "frozen": True}
 
     kind: str
-    describe_timeout: Duration = Field(default=DEFAULT_DESCRIBE_TIMEOUT_S, gt=0, le=600)
+    describe_timeout: Duration | None = Field(
+        default=None, gt=0, le=600, description="default: 2 x controller.interval, >= 5 s")
     resize_timeout: Duration = Field(default=DEFAULT_RESIZE_TIMEOUT_S, gt=0, le=3600)
     settings: BaseModel
 
@@ -91,18 +98,21 @@ def resolve_kind(account: str, info: ValidationInfo, providers: Registry[Any]) -
     )
 
 
-def account_spec(name: str, account: ProviderAccount) -> AccountSpec:
+def account_spec(name: str, account: ProviderAccount, interval_s: float) -> AccountSpec:
+    describe = account.describe_timeout
     return AccountSpec(
         name=name, kind=account.kind, settings=account.settings,
-        describe_timeout_s=account.describe_timeout, resize_timeout_s=account.resize_timeout,
+        describe_timeout_s=describe if describe is not None else default_describe_timeout(
+            interval_s),
+        resize_timeout_s=account.resize_timeout,
     )
 
 
-def implicit_account(kind: str, providers: Registry[Any]) -> AccountSpec:
+def implicit_account(kind: str, providers: Registry[Any], interval_s: float) -> AccountSpec:
     """The account a group gets by naming a kind directly (``provider: local``)."""
     settings = providers.get(kind).AccountSettings.model_validate({})
     return AccountSpec(name=kind, kind=kind, settings=settings,
-                       describe_timeout_s=DEFAULT_DESCRIBE_TIMEOUT_S,
+                       describe_timeout_s=default_describe_timeout(interval_s),
                        resize_timeout_s=DEFAULT_RESIZE_TIMEOUT_S)
 
 
@@ -121,11 +131,12 @@ def group_spec(pool: PoolConfig, group: GroupConfig) -> GroupSpec:
 
 def accounts_of(config: Config, providers: Registry[Any]) -> dict[str, AccountSpec]:
     """Every account a group of ``config`` uses, explicit or implicit, by name."""
-    accounts = {name: account_spec(name, a) for name, a in config.providers.items()}
+    interval = config.controller.interval
+    accounts = {name: account_spec(name, a, interval) for name, a in config.providers.items()}
     for pool in config.pools:
         for group in pool.groups:
             if group.provider not in accounts:
-                accounts[group.provider] = implicit_account(group.kind, providers)
+                accounts[group.provider] = implicit_account(group.kind, providers, interval)
     return accounts
 
 
