@@ -336,3 +336,29 @@ async def test_a_failing_describe_is_counted_every_tick_and_logged_once_per_chan
     assert telemetry.registry.get_sample_value("autoscaler_provider_errors_total", {
         "pool": "chat", "group": "g", "operation": "describe", "error": "transient"}) == 3
     await daemon.close(1.0)
+
+
+async def test_a_stocked_out_group_is_probed_with_a_doubling_hold_not_every_tick(
+    registries: dict[str, Registry[Any]],
+) -> None:
+    config = make_config(registries, {"chat": [
+        "{name: spot, provider: cloud-a, market: spot, hourly_price: 1.0, capacity: 0}",
+        "{name: od, provider: cloud-b, market: on-demand, hourly_price: 4.0}",
+    ]})
+    backlog("chat", 4)
+    daemon = Daemon.build(config, registries=registries)
+    a, b = cloud("cloud-a"), cloud("cloud-b")
+    stop = asyncio.Event()
+    t0 = asyncio.get_running_loop().time()
+    with capture_logs() as logs:
+        runner = asyncio.create_task(daemon.loop.run(stop))
+        await asyncio.sleep(200.0)
+        stop.set()
+        await runner
+    probes = [round(c.at - t0) for c in resizes(a) if c.target]
+    holds = [e["unavailable_for_s"] for e in logs if e["event"] == "group_unavailable"]
+    assert holds == [60.0, 120.0, 240.0][:len(holds)] and len(holds) == 3
+    assert len(probes) == 3 and probes[0] == 0 and 60 <= probes[1] <= 63
+    assert 180 <= probes[2] <= 186  # 60 s, then 120 s after the second failure
+    assert b.groups[GroupId("chat", "od")].desired == 4  # the on-demand group carried it
+    await daemon.close(1.0)

@@ -10,7 +10,7 @@ group never delays another pool. Each actuator:
 - retries by class of error (``autoscaler.ports.errors``): exponential backoff with jitter for
   ``Transient``/``Conflict``/unclassified, at least ``retry_after_s`` for ``Throttled``, a long
   backoff logged once per change for ``Denied``/``NotFound``; ``CapacityUnavailable`` is not
-  retried but marks the group unavailable (with the reason) in ``Unavailability``, so the next
+  retried but holds the group unavailable (with the reason) in ``Unavailability``, so the next
   decision's allocator moves the shortfall to the next group;
 - reports every final outcome through a callback; the loop (never this task) folds successes
   into controller state.
@@ -63,36 +63,43 @@ class RetryPolicy:
         return nominal * rng.uniform(0.5, 1.0)
 
 
+@dataclass(frozen=True, slots=True)
+class _Mark:
+    until: float
+    reason: str
+    hold: float
+
+
 @dataclass(slots=True)
 class Unavailability:
-    """Groups marked unavailable after ``CapacityUnavailable``: until when, and why.
+    """Groups held unavailable after a capacity failure: until when, and why.
 
-    Written by actuators, read by the loop when it builds a pool's fleet. A repeat mark while
-    the previous one is recent doubles the hold (capped); a successful resize clears the streak.
+    Marked by an actuator on ``CapacityUnavailable``, or by the loop when a describe first
+    reports a group unavailable (a cloud that accepted a size it cannot launch). The hold
+    starts at ``unavailable_s`` and doubles (capped) when the group fails again soon after its
+    last hold ended, so a stockout is probed rarely instead of every tick; it starts over once
+    the group has gone ``unavailable_cap_s`` without failing. A successful resize does not
+    end a hold: a resize down to what runs succeeds during a stockout too.
     """
 
     policy: RetryPolicy
-    marks: dict[GroupId, tuple[float, str]] = field(default_factory=dict)
-    holds: dict[GroupId, float] = field(default_factory=dict)
+    marks: dict[GroupId, _Mark] = field(default_factory=dict)
 
     def mark(self, group: GroupId, now: float, reason: str) -> float:
-        previous = self.holds.get(group)
-        hold = (self.policy.unavailable_s if previous is None
-                else min(self.policy.unavailable_cap_s, 2 * previous))
-        self.holds[group] = hold
-        self.marks[group] = (now + hold, reason)
+        previous = self.marks.get(group)
+        if previous is None or now - previous.until > self.policy.unavailable_cap_s:
+            hold = self.policy.unavailable_s
+        else:
+            hold = min(self.policy.unavailable_cap_s, 2 * previous.hold)
+        self.marks[group] = _Mark(now + hold, reason, hold)
         return hold
 
-    def clear(self, group: GroupId) -> None:
-        self.holds.pop(group, None)
-        self.marks.pop(group, None)
-
     def reason(self, group: GroupId, now: float) -> str | None:
-        """The reason while the mark lasts, else None."""
+        """The reason while the hold lasts, else None."""
         mark = self.marks.get(group)
-        if mark is None or now >= mark[0]:
+        if mark is None or now >= mark.until:
             return None
-        return mark[1]
+        return mark.reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +292,6 @@ class GroupActuator:
             if self._last_refusal is not None:
                 log.info("resize_recovered", account=self.account, group=str(group))
                 self._last_refusal = None
-            self._unavailability.clear(group)
             self._on_outcome(Outcome(group, work.target, work.ticket, None, late))
             return None
         kind = error_kind(error)

@@ -270,12 +270,20 @@ class ControlLoop:
         return str(exc)
 
     def _fleet(self, rt: PoolRuntime, described: Mapping[GroupId, GroupState]) -> FleetState:
-        """The pool's groups as described, with the actuators' capacity marks laid over."""
+        """The pool's groups as described, with the capacity holds laid over: a group stays
+        unavailable for its whole hold even if a describe says otherwise in between (after
+        its shortfall was withdrawn, say), so the allocator does not flap back every tick."""
         now = self.clock.monotonic()
         groups = []
         for gid in rt.groups:
             state = described[gid]
             reason = self.unavailability.reason(gid, now)
+            if reason is None and not state.available:
+                reason = state.reason or "the provider reports failed launches"
+                hold = self.unavailability.mark(gid, now, reason)
+                log.warning("group_unavailable", pool=rt.name, group=str(gid),
+                            error_class="capacity_unavailable", error=reason,
+                            unavailable_for_s=hold)
             if reason is not None and state.available:
                 state = replace(state, available=False, reason=reason)
             groups.append(state)
