@@ -1,17 +1,21 @@
 """``local``: each instance is one OS process started from the group's ``command``.
 
-Made for a single machine (a workstation with GPUs, the demo, end-to-end tests). Semantics that
-matter to the daemon:
+Made for a single machine (a workstation with GPUs, the demo, end-to-end tests). It follows the
+provider contract of ``autoscaler.ports.provider`` (one client for the implicit ``local``
+account, serving every local group of every pool). Semantics that matter to the daemon:
 
 - An instance counts as *booting* until ``capacity.boot_time`` has passed on the injected clock,
   then *running*.
 - Scale-in sends SIGTERM; the worker finishes its in-flight request and exits, so scale-in never
-  loses a request. A draining instance still counts as running until it exits, so ``describe``
-  never invites the daemon to start a replacement for capacity that is still busy.
-- Victims are chosen booting first (they serve nothing yet), then newest.
+  loses a request. Until it exits the instance is reported as *draining*: not running, not part
+  of ``desired``.
+- Victims follow the product's one order, ``autoscaler.core.model.scale_in_key``: booting
+  first, then newest.
 - ``desired`` is the number of live (non-draining) instances: one that dies unexpectedly is logged
-  as ``instance_exited`` and lowers it, so the next tick's decision calls ``set_desired`` and
-  replaces it.
+  as ``instance_exited`` and lowers it, so the next tick's decision resizes and replaces it.
+  ``pending`` is always 0: a local launch either starts a process or fails at once.
+- A launch that fails (the program is missing) raises ``CapacityUnavailable`` and the group
+  reports itself unavailable, with the reason, for ``LAUNCH_RETRY_S``.
 - On Linux, instances are started through ``setpriv --pdeathsig TERM`` (util-linux) when it is
   installed: if the daemon itself dies (SIGKILL, OOM), its instances get SIGTERM and drain
   instead of serving on as orphans that a restarted daemon cannot see and would double.
@@ -32,16 +36,17 @@ import random
 import shutil
 import signal
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
-from autoscaler.config.models import GroupConfig, PoolConfig
-from autoscaler.core.model import GroupState
+from autoscaler.core.model import GroupState, scale_in_key
 from autoscaler.ports.clock import Clock
-from autoscaler.ports.provider import ProviderError
+from autoscaler.ports.errors import CapacityUnavailable, NotFound, ProviderError
+from autoscaler.ports.provider import AccountSpec, GroupId, GroupSpec
 from autoscaler.sources.memory import MemoryQueue, MemorySettings, get_queue
 
 LAUNCH_RETRY_S = 60.0
@@ -50,7 +55,15 @@ SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 log = structlog.get_logger("autoscaler.providers.local")
 
 
+class LocalAccountSettings(BaseModel):
+    """The implicit ``local`` account has no settings; an explicit one may exist by name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class LocalSettings(BaseModel):
+    """The keys of a local group (``GroupSettings`` of the kind)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     command: tuple[str, ...] | None = Field(
@@ -93,67 +106,127 @@ class _Instance:
 
 
 class LocalProvider:
-    kind = "local"
-    Settings = LocalSettings
+    """The ``local`` provider kind (the entry point names this class)."""
 
-    def __init__(self, group: GroupConfig, pool: PoolConfig, clock: Clock) -> None:
+    kind: ClassVar[str] = "local"
+    AccountSettings: ClassVar[type[BaseModel]] = LocalAccountSettings
+    GroupSettings: ClassVar[type[BaseModel]] = LocalSettings
+
+    @classmethod
+    def check_group(cls, group: GroupSpec, account: BaseModel) -> Sequence[tuple[str, str]]:
         settings = group.settings
         if not isinstance(settings, LocalSettings):
-            raise TypeError(f"group {group.name!r}: local provider settings expected")
-        if settings.command is None and pool.queue.kind != "memory":
-            raise ValueError(
-                f"pool {pool.name!r}, group {group.name!r}: the local provider needs a `command` "
-                f"unless the pool's queue kind is memory (it is {pool.queue.kind!r})"
-            )
-        self.group = group
-        self.pool = pool
-        self.settings = settings
-        self._clock = clock
-        self._boot_time = pool.capacity.boot_time
-        self._boot_spread = pool.capacity.boot_time_spread
-        self._slots = pool.capacity.slots_per_instance
-        self._rng = random.Random(f"{pool.name}/{group.name}")
-        self._ids = itertools.count(1)
-        self._instances: dict[int, _Instance] = {}
-        self._spawn_failed_at: float | None = None
-        self._queue: MemoryQueue | None = None
-        if settings.command is None:
-            queue_settings = pool.queue.settings
-            assert isinstance(queue_settings, MemorySettings)
-            self._queue = get_queue(queue_settings.name)
+            return [("", "local provider settings expected")]
+        if settings.command is None and group.queue_kind != "memory":
+            return [("command", "the local provider needs a `command` unless the pool's queue "
+                                f"kind is memory (it is {group.queue_kind!r})")]
+        return []
 
-    # ------------------------------------------------------------------ protocol
+    @classmethod
+    def client(
+        cls, account: AccountSpec, groups: Sequence[GroupSpec], clock: Clock
+    ) -> LocalClient:
+        return LocalClient(account, groups, clock)
+
+
+class LocalClient:
+    """The one client of a local account: a ``LocalGroup`` per group, all on this machine."""
+
+    def __init__(self, account: AccountSpec, groups: Sequence[GroupSpec], clock: Clock) -> None:
+        self.account = account.name
+        problems = [
+            f"group {g.id}: {message}"
+            for g in groups for _, message in LocalProvider.check_group(g, account.settings)
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        self.groups = {g.id: LocalGroup(g, clock, account.name) for g in groups}
 
     async def start(self) -> None:
         """Nothing to adopt: local instances do not outlive the daemon that started them
         (``tied_to_daemon``), except where ``setpriv`` is missing, which is said here."""
-        if self.settings.command is not None and SETPRIV is None:
-            log.warning("instances_may_outlive_daemon", group=self.group.name,
-                        why="setpriv (util-linux) not found or not Linux")
+        for group in self.groups.values():
+            if group.settings.command is not None and SETPRIV is None:
+                log.warning("instances_may_outlive_daemon", group=str(group.id),
+                            why="setpriv (util-linux) not found or not Linux")
 
-    async def describe(self) -> GroupState:
+    async def describe(
+        self, groups: Sequence[GroupId]
+    ) -> Mapping[GroupId, GroupState | ProviderError]:
+        result: dict[GroupId, GroupState | ProviderError] = {}
+        for gid in groups:
+            group = self.groups.get(gid)
+            result[gid] = group.state() if group is not None else NotFound(
+                "no such local group", account=self.account, group=str(gid),
+                operation="describe")
+        return result
+
+    async def resize(self, group: GroupId, target: int, request_id: str) -> None:
+        await self._group(group, "resize").resize(target)
+
+    async def close(self, drain_timeout_s: float) -> None:
+        await asyncio.gather(*(g.close(drain_timeout_s) for g in self.groups.values()))
+
+    def _group(self, gid: GroupId, operation: str) -> LocalGroup:
+        group = self.groups.get(gid)
+        if group is None:
+            raise NotFound("no such local group", account=self.account, group=str(gid),
+                           operation=operation)
+        return group
+
+
+class LocalGroup:
+    """One local group's instances."""
+
+    def __init__(self, spec: GroupSpec, clock: Clock, account: str = "local") -> None:
+        settings = spec.settings
+        if not isinstance(settings, LocalSettings):
+            raise TypeError(f"group {spec.id}: local provider settings expected")
+        self.id = spec.id
+        self.group = spec
+        self.account = account
+        self.settings = settings
+        self._clock = clock
+        self._boot_time = spec.boot_time_s
+        self._boot_spread = spec.boot_time_spread_s
+        self._slots = spec.slots_per_instance
+        self._rng = random.Random(f"{spec.id.pool}/{spec.id.group}")
+        self._ids = itertools.count(1)
+        self._instances: dict[int, _Instance] = {}
+        self._spawn_failed_at: float | None = None
+        self._spawn_error = ""
+        self._queue: MemoryQueue | None = None
+        if settings.command is None:
+            queue_settings = spec.queue_settings
+            assert isinstance(queue_settings, MemorySettings)
+            self._queue = get_queue(queue_settings.name)
+
+    def state(self) -> GroupState:
         now = self._clock.monotonic()
         live = [i for i in self._instances.values() if not i.draining]
         booting = sum(1 for i in live if now < i.ready_at)
+        available = self._launches_allowed()
         return GroupState(
             name=self.group.name,
             market=self.group.market,
             desired=len(live),
             booting=booting,
-            running=len(self._instances) - booting,
-            available=self._launches_allowed(),
+            running=len(live) - booting,
+            draining=len(self._instances) - len(live),
+            available=available,
+            reason="" if available else self._spawn_error,
         )
 
-    async def set_desired(self, desired: int) -> None:
+    async def resize(self, desired: int) -> None:
         if desired < 0:
-            raise ValueError(f"group {self.group.name!r}: desired must be >= 0, got {desired}")
+            raise ValueError(f"group {self.id}: desired must be >= 0, got {desired}")
         live = [i for i in self._instances.values() if not i.draining]
         for _ in range(desired - len(live)):
             await self._spawn()
         excess = len(live) - desired
         if excess > 0:
-            # Booting first (they serve nothing yet), then newest first.
-            ranked = sorted(live, key=lambda i: (not self._booting(i), -i.started_at, -i.id))
+            ranked = sorted(live, key=lambda i: scale_in_key(
+                self._booting(i), i.ready_at, i.started_at, i.id))
             for inst in ranked[:excess]:
                 self._stop(inst)
 
@@ -213,8 +286,9 @@ class LocalProvider:
             )
         except OSError as exc:
             self._spawn_failed_at = self._clock.monotonic()
-            raise ProviderError(
-                self.group.name, "set_desired", f"cannot start {command[0]!r}: {exc}"
+            self._spawn_error = f"cannot start {command[0]!r}: {exc}"
+            raise CapacityUnavailable(
+                self._spawn_error, account=self.account, group=str(self.id), operation="resize"
             ) from exc
         self._spawn_failed_at = None
         self._instances[inst.id] = inst

@@ -3,9 +3,11 @@
 This is the provider side of the simulator. It holds the kernel's slot arrays (instance ``i``
 owns slots ``i*S .. i*S+S-1``), reuses the index of a terminated instance, and grows the arrays
 when more instances exist at once than fit. What the controller sees of it is a ``GroupState``
-per group, like a real provider's describe call: draining and preempted-but-not-yet-gone
-instances count as neither booting nor running, as with an Auto Scaling group whose
-terminating instances sit in a lifecycle hook.
+per group, like a real provider's describe call, with the contract's meanings
+(``autoscaler.core.model.GroupState``; ``autoscaler.testing.conformance`` checks them):
+draining and preempted-but-not-yet-gone instances are ``draining``, neither booting nor
+running, as with an Auto Scaling group whose terminating instances sit in a lifecycle hook;
+launches that failed in a stockout are ``pending``.
 
 Spot preemptions use common random numbers, so that comparing policies on one seed measures
 the policies rather than their luck. Each spot group has one Poisson event timeline per
@@ -37,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from autoscaler.config.models import GroupConfig, PoolConfig, StockoutWindow
-from autoscaler.core.model import FleetState, GroupState
+from autoscaler.core.model import FleetState, GroupState, scale_in_key
 from autoscaler.simulations import kernel
 from autoscaler.simulations.kernel import F64, I8, I64
 
@@ -430,7 +432,8 @@ class SimFleet:
     def state(self, t: float) -> FleetState:
         groups = []
         for g, runtime in enumerate(self.groups):
-            booting, running, _ = self.counts(g, t)
+            booting, running, draining = self.counts(g, t)
+            available = runtime.available(t)
             groups.append(
                 GroupState(
                     name=runtime.config.name,
@@ -438,7 +441,10 @@ class SimFleet:
                     desired=runtime.desired,
                     booting=booting,
                     running=running,
-                    available=runtime.available(t),
+                    available=available,
+                    draining=draining,
+                    pending=max(0, runtime.desired - booting - running),
+                    reason="" if available else "stockout: launches fail",
                 )
             )
         return FleetState(tuple(groups))
@@ -448,8 +454,9 @@ class SimFleet:
     def reconcile(self, group: int, t: float) -> None:
         """Move the group towards its desired size, as an Auto Scaling group would.
 
-        Scale-in removes booting instances first (latest boot first), then the least-loaded
-        running ones (idle ones have zero load), and drains them rather than killing work.
+        Scale-in follows the product's one victim order (``scale_in_key``: booting first,
+        latest boot first, then the newest running) and drains victims rather than killing
+        work.
         """
         runtime = self.groups[group]
         active = [self.instances[i] for i in runtime.members if not self.instances[i].draining]
@@ -458,9 +465,7 @@ class SimFleet:
             if not self.launch(group, t):
                 break
         if gap < 0:
-            booting = sorted((i for i in active if i.ready > t), key=lambda i: -i.ready)
-            running = sorted(
-                (i for i in active if i.ready <= t), key=lambda i: (self.busy(i.index, t), i.index)
-            )
-            for inst in (booting + running)[: -gap]:
+            ranked = sorted(active, key=lambda i: scale_in_key(i.ready > t, i.ready, i.launched,
+                                                               i.uid))
+            for inst in ranked[: -gap]:
                 self.drain(inst.index, t)

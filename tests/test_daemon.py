@@ -15,17 +15,20 @@ from pydantic import BaseModel
 from structlog.testing import capture_logs
 
 from autoscaler.cli import main
-from autoscaler.config.models import Config, GroupConfig, PoolConfig, parse_config
-from autoscaler.core.model import GroupState, Market, Observation, Recommendation
+from autoscaler.config.models import Config, parse_config
+from autoscaler.config.yaml_lines import ConfigFileError
+from autoscaler.core.model import GroupState, Observation, Recommendation
 from autoscaler.core.policy import PolicyContext, PolicyParams
 from autoscaler.ports.clock import Clock, ManualClock
-from autoscaler.ports.provider import ProviderError
+from autoscaler.ports.errors import Denied, Transient
+from autoscaler.ports.provider import GroupId
 from autoscaler.registry import Registry
 from autoscaler.runtime.app import Daemon, run_daemon
 from autoscaler.runtime.loop import TickGrid
 from autoscaler.runtime.metrics import PrometheusTelemetry
 from autoscaler.runtime.supervisor import Supervisor
 from autoscaler.sources.memory import reset_queue
+from autoscaler.testing.fakes import FakeClient, FakeProvider
 
 CONFIG = """
 controller: {{interval: 1s, drain_timeout: 2s}}
@@ -42,6 +45,15 @@ pools:
 
 def config(registries: dict[str, Registry[Any]], queue: str, provider: str = "local") -> Config:
     return parse_config(CONFIG.format(queue=queue, provider=provider), registries=registries)
+
+
+CHAT = GroupId("chat", "local")
+
+
+async def group_state(daemon: Daemon, account: str = "local") -> GroupState:
+    state = (await daemon.accounts[account].client.describe([CHAT]))[CHAT]
+    assert isinstance(state, GroupState)
+    return state
 
 
 async def test_tick_scales_out_on_backlog_and_logs_the_decision(
@@ -65,7 +77,8 @@ async def test_tick_scales_out_on_backlog_and_logs_the_decision(
     assert event["targets"] == {"local": 3} and event["direction"] == "up"
     assert "per instance" in event["reason"] and event["terms"]["metric"] == 3
     assert event["oldest_wait_s"] == pytest.approx(1.5)
-    state = await daemon.providers[0].describe()
+    await daemon.loop.settle()  # the tick only handed the target to the group's actuator
+    state = await group_state(daemon)
     assert (state.desired, state.booting) == (3, 3)  # boot_time 60 s on a clock that stands
     assert telemetry.registry.get_sample_value(
         "autoscaler_scale_actions_total", {"pool": "chat", "direction": "up"}) == 1
@@ -88,7 +101,8 @@ async def test_dry_run_decides_but_never_resizes(registries: dict[str, Registry[
     assert tick.changed and not tick.acted and tick.decision is not None
     assert tick.decision.desired == 1
     assert [e["dry_run"] for e in logs if e["event"] == "decision"] == [True]
-    assert (await daemon.providers[0].describe()).desired == 0
+    await daemon.loop.settle()
+    assert (await group_state(daemon)).desired == 0 and not daemon.loop.actuators
     assert telemetry.registry.get_sample_value(
         "autoscaler_desired_instances", {"pool": "chat"}) == 1
     assert telemetry.registry.get_sample_value(
@@ -96,82 +110,60 @@ async def test_dry_run_decides_but_never_resizes(registries: dict[str, Registry[
     await daemon.close(1.0)
 
 
-class FlakySettings(BaseModel):
-    pass
-
-
-class FlakyProvider:
-    """A provider plugin whose API is down: describe always fails."""
-
-    kind: ClassVar[str] = "flaky"
-    Settings: ClassVar[type[BaseModel]] = FlakySettings
-    resized: ClassVar[list[int]] = []
-
-    def __init__(self, group: GroupConfig, pool: PoolConfig, clock: Clock) -> None:
-        self.group = group
-
-    async def start(self) -> None:
-        return None
-
-    async def describe(self) -> GroupState:
-        raise ProviderError(self.group.name, "describe", "503 from the API")
-
-    async def set_desired(self, desired: int) -> None:
-        self.resized.append(desired)
-
-    async def close(self, drain_timeout_s: float) -> None:
-        return None
-
-
 def one_waiting(
-    registries: dict[str, Registry[Any]], kind: str, provider: type[FlakyProvider]
-) -> tuple[Daemon, PrometheusTelemetry]:
-    """A daemon whose one group is served by ``provider``, with one request waiting."""
-    registries["providers"].register(kind, provider)
+    registries: dict[str, Registry[Any]], queue: str
+) -> tuple[Daemon, PrometheusTelemetry, FakeClient]:
+    """A daemon whose one group is on a ``fake`` account, with one request waiting."""
+    registries["providers"].register("fake", FakeProvider)
     clock = ManualClock()
-    reset_queue(f"d-{kind}").put(clock.wall(), 1.0)
+    reset_queue(queue).put(clock.wall(), 1.0)
     telemetry = PrometheusTelemetry()
-    daemon = Daemon.build(config(registries, f"d-{kind}", provider=kind), registries=registries,
+    text = CONFIG.format(queue=queue, provider="cloud").replace(
+        "pools:", "providers: {cloud: {kind: fake}}\npools:")
+    daemon = Daemon.build(parse_config(text, registries=registries), registries=registries,
                           clock=clock, telemetry=telemetry)
-    return daemon, telemetry
-
-
-class RefusingProvider(FlakyProvider):
-    """Describes fine, but every resize is refused (a quota, say)."""
-
-    async def describe(self) -> GroupState:
-        return GroupState(self.group.name, Market.ON_DEMAND, 0, 0, 0)
-
-    async def set_desired(self, desired: int) -> None:
-        raise ProviderError(self.group.name, "set_desired", "quota exceeded")
+    return daemon, telemetry, FakeProvider.clients["cloud"]
 
 
 async def test_a_refused_resize_is_a_provider_error_not_a_scale_action(
     registries: dict[str, Registry[Any]],
 ) -> None:
-    daemon, telemetry = one_waiting(registries, "refusing", RefusingProvider)
-    [tick] = await daemon.loop.tick()
-    assert tick.changed and not tick.acted
+    daemon, telemetry, cloud = one_waiting(registries, "d-refused")
+    cloud.fail("resize", Denied("quota exceeded"))
+    await daemon.start()
+    with capture_logs() as logs:
+        [tick] = await daemon.loop.tick()
+        assert tick.changed and tick.acted and tick.submitted == ("local",)
+        [outcome] = await daemon.loop.settle(first_outcome=True)
+    assert isinstance(outcome.error, Denied)
     assert telemetry.registry.get_sample_value(
         "autoscaler_scale_actions_total", {"pool": "chat", "direction": "up"}) is None
     assert telemetry.registry.get_sample_value(
         "autoscaler_provider_errors_total",
-        {"pool": "chat", "group": "local", "operation": "set_desired"}) == 1
+        {"pool": "chat", "group": "local", "operation": "resize", "error": "denied"}) == 1
+    [event] = [e for e in logs if e["event"] == "resize_refused"]
+    assert event["error_class"] == "denied" and event["account"] == "cloud"
+    await daemon.close(1.0)
 
 
 async def test_provider_error_skips_actuation_for_that_pool(
     registries: dict[str, Registry[Any]],
 ) -> None:
-    daemon, telemetry = one_waiting(registries, "flaky", FlakyProvider)
+    daemon, telemetry, cloud = one_waiting(registries, "d-flaky")
+    cloud.fail("describe", Transient("503 from the API", account="cloud", operation="describe"))
+    await daemon.start()
     with capture_logs() as logs:
         [tick] = await daemon.loop.tick()
-    assert tick.decision is None and not tick.acted and FlakyProvider.resized == []
+    assert tick.decision is None and not tick.acted and not daemon.loop.actuators
     [event] = [e for e in logs if e["event"] == "provider_error"]
     assert (event["pool"], event["group"], event["operation"]) == ("chat", "local", "describe")
+    assert event["error_class"] == "transient"
     assert telemetry.registry.get_sample_value(
         "autoscaler_provider_errors_total",
-        {"pool": "chat", "group": "local", "operation": "describe"}) == 1
-    assert tick.as_json()["reason"].startswith("skipped: group 'local': describe failed")
+        {"pool": "chat", "group": "local", "operation": "describe", "error": "transient"}) == 1
+    assert tick.as_json()["reason"] == "skipped: account 'cloud' describe: 503 from the API"
+    assert [c.operation for c in cloud.calls] == ["start", "describe"]
+    await daemon.close(1.0)
 
 
 def test_grid_keeps_slots_and_skips_missed_ones() -> None:
@@ -285,15 +277,16 @@ def test_config_error_exits_2_with_file_and_line(tmp_path: Any) -> None:
     assert "Traceback" not in result.output
 
 
-async def test_local_group_without_command_on_redis_is_refused(
-    registries: dict[str, Registry[Any]], capsys: pytest.CaptureFixture[str]
+def test_local_group_without_command_on_redis_is_refused_at_load(
+    registries: dict[str, Registry[Any]],
 ) -> None:
     text = CONFIG.format(queue="x", provider="local").replace(
         "{kind: memory, name: x}", '{kind: redis-list, url: "redis://127.0.0.1:1/0", key: q}')
-    code = await run_daemon(parse_config(text, registries=registries), registries=registries,
-                            once=True)
-    assert code == 2
-    assert "needs a `command` unless the pool's queue kind is memory" in capsys.readouterr().err
+    with pytest.raises(ConfigFileError) as info:
+        parse_config(text, registries=registries)
+    [message] = info.value.messages
+    assert message.startswith("<string>:10: pools[0].groups[0].command: ")
+    assert "needs a `command` unless the pool's queue kind is memory" in message
 
 
 async def test_metrics_port_in_use_exits_1_naming_the_setting(

@@ -16,9 +16,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from autoscaler.config.models import PoolConfig, parse_config
+from autoscaler.config.providers import group_spec
+from autoscaler.config.yaml_lines import ConfigFileError
 from autoscaler.ports.clock import ManualClock
-from autoscaler.ports.provider import ProviderError
-from autoscaler.providers.local import LAUNCH_RETRY_S, LocalProvider
+from autoscaler.ports.errors import CapacityUnavailable
+from autoscaler.providers.local import LAUNCH_RETRY_S, LocalGroup
 from autoscaler.registry import Registry
 from autoscaler.sources.memory import reset_queue
 
@@ -57,7 +59,7 @@ pools:
     return parse_config(text, registries=registries).pools[0]
 
 
-OPEN: list[LocalProvider] = []
+OPEN: list[LocalGroup] = []
 
 
 @pytest.fixture(autouse=True)
@@ -68,14 +70,14 @@ async def close_providers() -> AsyncIterator[None]:
         await OPEN.pop().close(1.0)
 
 
-def make(pool: PoolConfig, clock: ManualClock) -> LocalProvider:
-    provider = LocalProvider(pool.groups[0], pool, clock)
+def make(pool: PoolConfig, clock: ManualClock) -> LocalGroup:
+    provider = LocalGroup(group_spec(pool, pool.groups[0]), clock)
     OPEN.append(provider)
     return provider
 
 
 def process_provider(registries: dict[str, Registry[Any]], tmp_path: Path, mode: str,
-                     clock: ManualClock) -> LocalProvider:
+                     clock: ManualClock) -> LocalGroup:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     command = [sys.executable, str(script), str(tmp_path), mode]
@@ -102,16 +104,16 @@ async def test_booting_until_boot_time_on_the_clock(
 ) -> None:
     clock = ManualClock()
     provider = process_provider(registries, tmp_path, "serve", clock)
-    await provider.set_desired(2)
-    state = await provider.describe()
+    await provider.resize(2)
+    state = provider.state()
     assert (state.desired, state.booting, state.running) == (2, 2, 0)
     clock.advance(5.0)
-    state = await provider.describe()
+    state = provider.state()
     assert (state.desired, state.booting, state.running) == (2, 0, 2)
     await until(lambda: files(tmp_path, "started-") == {"1", "2"}, "two workers")
     await provider.close(10.0)
     assert files(tmp_path, "stopped-") == {"1", "2"}
-    assert (await provider.describe()).running == 0
+    assert provider.state().running == 0
 
 
 async def test_scale_in_stops_booting_first_then_newest(
@@ -119,34 +121,34 @@ async def test_scale_in_stops_booting_first_then_newest(
 ) -> None:
     clock = ManualClock()
     provider = process_provider(registries, tmp_path, "serve", clock)
-    await provider.set_desired(2)  # instances 1, 2
+    await provider.resize(2)  # instances 1, 2
     clock.advance(5.0)
-    await provider.set_desired(3)  # instance 3 boots
+    await provider.resize(3)  # instance 3 boots
     await until(lambda: files(tmp_path, "started-") == {"1", "2", "3"}, "three workers")
-    await provider.set_desired(2)
+    await provider.resize(2)
     await until(lambda: files(tmp_path, "stopped-") == {"3"}, "the booting one to stop")
-    await provider.set_desired(1)
+    await provider.resize(1)
     await until(lambda: files(tmp_path, "stopped-") == {"2", "3"}, "the newest to stop")
-    state = await provider.describe()
+    state = provider.state()
     assert (state.desired, state.booting) == (1, 0)
     await provider.close(10.0)
 
 
-async def test_draining_instance_counts_until_it_exits(
+async def test_draining_instance_is_reported_draining_until_it_exits(
     registries: dict[str, Registry[Any]], tmp_path: Path
 ) -> None:
     clock = ManualClock()
     provider = process_provider(registries, tmp_path, "hold", clock)
-    await provider.set_desired(1)
+    await provider.resize(1)
     clock.advance(5.0)
     await until(lambda: files(tmp_path, "started-") == {"1"}, "the worker")
-    await provider.set_desired(0)
-    state = await provider.describe()
-    assert (state.desired, state.running, state.current) == (0, 1, 1)
+    await provider.resize(0)
+    state = provider.state()
+    assert (state.desired, state.running, state.draining, state.current) == (0, 0, 1, 0)
     (tmp_path / "release").touch()
     await until(lambda: files(tmp_path, "stopped-") == {"1"}, "the drained worker")
     await provider.close(10.0)
-    assert (await provider.describe()).running == 0
+    assert provider.state().running == 0
 
 
 async def test_unexpected_exit_is_logged_and_replaced(
@@ -155,12 +157,12 @@ async def test_unexpected_exit_is_logged_and_replaced(
     clock = ManualClock()
     provider = process_provider(registries, tmp_path, "crash", clock)
     with capture_logs() as logs:
-        await provider.set_desired(1)
+        await provider.resize(1)
         await until(lambda: any(e["event"] == "instance_exited" for e in logs), "the crash")
     exited = next(e for e in logs if e["event"] == "instance_exited")
     assert exited["returncode"] == 3 and exited["group"] == "g"
-    assert (await provider.describe()).desired == 0  # so the next tick asks for it again
-    await provider.set_desired(1)
+    assert provider.state().desired == 0  # so the next tick asks for it again
+    await provider.resize(1)
     await until(lambda: files(tmp_path, "started-") == {"1", "2"}, "the replacement")
     await provider.close(5.0)
 
@@ -170,7 +172,7 @@ async def test_close_kills_after_the_drain_deadline(
 ) -> None:
     clock = ManualClock()
     provider = process_provider(registries, tmp_path, "stubborn", clock)
-    await provider.set_desired(1)
+    await provider.resize(1)
     await until(lambda: files(tmp_path, "started-") == {"1"}, "the worker")
     with capture_logs() as logs:
         await provider.close(0.2)
@@ -179,22 +181,24 @@ async def test_close_kills_after_the_drain_deadline(
     assert any(e["event"] == "instance_killed" for e in logs)
 
 
-async def test_missing_binary_is_a_provider_error(
+async def test_missing_binary_is_capacity_unavailable_with_a_reason(
     registries: dict[str, Registry[Any]], tmp_path: Path
 ) -> None:
     pool = pool_config(registries, '{name: g, provider: local, command: ["/nonexistent/worker"]}')
     clock = ManualClock()
-    provider = LocalProvider(pool.groups[0], pool, clock)
-    with pytest.raises(ProviderError) as info:
-        await provider.set_desired(1)
-    assert info.value.group == "g" and info.value.operation == "set_desired"
-    assert not (await provider.describe()).available
+    provider = make(pool, clock)
+    with pytest.raises(CapacityUnavailable) as info:
+        await provider.resize(1)
+    assert info.value.group == "p/g" and info.value.operation == "resize"
+    assert info.value.account == "local"
+    state = provider.state()
+    assert not state.available and "cannot start '/nonexistent/worker'" in state.reason
     # After the back-off the group is offered launches again; it fails again, and says so.
     clock.advance(LAUNCH_RETRY_S)
-    assert (await provider.describe()).available
-    with pytest.raises(ProviderError):
-        await provider.set_desired(1)
-    assert not (await provider.describe()).available
+    assert provider.state().available
+    with pytest.raises(CapacityUnavailable):
+        await provider.resize(1)
+    assert not provider.state().available
 
 
 def test_command_required_unless_memory_queue(registries: dict[str, Registry[Any]]) -> None:
@@ -204,9 +208,8 @@ def test_command_required_unless_memory_queue(registries: dict[str, Registry[Any
         kind = "other"
 
     registries["sources"].register("other", OtherSource)
-    pool = pool_config(registries, "{name: g, provider: local}", queue="other")
-    with pytest.raises(ValueError, match="needs a `command` unless the pool's queue kind"):
-        LocalProvider(pool.groups[0], pool, ManualClock())
+    with pytest.raises(ConfigFileError, match="needs a `command` unless the pool's queue kind"):
+        pool_config(registries, "{name: g, provider: local}", queue="other")
 
 
 async def test_in_process_workers_serve_and_drain_without_loss(
@@ -216,16 +219,16 @@ async def test_in_process_workers_serve_and_drain_without_loss(
     queue = reset_queue("default")
     pool = pool_config(registries, "{name: g, provider: local}", boot=0.0, slots=2)
     provider = make(pool, clock)
-    await provider.set_desired(2)
+    await provider.resize(2)
     for _ in range(20):
         queue.put(clock.wall(), 0.001)
     await until(lambda: queue.completed_total == 20, "20 completions")
 
     queue.put(clock.wall(), 0.3)  # one long request in flight during scale-in
     await until(lambda: queue.in_flight == 1, "the long request to start")
-    await provider.set_desired(0)
-    state = await provider.describe()
-    assert state.desired == 0 and state.running >= 1  # the busy one drains
+    await provider.resize(0)
+    state = provider.state()
+    assert (state.desired, state.running) == (0, 0) and state.draining >= 1  # busy: drains
     await until(lambda: queue.completed_total == 21, "the in-flight request")
     await until(lambda: provider._instances == {}, "workers to exit")
     assert len(queue) == 0 and queue.in_flight == 0
@@ -238,11 +241,11 @@ async def test_in_process_instance_waits_for_boot(registries: dict[str, Registry
     queue = reset_queue("default")
     pool = pool_config(registries, "{name: g, provider: local}", boot=30.0)
     provider = make(pool, clock)
-    await provider.set_desired(1)
+    await provider.resize(1)
     queue.put(clock.wall(), 0.0)
     await asyncio.sleep(0.05)
-    assert queue.completed_total == 0 and (await provider.describe()).booting == 1
-    await provider.set_desired(0)  # a booting task is cancelled at once
+    assert queue.completed_total == 0 and provider.state().booting == 1
+    await provider.resize(0)  # a booting task is cancelled at once
     await until(lambda: provider._instances == {}, "the booting worker to go")
     assert len(queue) == 1  # nothing was taken
     await provider.close(1.0)

@@ -29,7 +29,7 @@ def exercise(t: Telemetry) -> None:
     decision = Decision("chat", 1.0, current=3, desired=5, targets={"g": 5}, reason="r")
     t.record_decision(decision)
     t.record_scale_action(decision)
-    t.record_provider_error("chat", "g", "describe")
+    t.record_provider_error("chat", "g", "describe", "throttled")
     t.record_tick(0.004)
     t.record_tick_overrun(2)
 
@@ -52,9 +52,11 @@ def test_metrics_are_served_over_http_from_a_private_registry() -> None:
     assert samples[("autoscaler_desired_instances", chat)] == 5
     assert samples[("autoscaler_running_instances", chat)] == 2
     assert samples[("autoscaler_booting_instances", chat)] == 1
+    assert samples[("autoscaler_draining_instances", chat)] == 0
     assert samples[("autoscaler_scale_actions_total", (("direction", "up"), ("pool", "chat")))] == 1
     assert samples[("autoscaler_provider_errors_total",
-                    (("group", "g"), ("operation", "describe"), ("pool", "chat")))] == 1
+                    (("error", "throttled"), ("group", "g"), ("operation", "describe"),
+                     ("pool", "chat")))] == 1
     assert samples[("autoscaler_tick_duration_seconds_count", ())] == 1
     assert samples[("autoscaler_tick_duration_seconds_bucket", (("le", "0.005"),))] == 1
     assert samples[("autoscaler_tick_overruns_total", ())] == 2

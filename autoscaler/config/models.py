@@ -26,6 +26,12 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from autoscaler.config.durations import Duration
+from autoscaler.config.providers import (
+    ProviderAccount,
+    check_groups,
+    record_account_kinds,
+    resolve_kind,
+)
 from autoscaler.config.yaml_lines import ConfigFileError, LocatedDocument, load_yaml, parse_yaml
 from autoscaler.core.model import Market
 from autoscaler.core.policy import PolicyParams, PoolSettings
@@ -304,10 +310,12 @@ class GroupSimulation(Strict):
 
 
 class GroupConfig(Strict):
-    """One instance group; ``provider`` names an adapter whose ``Settings`` check the rest."""
+    """One instance group; ``provider`` names an account (``providers:``) or an implicit one
+    (``local``); the account's kind's ``GroupSettings`` check the remaining keys."""
 
     name: Name
     provider: str
+    kind: str
     market: Market = Market.ON_DEMAND
     hourly_price: float = Field(default=0.0, ge=0)
     max: int | None = Field(default=None, ge=0)
@@ -321,8 +329,23 @@ class GroupConfig(Strict):
             raise ValueError("must be a mapping")
         keys = ("name", "market", "hourly_price", "max", "simulation")
         common = {k: data[k] for k in keys if k in data}
-        rest = {k: v for k, v in data.items() if k not in common}
-        return {**common, **_plugin_block(rest, info, "providers", "provider", "Settings")}
+        rest = {k: v for k, v in data.items() if k not in common and k != "provider"}
+        if "kind" in rest:
+            raise field_error(
+                "group", ("kind",), "unknown key (a group names its account with provider:)",
+                rest["kind"],
+            )
+        account = data.get("provider")
+        if account is None:
+            raise ValueError("missing 'provider'")
+        if not isinstance(account, str):
+            raise field_error("group", ("provider",), "must be a string", account)
+        try:
+            kind = resolve_kind(account, info, _registry(info, "providers"))
+        except ValueError as exc:
+            raise field_error("group", ("provider",), str(exc), account) from None
+        block = _plugin_block({"kind": kind, **rest}, info, "providers", "kind", "GroupSettings")
+        return {**common, "provider": account, **block}
 
 
 def _first_repeat(names: Iterable[str]) -> tuple[int, str] | None:
@@ -377,16 +400,24 @@ class PoolConfig(Strict):
 
 class Config(Strict):
     controller: ControllerConfig = Field(default_factory=ControllerConfig)
+    providers: dict[Name, ProviderAccount] = Field(default_factory=dict)
     pools: tuple[PoolConfig, ...] = Field(min_length=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _accounts_first(cls, data: Any, info: ValidationInfo) -> Any:
+        record_account_kinds(data, info)
+        return data
+
     @model_validator(mode="after")
-    def _unique_pools(self) -> Config:
+    def _unique_pools(self, info: ValidationInfo) -> Config:
         repeat = _first_repeat(p.name for p in self.pools)
         if repeat is not None:
             index, name = repeat
             raise field_error(
                 "config", ("pools", index, "name"), f"pool name {name!r} is used twice", name
             )
+        check_groups(self, _registry(info, "providers"))
         return self
 
     def pool(self, name: str) -> PoolConfig:

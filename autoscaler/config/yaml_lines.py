@@ -9,8 +9,10 @@ from typing import Any
 
 import yaml
 
+from autoscaler.ports.errors import ConfigError
 
-class ConfigFileError(ValueError):
+
+class ConfigFileError(ConfigError, ValueError):
     """A config file that cannot be used; ``messages`` are ``file:line: field: message``."""
 
     def __init__(self, messages: Sequence[str]) -> None:

@@ -44,10 +44,23 @@ class Observation:
 
 @dataclass(frozen=True, slots=True)
 class GroupState:
-    """One instance group as its provider described it.
+    """One instance group as its provider described it. Every provider (and the simulator's
+    fleet) reports these meanings; ``autoscaler.testing.conformance`` checks them.
 
-    ``available`` turns false while the provider reports that launches fail (spot stockout,
-    quota), so the allocator can route capacity elsewhere.
+    - ``desired``: the size the group was last asked for and accepted (ASG DesiredCapacity,
+      MIG targetSize, VMSS capacity, replicas). Draining instances are not part of it.
+    - ``pending``: part of ``desired`` with no instance yet: accepted but not launched, or a
+      launch that is failing. Costs nothing yet, serves nothing.
+    - ``booting``: an instance exists (billed) but does not serve yet.
+    - ``running``: serving; takes new work.
+    - ``draining``: leaving the group: takes no new work, may still finish requests in flight,
+      still billed until gone. Never counted in ``desired`` nor in ``current``: a decision to
+      remove it has been carried out, and counting it would make the policy believe in
+      capacity that no longer takes work.
+    - ``available`` turns false while the provider reports that launches fail (spot stockout,
+      quota), with ``reason`` saying why, so the allocator routes capacity elsewhere.
+
+    ``current`` (see the property) is what the decision core sizes from.
     """
 
     name: str
@@ -56,11 +69,16 @@ class GroupState:
     booting: int
     running: int
     available: bool = True
+    draining: int = 0
+    pending: int = 0
+    reason: str = ""
 
     @property
     def current(self) -> int:
-        """Instances we pay for or asked for: booting + running, at least the desired size."""
-        return max(self.desired, self.booting + self.running)
+        """Instances we pay for or asked for, draining excluded: pending + booting + running,
+        at least the desired size (a provider that is slow to show launches still counts
+        what it accepted)."""
+        return max(self.desired, self.pending + self.booting + self.running)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,22 +90,25 @@ class FleetState:
     """
 
     groups: tuple[GroupState, ...]
-    _totals: tuple[int, int, int, int] | None = field(
+    _totals: tuple[int, int, int, int, int, int] | None = field(
         default=None, init=False, repr=False, compare=False
     )
 
-    def _sum(self) -> tuple[int, int, int, int]:
-        """``(desired, booting, running, current)`` over the groups, computed once."""
+    def _sum(self) -> tuple[int, int, int, int, int, int]:
+        """``(desired, booting, running, current, pending, draining)`` over the groups,
+        computed once."""
         totals = self._totals
         if totals is None:
-            desired = booting = running = current = 0
+            desired = booting = running = current = pending = draining = 0
             for g in self.groups:
-                d, b, r = g.desired, g.booting, g.running
+                d, b, r, p = g.desired, g.booting, g.running, g.pending
                 desired += d
                 booting += b
                 running += r
-                current += b + r if b + r > d else d  # GroupState.current, inlined
-            totals = (desired, booting, running, current)
+                pending += p
+                draining += g.draining
+                current += p + b + r if p + b + r > d else d  # GroupState.current, inlined
+            totals = (desired, booting, running, current, pending, draining)
             object.__setattr__(self, "_totals", totals)
         return totals
 
@@ -106,6 +127,14 @@ class FleetState:
     @property
     def current(self) -> int:
         return self._sum()[3]
+
+    @property
+    def pending(self) -> int:
+        return self._sum()[4]
+
+    @property
+    def draining(self) -> int:
+        return self._sum()[5]
 
     def group(self, name: str) -> GroupState | None:
         for g in self.groups:
@@ -150,3 +179,24 @@ class Decision:
             (g := fleet.group(name)) is None or g.desired != target
             for name, target in self.targets.items()
         )
+
+
+def scale_in_key(booting: bool, ready_at: float, started_at: float, seq: int) -> tuple[
+    bool, float, float, int
+]:
+    """Sort key of THE scale-in victim order (ascending = removed first), for every provider
+    that picks its own victims (``local``, the fake, the simulator's fleet).
+
+    Booting instances go first, the one that would be ready last first: they serve nothing yet,
+    and stopping the least advanced boot wastes the least. Then running instances, newest first
+    (latest start, then highest sequence number).
+
+    Why newest rather than least loaded: no cloud API reports an instance's in-flight requests,
+    so least-loaded cannot be what AWS, GCP, Azure or Kubernetes do; newest-first is what a
+    Kubernetes ReplicaSet does and what an ASG's ``NewestInstance`` termination policy does, and
+    it is reproducible from what every provider knows. The price: a busy new instance may be
+    drained while an idle old one stays, so a drain can last longer than with least-loaded
+    (the README's simulation figures state the difference). Clouds that choose their own victims
+    (ASG termination policies, MIG) are not bound by this order.
+    """
+    return (not booting, -ready_at if booting else 0.0, -started_at, -seq)

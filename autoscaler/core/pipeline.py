@@ -62,3 +62,6 @@ class PoolController:
             terms=terms,
         )
         return decision, ControllerState(policy_state, guarded.state)
+
+    def applied(self, state: ControllerState, decision: Decision) -> ControllerState:
+        return state

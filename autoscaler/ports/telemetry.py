@@ -19,9 +19,12 @@ class Telemetry(Protocol):
     def record_decision(self, decision: Decision) -> None: ...
 
     def record_scale_action(self, decision: Decision) -> None:
-        """The decision resized at least one group (a dry run or failed calls do not count)."""
+        """A decision of which at least one group's resize the provider accepted (counted once
+        per decision; dry runs, refused and still pending calls do not count)."""
 
-    def record_provider_error(self, pool: str, group: str, operation: str) -> None: ...
+    def record_provider_error(self, pool: str, group: str, operation: str, error: str) -> None:
+        """A failed provider call; ``error`` is the class label (``throttled``, ``denied``...,
+        ``overdue`` for a call past its deadline, ``unexpected`` for an adapter bug)."""
 
     def record_tick(self, duration_s: float) -> None: ...
 
@@ -43,7 +46,7 @@ class NullTelemetry:
     def record_scale_action(self, decision: Decision) -> None:
         return None
 
-    def record_provider_error(self, pool: str, group: str, operation: str) -> None:
+    def record_provider_error(self, pool: str, group: str, operation: str, error: str) -> None:
         return None
 
     def record_tick(self, duration_s: float) -> None:

@@ -1,66 +1,323 @@
-"""Carry out a decision: ``set_desired`` on each group whose target differs, concurrently.
+"""Per-group actuators: one long-lived task per group carries out the latest target.
 
-Separate from deciding, so dry-run, ``--once`` and the simulator share everything before it.
+The tick never awaits these tasks: it ``submit``s a target and moves on, so a slow or throttled
+group never delays another pool. Each actuator:
+
+- keeps only the latest target: a newer one replaces a queued one (never a call in progress);
+- calls ``resize`` with its own deadline, and never cancels a call midway: an overdue call is
+  logged (``resize_overdue``), left to finish, and its late outcome logged; the group's next
+  describe shows what it did. No second call on the same group starts before it ends;
+- retries by class of error (``autoscaler.ports.errors``): exponential backoff with jitter for
+  ``Transient``/``Conflict``/unclassified, at least ``retry_after_s`` for ``Throttled``, a long
+  backoff logged once per change for ``Denied``/``NotFound``; ``CapacityUnavailable`` is not
+  retried but holds the group unavailable (with the reason) in ``Unavailability``, so the next
+  decision's allocator moves the shortfall to the next group;
+- reports every final outcome through a callback; the loop (never this task) folds successes
+  into controller state.
+
+Not guaranteed: a target accepted by the cloud but not yet visible in its describe may be sent
+again on the next tick (``resize`` is idempotent, so this costs an API call, not a change).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from dataclasses import dataclass
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from autoscaler.core.model import Decision, FleetState
-from autoscaler.ports.provider import Provider, ProviderError
+import structlog
+
+from autoscaler.core.model import Decision
+from autoscaler.ports.clock import Clock
+from autoscaler.ports.errors import (
+    CapacityUnavailable,
+    Denied,
+    NotFound,
+    ProviderError,
+    Throttled,
+    Transient,
+    error_kind,
+)
+from autoscaler.ports.provider import AccountClient, GroupId
+from autoscaler.ports.telemetry import Telemetry
+
+log = structlog.get_logger("autoscaler.runtime")
 
 
 @dataclass(frozen=True, slots=True)
-class Actuation:
-    """Which groups were resized, and the calls that failed (as ``ProviderError``)."""
+class RetryPolicy:
+    """Backoff between attempts on one group, in seconds of the loop clock."""
 
-    resized: Mapping[str, int]
-    errors: tuple[ProviderError, ...]
+    base_s: float = 1.0
+    cap_s: float = 60.0
+    denied_s: float = 300.0
+    unavailable_s: float = 60.0
+    unavailable_cap_s: float = 900.0
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Exponential with jitter in [50 %, 100 %]: spreads retries of many groups that
+        failed together, and never retries sooner than half the nominal step."""
+        nominal = min(self.cap_s, self.base_s * 2.0 ** attempt)
+        return nominal * rng.uniform(0.5, 1.0)
 
 
-class Actuator:
-    def __init__(self, providers: Mapping[str, Provider], timeout_s: float) -> None:
-        self._providers = providers
-        self._timeout_s = timeout_s
+@dataclass(frozen=True, slots=True)
+class _Mark:
+    until: float
+    reason: str
+    hold: float
 
-    def plan(self, decision: Decision, fleet: FleetState) -> dict[str, int]:
-        """The groups to resize: target differs from what the provider holds."""
-        plan: dict[str, int] = {}
-        for name, target in decision.targets.items():
-            group = fleet.group(name)
-            if group is None or group.desired != target:
-                plan[name] = target
-        return plan
 
-    async def apply(self, decision: Decision, fleet: FleetState) -> Actuation:
-        plan = self.plan(decision, fleet)
-        names = list(plan)
-        results = await asyncio.gather(
-            *(self._set(name, plan[name]) for name in names), return_exceptions=True
-        )
-        resized: dict[str, int] = {}
-        errors: list[ProviderError] = []
-        for name, result in zip(names, results, strict=True):
-            if isinstance(result, ProviderError):
-                errors.append(result)
-            elif isinstance(result, Exception):
-                errors.append(ProviderError(name, "set_desired", repr(result)))
-            elif isinstance(result, BaseException):
-                raise result
+@dataclass(slots=True)
+class Unavailability:
+    """Groups held unavailable after a capacity failure: until when, and why.
+
+    Marked by an actuator on ``CapacityUnavailable``, or by the loop when a describe first
+    reports a group unavailable (a cloud that accepted a size it cannot launch). The hold
+    starts at ``unavailable_s`` and doubles (capped) when the group fails again soon after its
+    last hold ended, so a stockout is probed rarely instead of every tick; it starts over once
+    the group has gone ``unavailable_cap_s`` without failing. A successful resize does not
+    end a hold: a resize down to what runs succeeds during a stockout too.
+    """
+
+    policy: RetryPolicy
+    marks: dict[GroupId, _Mark] = field(default_factory=dict)
+
+    def mark(self, group: GroupId, now: float, reason: str) -> float:
+        previous = self.marks.get(group)
+        if previous is None or now - previous.until > self.policy.unavailable_cap_s:
+            hold = self.policy.unavailable_s
+        else:
+            hold = min(self.policy.unavailable_cap_s, 2 * previous.hold)
+        self.marks[group] = _Mark(now + hold, reason, hold)
+        return hold
+
+    def reason(self, group: GroupId, now: float) -> str | None:
+        """The reason while the hold lasts, else None."""
+        mark = self.marks.get(group)
+        if mark is None or now >= mark.until:
+            return None
+        return mark.reason
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """Why a target was submitted: the pool's decision (the loop calls ``applied`` with it)."""
+
+    pool: str
+    decision: Decision
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The end of one submission: accepted (``error`` None) or given up on."""
+
+    group: GroupId
+    target: int
+    ticket: Ticket
+    error: BaseException | None = None
+    late: bool = False
+
+
+@dataclass(slots=True)
+class _Work:
+    target: int
+    ticket: Ticket
+    request_id: str
+
+
+class GroupActuator:
+    """The one task that resizes one group (see the module docstring)."""
+
+    def __init__(
+        self,
+        group: GroupId,
+        account: str,
+        client: Callable[[], AccountClient | None],
+        clock: Clock,
+        telemetry: Telemetry,
+        unavailability: Unavailability,
+        on_outcome: Callable[[Outcome], None],
+        *,
+        deadline_s: float,
+        policy: RetryPolicy | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.group = group
+        self.account = account
+        self._client = client
+        self._clock = clock
+        self._telemetry = telemetry
+        self._unavailability = unavailability
+        self._on_outcome = on_outcome
+        self.deadline_s = deadline_s
+        self.policy = policy or RetryPolicy()
+        self._rng = random.Random(seed if seed is not None else str(group))
+        self._wanted: _Work | None = None
+        self._current: _Work | None = None
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._reported = asyncio.Event()
+        self._reported.set()
+        self._call_future: asyncio.Future[None] | None = None
+        self._last_refusal: tuple[str, str] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ the loop's side
+
+    @property
+    def busy_with(self) -> int | None:
+        """The target being worked on or queued (the newest), if any."""
+        work = self._wanted or self._current
+        return None if work is None else work.target
+
+    def submit(self, target: int, ticket: Ticket) -> None:
+        """Make ``target`` the next one; replaces a queued target, not a call in progress."""
+        if self._wanted is None and self._current is not None and (
+            self._current.target == target
+        ):
+            return  # that very target is being carried out
+        replaced = self._wanted
+        if replaced is not None and replaced.target == target:
+            replaced.ticket = ticket  # same target: keep its request id (one change)
+            return
+        if replaced is not None:
+            log.info("resize_superseded", group=str(self.group), old_target=replaced.target,
+                     new_target=target)
+        self._wanted = _Work(target, ticket, str(uuid.uuid4()))
+        self._idle.clear()
+        self._reported.clear()
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"actuator:{self.group}")
+            self._task.add_done_callback(self._guard)
+
+    def _guard(self, task: asyncio.Task[None]) -> None:
+        """An actuator that dies of a bug says so; the next submit starts a new task."""
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("actuator_failed", group=str(self.group), error=repr(exc), exc_info=exc)
+            self._current = None
+            self._idle.set()
+            self._reported.set()
+
+    async def settled(self) -> None:
+        """Wait until nothing is queued or in progress: every target accepted or dropped.
+        A group whose calls keep failing never settles: use ``reported`` there."""
+        await self._idle.wait()
+
+    async def reported(self) -> None:
+        """Wait until the latest submission has had at least one outcome (``--once``)."""
+        await self._reported.wait()
+
+    async def stop(self, timeout_s: float) -> None:
+        """Stop retrying. A call in progress is not cancelled midway: it gets up to
+        ``timeout_s`` to finish, then is abandoned (its outcome is never known here)."""
+        task, self._task = self._task, None
+        self._wanted = None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        call = self._call_future
+        if call is not None and not call.done():
+            done, _ = await asyncio.wait({call}, timeout=timeout_s)
+            if not done:
+                log.warning("resize_abandoned", account=self.account, group=str(self.group))
+
+    # ------------------------------------------------------------------ the task
+
+    async def _run(self) -> None:
+        attempt = 0
+        hold_until = 0.0
+        while True:
+            if self._wanted is None:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            delay = hold_until - self._clock.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)  # a newer submit waits the hold-off too
+                continue
+            work, self._wanted = self._wanted, None
+            self._current = work
+            try:
+                error, late = await self._call(work)
+            finally:
+                self._current = None
+            self._reported.set()
+            hold = self._settle(work, error, late, attempt)
+            if hold is None:
+                attempt = 0
             else:
-                resized[name] = plan[name]
-        return Actuation(resized, tuple(errors))
+                attempt += 1
+                hold_until = self._clock.monotonic() + hold
+                if self._wanted is None:
+                    self._wanted = work  # retry this target unless a newer one came
 
-    async def _set(self, group: str, desired: int) -> None:
-        provider = self._providers.get(group)
-        if provider is None:
-            raise ProviderError(group, "set_desired", "no provider for this group")
-        try:
-            await asyncio.wait_for(provider.set_desired(desired), self._timeout_s)
-        except TimeoutError:
-            raise ProviderError(
-                group, "set_desired", f"no answer within {self._timeout_s:g}s"
-            ) from None
+    async def _call(self, work: _Work) -> tuple[BaseException | None, bool]:
+        client = self._client()
+        if client is None:
+            return Transient("account not started", account=self.account,
+                             group=str(self.group), operation="resize"), False
+        call = asyncio.ensure_future(client.resize(self.group, work.target, work.request_id))
+        self._call_future = call
+        done, _ = await asyncio.wait({call}, timeout=self.deadline_s)
+        late = not done
+        if late:
+            log.warning("resize_overdue", account=self.account, group=str(self.group),
+                        target=work.target, deadline_s=self.deadline_s,
+                        request_id=work.request_id)
+            self._telemetry.record_provider_error(
+                work.ticket.pool, self.group.group, "resize", "overdue")
+            await asyncio.wait({call})  # never cancelled midway: it finishes, then we go on
+        if call.cancelled():
+            return Transient("resize call was cancelled", account=self.account,
+                             group=str(self.group), operation="resize"), late
+        error = call.exception()
+        if late:
+            log.info("resize_late_outcome", account=self.account, group=str(self.group),
+                     target=work.target, error=None if error is None else repr(error))
+        return error, late
+
+    def _settle(
+        self, work: _Work, error: BaseException | None, late: bool, attempt: int
+    ) -> float | None:
+        """Log, count and report; returns the hold-off before the next attempt (None: done)."""
+        pool, group = work.ticket.pool, self.group
+        if error is None:
+            if self._last_refusal is not None:
+                log.info("resize_recovered", account=self.account, group=str(group))
+                self._last_refusal = None
+            self._on_outcome(Outcome(group, work.target, work.ticket, None, late))
+            return None
+        kind = error_kind(error)
+        self._telemetry.record_provider_error(pool, group.group, "resize", kind)
+        fields = dict(account=self.account, group=str(group), pool=pool, target=work.target,
+                      error_class=kind, error=str(error))
+        if isinstance(error, CapacityUnavailable):
+            # Not retried: the next decision sees the group unavailable and moves the
+            # shortfall elsewhere (and resizes this group down to what it holds).
+            hold = self._unavailability.mark(group, self._clock.monotonic(), error.message)
+            log.warning("group_unavailable", **fields, unavailable_for_s=hold)
+            self._on_outcome(Outcome(group, work.target, work.ticket, error, late))
+            return None
+        if isinstance(error, Denied | NotFound):
+            signature = (kind, str(error))
+            if signature != self._last_refusal:  # once per change, not once per retry
+                log.error("resize_refused", **fields, retry_in_s=self.policy.denied_s)
+                self._last_refusal = signature
+            self._on_outcome(Outcome(group, work.target, work.ticket, error, late))
+            return self.policy.denied_s
+        hold = self.policy.backoff(attempt, self._rng)
+        if isinstance(error, Throttled) and error.retry_after_s is not None:
+            hold = max(hold, error.retry_after_s)
+        if not isinstance(error, ProviderError):
+            log.error("resize_failed", **fields, retry_in_s=hold, exc_info=error)
+        else:
+            log.warning("resize_failed", **fields, retry_in_s=hold)
+        self._on_outcome(Outcome(group, work.target, work.ticket, error, late))
+        return hold

@@ -1,4 +1,4 @@
-"""Wire a ``Config`` into samplers, providers and controllers, and run them.
+"""Wire a ``Config`` into samplers, accounts, controllers and the loop, and run them.
 
 ``Daemon.build`` is shared by ``autoscaler run`` and ``autoscaler demo``; ``run_daemon`` is the
 entry function of ``autoscaler run`` (tests call it in-process).
@@ -11,20 +11,23 @@ import json
 import sys
 from collections import defaultdict
 from collections.abc import Hashable
+from dataclasses import replace
 from typing import Any, TextIO
 
 import structlog
 from pydantic import BaseModel
 
 from autoscaler.config.models import Config, default_registries
+from autoscaler.config.providers import accounts_of, group_spec
 from autoscaler.core.pipeline import PoolController
 from autoscaler.ports.clock import Clock
-from autoscaler.ports.provider import Provider
+from autoscaler.ports.provider import GroupId, GroupSpec
 from autoscaler.ports.source import QueueSampler
 from autoscaler.ports.telemetry import NullTelemetry, Telemetry
 from autoscaler.registry import Registry, RegistryError
-from autoscaler.runtime.actuator import Actuator
+from autoscaler.runtime.accounts import AccountRuntime
 from autoscaler.runtime.clock import LoopClock
+from autoscaler.runtime.gate import ActuationGate, DryRunGate, OpenGate
 from autoscaler.runtime.loop import ControlLoop, PoolRuntime
 from autoscaler.runtime.metrics import PrometheusTelemetry
 from autoscaler.runtime.supervisor import Supervisor
@@ -40,13 +43,8 @@ class BuildError(ValueError):
     """The config is valid YAML but cannot be wired (a provider refused its settings)."""
 
 
-def provider_timeout(config: Config) -> float:
-    """How long one provider call may take before the tick gives up on it."""
-    return max(5.0, 2 * config.controller.interval)
-
-
 class Daemon:
-    """Everything ``Config`` turns into: samplers, providers, controllers and the loop."""
+    """Everything ``Config`` turns into: samplers, accounts, controllers and the loop."""
 
     def __init__(self, config: Config, loop: ControlLoop, samplers: list[QueueSampler]) -> None:
         self.config = config
@@ -54,8 +52,8 @@ class Daemon:
         self.samplers = samplers
 
     @property
-    def providers(self) -> list[Provider]:
-        return [p for rt in self.loop.pools for p in rt.providers.values()]
+    def accounts(self) -> dict[str, AccountRuntime]:
+        return self.loop.accounts
 
     @classmethod
     def build(
@@ -66,65 +64,91 @@ class Daemon:
         clock: Clock | None = None,
         telemetry: Telemetry | None = None,
         dry_run: bool = False,
+        gate: ActuationGate | None = None,
     ) -> Daemon:
+        """Wire everything; no I/O (clients connect in ``start``)."""
         regs = registries or default_registries()
         clock = clock or LoopClock()
         ctl = config.controller
-        groups: dict[tuple[str, Hashable], list[tuple[str, BaseModel]]] = defaultdict(list)
+        keyed: dict[tuple[str, Hashable], list[tuple[str, BaseModel]]] = defaultdict(list)
         for pool in config.pools:
             kind = regs["sources"].get(pool.queue.kind)
-            groups[(pool.queue.kind, kind.sampler_key(pool.queue.settings))].append(
+            keyed[(pool.queue.kind, kind.sampler_key(pool.queue.settings))].append(
                 (pool.name, pool.queue.settings)
             )
         samplers: list[QueueSampler] = [
             regs["sources"].get(kind).make_sampler(members, clock, ctl.sample_timeout)
-            for (kind, _key), members in groups.items()
+            for (kind, _key), members in keyed.items()
         ]
+        accounts = _accounts(config, regs["providers"], clock)
         runtimes = []
         for pool in config.pools:
-            providers: dict[str, Provider] = {}
-            for group in pool.groups:
-                try:
-                    providers[group.name] = regs["providers"].get(group.provider)(
-                        group, pool, clock
-                    )
-                except (ValueError, TypeError, RegistryError) as exc:
-                    raise BuildError(str(exc)) from exc
             controller = PoolController(pool, ctl.interval, regs["policies"])
-            runtimes.append(PoolRuntime(
-                pool.name, controller, providers,
-                Actuator(providers, provider_timeout(config)), controller.initial_state(),
-            ))
+            groups = tuple(GroupId(pool.name, g.name) for g in pool.groups)
+            runtimes.append(PoolRuntime(pool.name, controller, groups,
+                                        controller.initial_state()))
         loop = ControlLoop(
-            runtimes, samplers, clock, telemetry or NullTelemetry(),
-            interval_s=ctl.interval, describe_timeout_s=provider_timeout(config), dry_run=dry_run,
+            runtimes, samplers, accounts, clock, telemetry or NullTelemetry(),
+            interval_s=ctl.interval, gate=gate or (DryRunGate() if dry_run else OpenGate()),
         )
         return cls(config, loop, samplers)
 
     async def start(self) -> None:
-        await asyncio.gather(*(p.start() for p in self.providers))
+        """Start every account concurrently. One that fails is logged and retried later; its
+        pools are skipped until it starts, the other accounts' pools run."""
+        await asyncio.gather(*(a.start() for a in self.accounts.values()))
 
     async def close(self, drain_timeout_s: float) -> None:
-        """Stop every provider's instances within the deadline, then release the samplers."""
-        results = await asyncio.gather(
-            *(p.close(drain_timeout_s) for p in self.providers), return_exceptions=True
-        )
-        for result in results:
-            if isinstance(result, Exception):
-                log.error("provider_close_failed", error=repr(result))
+        """Stop the actuators (a call in progress gets part of the deadline), stop every
+        account's instances within the deadline, then release the samplers."""
+        await self.loop.stop_actuators(min(5.0, drain_timeout_s))
+        await asyncio.gather(*(a.close(drain_timeout_s) for a in self.accounts.values()))
         await asyncio.gather(*(s.close() for s in self.samplers), return_exceptions=True)
 
 
+def _accounts(
+    config: Config, providers: Registry[Any], clock: Clock
+) -> dict[str, AccountRuntime]:
+    """One client per account, built from all the groups that name it."""
+    specs = accounts_of(config, providers)
+    members: dict[str, list[GroupSpec]] = defaultdict(list)
+    for pool in config.pools:
+        for group in pool.groups:
+            members[group.provider].append(group_spec(pool, group))
+    accounts = {}
+    for name, groups in members.items():
+        spec = specs[name]
+        try:
+            client = providers.get(spec.kind).client(spec, groups, clock)
+        except (ValueError, TypeError, RegistryError) as exc:
+            raise BuildError(f"provider account {name!r}: {exc}") from exc
+        accounts[name] = AccountRuntime(spec, client, [g.id for g in groups], clock)
+    return accounts
+
+
 async def run_once(daemon: Daemon, out: TextIO) -> int:
-    """One tick; one JSON object per pool per line on ``out``."""
+    """One tick, waiting for its actuations; one JSON object per pool per line on ``out``.
+
+    Exits non-zero when a pool could not be decided (queue not sampled, fleet not described,
+    policy failure) or a resize failed."""
+    failed = False
     try:
         await daemon.start()  # inside: a provider that fails half-way is still closed
-        for result in await daemon.loop.tick():
+        results = await daemon.loop.tick()
+        outcomes = await daemon.loop.settle(first_outcome=True)
+        for result in results:
+            errors = [f"{o.group.group}: {o.error}" for o in outcomes
+                      if o.ticket.pool == result.pool and o.error is not None]
+            accepted = any(o.error is None for o in outcomes if o.ticket.pool == result.pool)
+            if result.decision is None or errors:
+                failed = True
+            if result.acted:
+                result = replace(result, acted=accepted, errors=(*result.errors, *errors))
             out.write(json.dumps(result.as_json(), sort_keys=True, default=str) + "\n")
         out.flush()
     finally:
         await daemon.close(daemon.config.controller.drain_timeout)
-    return EXIT_OK
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 async def run_daemon(

@@ -1,8 +1,12 @@
-"""One control-loop tick, and the interval grid that schedules ticks.
+"""The tick pipeline, and the interval grid that schedules ticks.
 
-A tick samples every queue sampler and describes every group concurrently, then runs each pool
-through its ``PoolController`` (the pure core) and actuates. A pool whose fleet could not be
-described is skipped for this tick: we never act on unknown fleet state.
+One tick: sample every queue and describe every account concurrently → decide every pool (the
+pure core) → the cross-pool step → the actuation gate → submit targets to the per-group
+actuators (``autoscaler.runtime.actuator``), without waiting for them. A pool whose fleet could
+not be described is skipped for this tick: we never act on unknown fleet state.
+
+Controller state is owned by this loop: actuators report outcomes, and the next tick (or
+``settle``) folds each accepted decision in with ``PoolController.applied``.
 """
 
 from __future__ import annotations
@@ -10,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -19,23 +23,33 @@ import structlog
 from autoscaler.core.model import Decision, FleetState, GroupState, Observation
 from autoscaler.core.pipeline import ControllerState, PoolController
 from autoscaler.ports.clock import Clock
-from autoscaler.ports.provider import Provider, ProviderError
+from autoscaler.ports.errors import ProviderError, error_kind
+from autoscaler.ports.provider import GroupId
 from autoscaler.ports.source import QueueSampler
 from autoscaler.ports.telemetry import Telemetry
-from autoscaler.runtime.actuator import Actuator
+from autoscaler.runtime.accounts import AccountRuntime
+from autoscaler.runtime.actuator import (
+    GroupActuator,
+    Outcome,
+    RetryPolicy,
+    Ticket,
+    Unavailability,
+)
+from autoscaler.runtime.gate import ActuationGate, OpenGate
 
 log = structlog.get_logger("autoscaler.runtime")
 
 
 @dataclass(slots=True)
 class PoolRuntime:
-    """A pool's controller, its providers by group name and its in-memory controller state."""
+    """A pool's controller, its groups (in config order) and its in-memory controller state."""
 
     name: str
     controller: PoolController
-    providers: dict[str, Provider]
-    actuator: Actuator
+    groups: tuple[GroupId, ...]
     state: ControllerState
+    applied_seq: int = 0
+    """The newest decision (ticket number) folded in with ``applied``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +63,11 @@ class PoolTick:
     changed: bool = False
     acted: bool = False
     errors: tuple[str, ...] = ()
+    submitted: tuple[str, ...] = ()
+    """Groups whose new target went to their actuator (not yet carried out).
+
+    ``acted``: targets went through the gate to the actuators (a tick never waits for them);
+    ``--once`` rewrites it to whether a provider accepted one, after waiting."""
 
     def as_json(self) -> dict[str, Any]:
         obs, decision = self.observation, self.decision
@@ -65,6 +84,7 @@ class PoolTick:
             "terms": dict(decision.terms) if decision else None,
             "changed": self.changed,
             "acted": self.acted,
+            "errors": list(self.errors),
         }
 
 
@@ -90,34 +110,80 @@ class TickGrid:
         return self.start + k * self.interval, skipped
 
 
+CrossPoolStep = Callable[[Mapping[str, Decision]], Mapping[str, Decision]]
+
+
+def identity_step(decisions: Mapping[str, Decision]) -> Mapping[str, Decision]:
+    """The cross-pool step of today: every pool's decision as it is. Budgets will fill this
+    seam (they need all decisions of a tick at once, which is why it exists)."""
+    return decisions
+
+
 class ControlLoop:
     def __init__(
         self,
         pools: Sequence[PoolRuntime],
         samplers: Sequence[QueueSampler],
+        accounts: Mapping[str, AccountRuntime],
         clock: Clock,
         telemetry: Telemetry,
         *,
         interval_s: float,
-        describe_timeout_s: float,
-        dry_run: bool = False,
+        gate: ActuationGate | None = None,
+        cross_pool: CrossPoolStep = identity_step,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.pools = list(pools)
         self.samplers = list(samplers)
+        self.accounts = dict(accounts)
         self.clock = clock
         self.telemetry = telemetry
         self.interval_s = interval_s
-        self.describe_timeout_s = describe_timeout_s
-        self.dry_run = dry_run
+        self.gate: ActuationGate = gate or OpenGate()
+        self.cross_pool = cross_pool
+        self.retry = retry or RetryPolicy()
+        self.unavailability = Unavailability(self.retry)
+        self._account_of: dict[GroupId, AccountRuntime] = {
+            g: a for a in self.accounts.values() for g in a.groups
+        }
+        self._by_name = {rt.name: rt for rt in self.pools}
+        self.actuators: dict[GroupId, GroupActuator] = {}
+        self._outcomes: list[Outcome] = []
+        self._describe_errors: dict[GroupId, str] = {}
+        self._seq = 0
+
+    @property
+    def dry_run(self) -> bool:
+        return not self.gate.is_open()
+
+    def actuator(self, group: GroupId) -> GroupActuator:
+        actuator = self.actuators.get(group)
+        if actuator is None:
+            account = self._account_of[group]
+            actuator = GroupActuator(
+                group, account.name, account.ready, self.clock, self.telemetry,
+                self.unavailability, self._outcomes.append,
+                deadline_s=account.spec.resize_timeout_s, policy=self.retry,
+            )
+            self.actuators[group] = actuator
+        return actuator
 
     async def tick(self) -> list[PoolTick]:
         started = self.clock.monotonic()
-        observations, fleets = await asyncio.gather(self._sample(), self._describe())
-        results = list(await asyncio.gather(*(
-            self._pool_tick(rt, observations.get(rt.name), fleets[rt.name]) for rt in self.pools
-        )))
+        self.fold_outcomes()
+        observations, described = await asyncio.gather(self._sample(), self._describe())
+        results: dict[str, PoolTick] = {}
+        decided: dict[str, Decision] = {}
+        fleets: dict[str, FleetState] = {}
+        for rt in self.pools:
+            tick, fleet = self._decide(rt, observations.get(rt.name), described)
+            results[rt.name] = tick
+            if tick.decision is not None and fleet is not None:
+                decided[rt.name], fleets[rt.name] = tick.decision, fleet
+        for name, decision in self.cross_pool(decided).items():
+            results[name] = self._actuate(results[name], decision, fleets[name])
         self.telemetry.record_tick(self.clock.monotonic() - started)
-        return results
+        return [results[rt.name] for rt in self.pools]
 
     async def run(
         self, stop: asyncio.Event, on_tick: Callable[[list[PoolTick]], None] | None = None
@@ -139,6 +205,35 @@ class ControlLoop:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
 
+    # ------------------------------------------------------------------ outcomes
+
+    def fold_outcomes(self) -> list[Outcome]:
+        """Fold the actuators' outcomes into controller state (here, in the loop: never in an
+        actuator task). ``applied`` is called once per decision, at its first accepted group;
+        a scale action is counted once per decision too."""
+        outcomes, self._outcomes[:] = list(self._outcomes), []
+        for outcome in outcomes:
+            ticket = outcome.ticket
+            rt = self._by_name.get(ticket.pool)
+            # Tickets are numbered in submission order: an older decision accepted after a
+            # newer one was folded in changes nothing more.
+            if outcome.error is not None or rt is None or ticket.seq <= rt.applied_seq:
+                continue
+            rt.state = rt.controller.applied(rt.state, ticket.decision)
+            rt.applied_seq = ticket.seq
+            self.telemetry.record_scale_action(ticket.decision)
+        return outcomes
+
+    async def settle(self, *, first_outcome: bool = False) -> list[Outcome]:
+        """Wait for the actuators (``--once``, tests): until every target is accepted or
+        dropped, or with ``first_outcome`` until each has had one attempt. Then fold."""
+        waits = [a.reported() if first_outcome else a.settled() for a in self.actuators.values()]
+        await asyncio.gather(*waits)
+        return self.fold_outcomes()
+
+    async def stop_actuators(self, timeout_s: float) -> None:
+        await asyncio.gather(*(a.stop(timeout_s) for a in self.actuators.values()))
+
     # ------------------------------------------------------------------ steps
 
     async def _sample(self) -> dict[str, Observation]:
@@ -155,64 +250,98 @@ class ControlLoop:
             merged.update(result)
         return merged
 
-    async def _describe(self) -> dict[str, list[GroupState | ProviderError]]:
-        calls = [(rt.name, g, p) for rt in self.pools for g, p in rt.providers.items()]
-        results = await asyncio.gather(*(self._describe_one(g, p) for _, g, p in calls))
-        fleets: dict[str, list[GroupState | ProviderError]] = {rt.name: [] for rt in self.pools}
-        for (pool, _, _), result in zip(calls, results, strict=True):
-            fleets[pool].append(result)
-        return fleets
+    async def _describe(self) -> dict[GroupId, GroupState | ProviderError]:
+        accounts = list(self.accounts.values())
+        results = await asyncio.gather(*(a.describe() for a in accounts))
+        merged: dict[GroupId, GroupState | ProviderError] = {}
+        for result in results:
+            merged.update(result)
+        return merged
 
-    async def _describe_one(self, group: str, provider: Provider) -> GroupState | ProviderError:
-        try:
-            return await asyncio.wait_for(provider.describe(), self.describe_timeout_s)
-        except ProviderError as exc:
-            return exc
-        except TimeoutError:
-            return ProviderError(
-                group, "describe", f"no answer within {self.describe_timeout_s:g}s"
-            )
-        except Exception as exc:  # an adapter bug must not stop the other pools
-            return ProviderError(group, "describe", repr(exc))
-
-    def _provider_error(self, pool: str, exc: ProviderError) -> str:
-        log.error("provider_error", pool=pool, group=exc.group, operation=exc.operation,
-                  retryable=exc.retryable, error=str(exc))
-        self.telemetry.record_provider_error(pool, exc.group, exc.operation)
+    def _provider_error(self, pool: str, group: GroupId, exc: ProviderError) -> str:
+        """Count every failed describe; log it when it differs from the group's last one (an
+        account down for an hour at 1 s ticks is one error line, not 3,600)."""
+        kind = error_kind(exc)
+        self.telemetry.record_provider_error(pool, group.group, exc.operation or "describe", kind)
+        if self._describe_errors.get(group) != str(exc):
+            self._describe_errors[group] = str(exc)
+            log.error("provider_error", pool=pool, group=group.group, account=exc.account,
+                      operation=exc.operation, error_class=kind, error=str(exc))
         return str(exc)
 
-    async def _pool_tick(
-        self, rt: PoolRuntime, obs: Observation | None, described: list[GroupState | ProviderError]
-    ) -> PoolTick:
+    def _fleet(self, rt: PoolRuntime, described: Mapping[GroupId, GroupState]) -> FleetState:
+        """The pool's groups as described, with the capacity holds laid over: a group stays
+        unavailable for its whole hold even if a describe says otherwise in between (after
+        its shortfall was withdrawn, say), so the allocator does not flap back every tick."""
+        now = self.clock.monotonic()
+        groups = []
+        for gid in rt.groups:
+            state = described[gid]
+            reason = self.unavailability.reason(gid, now)
+            if reason is None and not state.available:
+                reason = state.reason or "the provider reports failed launches"
+                hold = self.unavailability.mark(gid, now, reason)
+                log.warning("group_unavailable", pool=rt.name, group=str(gid),
+                            error_class="capacity_unavailable", error=reason,
+                            unavailable_for_s=hold)
+            if reason is not None and state.available:
+                state = replace(state, available=False, reason=reason)
+            groups.append(state)
+        return FleetState(tuple(groups))
+
+    def _decide(
+        self, rt: PoolRuntime, obs: Observation | None,
+        described: Mapping[GroupId, GroupState | ProviderError],
+    ) -> tuple[PoolTick, FleetState | None]:
         if obs is None:
             log.error("observation_missing", pool=rt.name)
-            return PoolTick(rt.name, None, None, errors=("no observation",))
+            return PoolTick(rt.name, None, None, errors=("no observation",)), None
         self.telemetry.record_observation(rt.name, obs)
-        errors = [self._provider_error(rt.name, r) for r in described
-                  if isinstance(r, ProviderError)]
+        errors = [self._provider_error(rt.name, g, r) for g in rt.groups
+                  if isinstance(r := described[g], ProviderError)]
         if errors:
-            return PoolTick(rt.name, obs, None, errors=tuple(errors))
-        fleet = FleetState(tuple(r for r in described if isinstance(r, GroupState)))
+            return PoolTick(rt.name, obs, None, errors=tuple(errors)), None
+        for gid in rt.groups:
+            if self._describe_errors.pop(gid, None) is not None:
+                log.info("provider_recovered", pool=rt.name, group=gid.group)
+        fleet = self._fleet(rt, {g: r for g in rt.groups
+                                 if isinstance(r := described[g], GroupState)})
         self.telemetry.record_fleet(rt.name, fleet)
         try:
             decision, rt.state = rt.controller.decide(obs, fleet, rt.state)
         except Exception as exc:  # a policy plugin's bug must not stop the other pools
             log.error("decision_failed", pool=rt.name, error=repr(exc), exc_info=exc)
-            return PoolTick(rt.name, obs, fleet, errors=(f"decision failed: {exc!r}",))
-        changed = decision.changes(fleet)
+            return PoolTick(rt.name, obs, fleet, errors=(f"decision failed: {exc!r}",)), None
         self.telemetry.record_decision(decision)
-        if not changed:
-            return PoolTick(rt.name, obs, fleet, decision)
+        return PoolTick(rt.name, obs, fleet, decision), fleet
+
+    def _actuate(self, tick: PoolTick, decision: Decision, fleet: FleetState) -> PoolTick:
+        """Through the gate, to the actuators: the groups whose target differs from their
+        described size, or from what their actuator is already carrying out."""
+        rt = self._by_name[tick.pool]
+        plan = {}
+        for gid in rt.groups:
+            target = decision.targets.get(gid.group)
+            state = fleet.group(gid.group)
+            if target is None or state is None:
+                continue
+            busy = self.actuators[gid].busy_with if gid in self.actuators else None
+            if target != state.desired or (busy is not None and busy != target):
+                plan[gid] = target
+        tick = replace(tick, decision=decision, changed=bool(plan))
+        if not plan:
+            return tick
+        obs = tick.observation
         log.info(
             "decision", pool=rt.name, current=decision.current, desired=decision.desired,
             direction=decision.direction, targets=dict(decision.targets), reason=decision.reason,
-            terms=dict(decision.terms), depth=obs.depth, oldest_wait_s=obs.oldest_wait_s,
-            dry_run=self.dry_run,
+            terms=dict(decision.terms), depth=obs.depth if obs else None,
+            oldest_wait_s=obs.oldest_wait_s if obs else None, dry_run=not self.gate.is_open(),
         )
-        if self.dry_run:
-            return PoolTick(rt.name, obs, fleet, decision, changed=True)
-        actuation = await rt.actuator.apply(decision, fleet)
-        if actuation.resized:
-            self.telemetry.record_scale_action(decision)
-        failed = tuple(self._provider_error(rt.name, e) for e in actuation.errors)
-        return PoolTick(rt.name, obs, fleet, decision, True, bool(actuation.resized), failed)
+        if not self.gate.is_open():
+            return tick
+        self._seq += 1
+        ticket = Ticket(rt.name, decision, self._seq)
+        for gid, target in plan.items():
+            self.actuator(gid).submit(target, ticket)
+        return replace(tick, acted=True, submitted=tuple(g.group for g in plan))

@@ -53,16 +53,22 @@ class PrometheusTelemetry:
         self.booting = Gauge(
             "autoscaler_booting_instances", "Instances still booting", ["pool"], registry=r
         )
+        self.draining = Gauge(
+            "autoscaler_draining_instances",
+            "Instances leaving: no new work, finishing what they hold, still billed", ["pool"],
+            registry=r,
+        )
         self.scale_actions = Counter(
             "autoscaler_scale_actions",
-            "Decisions that resized at least one group (dry runs and failed calls excluded)",
+            "Decisions that at least one group's provider accepted (dry runs and failed calls "
+            "excluded)",
             ["pool", "direction"],
             registry=r,
         )
         self.provider_errors = Counter(
             "autoscaler_provider_errors",
-            "Failed provider calls",
-            ["pool", "group", "operation"],
+            "Failed provider calls, by class of error (throttled, denied, overdue...)",
+            ["pool", "group", "operation", "error"],
             registry=r,
         )
         self.tick_duration = Histogram(
@@ -101,6 +107,7 @@ class PrometheusTelemetry:
     def record_fleet(self, pool: str, fleet: FleetState) -> None:
         self.running.labels(pool).set(fleet.running)
         self.booting.labels(pool).set(fleet.booting)
+        self.draining.labels(pool).set(fleet.draining)
 
     def record_decision(self, decision: Decision) -> None:
         self.desired.labels(decision.pool).set(decision.desired)
@@ -110,8 +117,8 @@ class PrometheusTelemetry:
         direction = decision.direction if decision.direction != "none" else "rebalance"
         self.scale_actions.labels(decision.pool, direction).inc()
 
-    def record_provider_error(self, pool: str, group: str, operation: str) -> None:
-        self.provider_errors.labels(pool, group, operation).inc()
+    def record_provider_error(self, pool: str, group: str, operation: str, error: str) -> None:
+        self.provider_errors.labels(pool, group, operation, error).inc()
 
     def record_tick(self, duration_s: float) -> None:
         self.tick_duration.observe(duration_s)

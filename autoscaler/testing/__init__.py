@@ -1,6 +1,8 @@
 """Helpers for tests and benchmarks that need real servers (shipped like ``structlog.testing``).
 
-Nothing in the daemon imports this module.
+For provider plugin authors: ``autoscaler.testing.fakes`` (an in-memory provider kind with
+injectable errors, delays and capacity shortfalls) and ``autoscaler.testing.conformance`` (the
+suite every provider must pass). Nothing in the daemon imports this package.
 """
 
 from __future__ import annotations
