@@ -18,8 +18,9 @@ import statistics
 import time
 
 from autoscaler.config.models import Config, default_registries
+from autoscaler.config.to_core import controller_for
 from autoscaler.core.model import FleetState, GroupState, Market, Observation
-from autoscaler.core.pipeline import ControllerState, PoolController
+from autoscaler.core.pipeline import ControllerState
 
 POOLS = 1000
 TICKS = 120
@@ -71,7 +72,7 @@ def measure(policy: str) -> list[float]:
     """Seconds per pool for each steady tick (the first ticks fill caches and windows)."""
     config = _config(policy)
     policies = default_registries()["policies"]
-    controllers = [PoolController(pool, INTERVAL, policies) for pool in config.pools]
+    controllers = [controller_for(pool, INTERVAL, policies) for pool in config.pools]
     states: list[ControllerState] = [c.initial_state() for c in controllers]
     inputs = [[_observation(i, tick) for i in range(POOLS)] for tick in range(TICKS)]
     per_pool: list[float] = []

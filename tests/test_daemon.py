@@ -16,8 +16,9 @@ from structlog.testing import capture_logs
 
 from autoscaler.cli import main
 from autoscaler.config.models import Config, GroupConfig, PoolConfig, parse_config
+from autoscaler.config.params import PolicyParams
 from autoscaler.core.model import GroupState, Market, Observation, Recommendation
-from autoscaler.core.policy import PolicyContext, PolicyParams
+from autoscaler.core.policy import PolicyContext
 from autoscaler.ports.clock import Clock, ManualClock
 from autoscaler.ports.provider import ProviderError
 from autoscaler.registry import Registry

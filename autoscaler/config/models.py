@@ -26,9 +26,9 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from autoscaler.config.durations import Duration
+from autoscaler.config.params import PolicyParams
 from autoscaler.config.yaml_lines import ConfigFileError, LocatedDocument, load_yaml, parse_yaml
 from autoscaler.core.model import Market
-from autoscaler.core.policy import PolicyParams, PoolSettings
 from autoscaler.registry import (
     POLICY_GROUP,
     PROVIDER_GROUP,
@@ -361,18 +361,6 @@ class PoolConfig(Strict):
                 f"below capacity.min ({self.capacity.min})"
             )
         return self
-
-    def settings(self, interval_s: float) -> PoolSettings:
-        return PoolSettings(
-            name=self.name,
-            max_wait_s=self.sla.max_wait,
-            target=self.sla.target,
-            min_instances=self.capacity.min,
-            max_instances=self.capacity.max,
-            slots_per_instance=self.capacity.slots_per_instance,
-            boot_time_s=self.capacity.boot_time,
-            interval_s=interval_s,
-        )
 
 
 class Config(Strict):

@@ -17,7 +17,7 @@ import structlog
 from pydantic import BaseModel
 
 from autoscaler.config.models import Config, default_registries
-from autoscaler.core.pipeline import PoolController
+from autoscaler.config.to_core import controller_for
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.provider import Provider
 from autoscaler.ports.source import QueueSampler
@@ -90,7 +90,7 @@ class Daemon:
                     )
                 except (ValueError, TypeError, RegistryError) as exc:
                     raise BuildError(str(exc)) from exc
-            controller = PoolController(pool, ctl.interval, regs["policies"])
+            controller = controller_for(pool, ctl.interval, regs["policies"])
             runtimes.append(PoolRuntime(
                 pool.name, controller, providers,
                 Actuator(providers, provider_timeout(config)), controller.initial_state(),

@@ -214,5 +214,6 @@ class ControlLoop:
         actuation = await rt.actuator.apply(decision, fleet)
         if actuation.resized:
             self.telemetry.record_scale_action(decision)
+            rt.state = rt.controller.applied(rt.state, decision)
         failed = tuple(self._provider_error(rt.name, e) for e in actuation.errors)
         return PoolTick(rt.name, obs, fleet, decision, True, bool(actuation.resized), failed)
