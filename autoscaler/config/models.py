@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -102,6 +103,35 @@ def _plugin_block(
 # --------------------------------------------------------------------------- controller
 
 
+class StateStoreConfig(Strict):
+    """Where each pool's controller state (guard windows, policy estimators) is persisted.
+
+    Without ``url``, a pool on a Redis queue persists to that queue's server and other pools
+    persist nothing; with ``url``, every pool persists there.
+    """
+
+    url: str | None = None
+    prefix: str = Field(default="autoscaler:state:", min_length=1, max_length=200)
+    ttl: Duration = Field(default=86400.0, gt=0)
+    timeout: Duration = Field(default=1.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        """A ``redis://`` or ``rediss://`` URL with a host (the message never repeats the URL:
+        it may carry a password)."""
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            raise ValueError("not a valid URL (redis://[:password@]host[:port][/db])") from None
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise ValueError("must be redis://[:password@]host[:port][/db] or rediss://...")
+        return value
+
+
 class ControllerConfig(Strict):
     """Loop-wide settings."""
 
@@ -110,6 +140,7 @@ class ControllerConfig(Strict):
     sample_timeout: Duration = Field(default=0.5, gt=0)
     drain_timeout: Duration = Field(default=30.0, ge=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    state_store: StateStoreConfig | Literal["none"] = Field(default_factory=StateStoreConfig)
 
     @field_validator("metrics_address")
     @classmethod

@@ -27,6 +27,7 @@ from autoscaler.runtime.actuator import Actuator
 from autoscaler.runtime.clock import LoopClock
 from autoscaler.runtime.loop import ControlLoop, PoolRuntime
 from autoscaler.runtime.metrics import PrometheusTelemetry
+from autoscaler.runtime.persistence import build_persistence
 from autoscaler.runtime.supervisor import Supervisor
 
 log = structlog.get_logger("autoscaler.runtime")
@@ -99,6 +100,7 @@ class Daemon:
             runtimes, samplers, clock, telemetry or NullTelemetry(),
             interval_s=ctl.interval, describe_timeout_s=provider_timeout(config), dry_run=dry_run,
         )
+        loop.persistence = build_persistence(config, runtimes, clock, telemetry, read_only=dry_run)
         return cls(config, loop, samplers)
 
     async def start(self) -> None:
@@ -113,10 +115,14 @@ class Daemon:
             if isinstance(result, Exception):
                 log.error("provider_close_failed", error=repr(result))
         await asyncio.gather(*(s.close() for s in self.samplers), return_exceptions=True)
+        if self.loop.persistence is not None:
+            await self.loop.persistence.close()
 
 
 async def run_once(daemon: Daemon, out: TextIO) -> int:
     """One tick; one JSON object per pool per line on ``out``."""
+    if daemon.loop.persistence is not None:  # one look must not overwrite a live daemon's state
+        daemon.loop.persistence.read_only = True
     try:
         await daemon.start()  # inside: a provider that fails half-way is still closed
         for result in await daemon.loop.tick():

@@ -23,6 +23,7 @@ from autoscaler.ports.provider import Provider, ProviderError
 from autoscaler.ports.source import QueueSampler
 from autoscaler.ports.telemetry import Telemetry
 from autoscaler.runtime.actuator import Actuator
+from autoscaler.runtime.persistence import ControllerPersistence
 
 log = structlog.get_logger("autoscaler.runtime")
 
@@ -109,13 +110,18 @@ class ControlLoop:
         self.interval_s = interval_s
         self.describe_timeout_s = describe_timeout_s
         self.dry_run = dry_run
+        self.persistence: ControllerPersistence | None = None  # controller.state_store
 
     async def tick(self) -> list[PoolTick]:
         started = self.clock.monotonic()
+        if self.persistence is not None:
+            await self.persistence.load(self.pools)  # once, before the first decision
         observations, fleets = await asyncio.gather(self._sample(), self._describe())
         results = list(await asyncio.gather(*(
             self._pool_tick(rt, observations.get(rt.name), fleets[rt.name]) for rt in self.pools
         )))
+        if self.persistence is not None:
+            await self.persistence.save(self.pools)  # bounded; a failure is logged, not raised
         self.telemetry.record_tick(self.clock.monotonic() - started)
         return results
 
