@@ -140,7 +140,13 @@ class ControllerConfig(Strict):
     sample_timeout: Duration = Field(default=0.5, gt=0)
     drain_timeout: Duration = Field(default=30.0, ge=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    state_store: StateStoreConfig | Literal["none"] = Field(default_factory=StateStoreConfig)
+    state_store: StateStoreConfig | None = Field(default_factory=StateStoreConfig)
+    """``none`` (or null) disables persistence; see ``StateStoreConfig``."""
+
+    @field_validator("state_store", mode="before")
+    @classmethod
+    def _none(cls, value: Any) -> Any:
+        return None if value == "none" else value
 
     @field_validator("metrics_address")
     @classmethod

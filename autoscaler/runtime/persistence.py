@@ -235,9 +235,8 @@ def build_persistence(
     """The persistence of ``config.controller.state_store`` for these pools, or ``None`` when
     no pool persists. One store (one connection pool) per server URL."""
     settings = config.controller.state_store
-    if settings == "none":
+    if settings is None:
         return None
-    assert isinstance(settings, StateStoreConfig)
     stores: dict[str, RedisStateStore] = {}
     bindings = []
     for rt in pools:

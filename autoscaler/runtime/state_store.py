@@ -53,7 +53,10 @@ class RedisStateStore:
         records: dict[str, str] = {}
         for pool, value in zip(pools, values, strict=True):
             if value is not None:
-                records[pool] = value.decode() if isinstance(value, bytes) else str(value)
+                # Not UTF-8 is not ours: replaced characters make it fail to decode later,
+                # which discards that one pool's record instead of the whole load.
+                text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+                records[pool] = text
         return records
 
     async def save(self, records: Mapping[str, str]) -> None:
