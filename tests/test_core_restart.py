@@ -199,3 +199,20 @@ def test_a_source_without_counters_is_held_only_for_the_grace() -> None:
     assert out.desired == 20
     out = g.apply(Observation(time=10.0, depth=0), 20, Recommendation(5, "r"), out.state)
     assert out.desired == 5
+
+
+def test_importing_the_core_loads_no_config_layer() -> None:
+    """The import-linter contract, checked at run time too: a fresh interpreter importing the
+    whole core loads no pydantic, yaml, asyncio, config or registry."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, autoscaler.core.pipeline, autoscaler.core.specs, autoscaler.core.rates, "
+        "autoscaler.core.state_codec, autoscaler.core.erlang\n"
+        "print(sorted(m for m in ('pydantic', 'yaml', 'asyncio', 'structlog', "
+        "'autoscaler.config', 'autoscaler.registry') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"

@@ -44,6 +44,13 @@ class Policy(Protocol):
     block (a pydantic model deriving from ``autoscaler.config.params.PolicyParams``; the core
     never calls it, so it is typed loosely here). ``recommend`` returns the desired count with
     a reason and the terms that explain it, plus the state to hand back on the next tick.
+
+    State is persisted between daemon runs (``controller.state_store``) when it is made of
+    plain values (numbers, strings, booleans, ``None``, tuples) and named tuples or frozen
+    dataclasses: the type of ``initial_state()`` is registered with the state codec
+    automatically; a policy whose state nests other such types lists them in an optional
+    ``state_types: ClassVar[tuple[type, ...]]``. State the codec cannot encode is simply not
+    saved (logged), and the policy starts fresh after a restart.
     """
 
     kind: ClassVar[str]
