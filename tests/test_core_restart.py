@@ -184,11 +184,25 @@ def test_without_rates_scale_in_is_held_even_without_a_window() -> None:
     g = _guards(window=0.0, grace=10.0)
     state = g.observe_fleet(g.initial_state(), 0.0, 20, 20)
     out = g.apply(Observation(time=0.0, depth=0, in_flight=40), 20, Recommendation(5, "r"), state)
-    assert out.desired == 20 and "no rates measured yet" in out.reason
+    assert out.desired == 20 and "no rates measured" in out.reason
     state = g.observe_fleet(out.state, 5.0, 20, 20)
     measured = Observation(time=5.0, depth=0, in_flight=40, arrival_rate=1.0)
     out = g.apply(measured, 20, Recommendation(5, "r"), state)
     assert out.desired == 5 and out.state.measured
+
+
+def test_once_rates_were_seen_a_tick_without_them_never_scales_in() -> None:
+    """A resumed controller's first tick (its sampler has no counter baseline yet) or a
+    counter reset: the rate is unknown for a tick, and scale-in waits for it."""
+    g = _guards(window=0.0, grace=10.0)
+    state = g.observe_fleet(g.initial_state(), 0.0, 20, 20)
+    out = g.apply(Observation(time=0.0, depth=0, arrival_rate=1.0), 20, Recommendation(20, "r"),
+                  state)
+    out = g.apply(Observation(time=100.0, depth=0), 20, Recommendation(5, "r"), out.state)
+    assert out.desired == 20 and "no rates measured" in out.reason
+    out = g.apply(Observation(time=105.0, depth=0, arrival_rate=0.5), 20,
+                  Recommendation(5, "r"), out.state)
+    assert out.desired == 5
 
 
 def test_a_source_without_counters_is_held_only_for_the_grace() -> None:

@@ -174,9 +174,9 @@ async def test_a_restart_resumes_the_scale_down_window(
     registries: dict[str, Registry[Any]], redis_url: str
 ) -> None:
     """Daemon 1 starts at t=1000 with 20 running and a queue that needs 20: its scale-down
-    window holds 20 until t=1300. Daemon 2 ticks at t=1301 on the same config: with the saved
-    window it may scale in at once; without a state store a new window would hold 20 until
-    t=1601."""
+    window holds 20 until t=1300. Daemon 2 starts at t=1301 on the same config: its first
+    reading has no rates (a new sampler), which never scales in; on its second tick, with the
+    saved window, it scales in. Without a state store a new window would hold 20 until t=1601."""
     CloudGroup.sizes["g"] = 20
     clock = ManualClock(start=1000.0)
     queue = reset_queue("st-window")
@@ -186,7 +186,8 @@ async def test_a_restart_resumes_the_scale_down_window(
     config = restart_config(registries, "st-window", store)
     daemon1, tick = await one_tick(config, registries, clock)
     assert tick.decision.desired == 20
-    reset_queue("st-window")  # drained: the policy now wants the minimum
+    while (item := queue.take_nowait(clock.wall())) is not None:  # served: the policy now
+        queue.complete(item)  # wants the minimum
     clock.set(1100.0)
     [tick] = await daemon1.loop.tick()
     assert tick.decision.desired == 20 and "stabilized to 20" in tick.decision.reason
@@ -197,6 +198,9 @@ async def test_a_restart_resumes_the_scale_down_window(
         daemon2, tick = await one_tick(config, registries, clock)
     assert [e["pool"] for e in logs if e["event"] == "state_resumed"] == ["chat"]
     assert daemon2.loop.pools[0].state.guards.started == 1000.0  # daemon 1's first tick
+    assert tick.decision.desired == 20 and "no rates measured" in tick.decision.reason
+    clock.set(1306.0)
+    [tick] = await daemon2.loop.tick()
     assert tick.decision.desired == 1 and tick.acted  # daemon 1's window ended at t=1300
     await daemon2.close(1.0)
 

@@ -31,11 +31,13 @@ so a partial resize is corrected by the difference on the next tick.
 **Restart safety.** A controller's first tick seeds the scale-down window with the fleet's
 current size: whatever a fresh policy recommends, nothing is removed before a full
 ``scale_down.stabilization_window`` of the controller's own has passed (the scale-up window is
-not seeded: acting late on a surge is the costly mistake). And until the controller has seen
-an observation with an arrival rate, for at most ``measure_grace_s`` after its first tick, a
-recommendation below the current size is held: a policy sizing on one instant of depth is not
-a reason to remove capacity. Neither rule knows the fleet's history; persisted state
-(``autoscaler.runtime.state_store``) is what resumes the old windows instead.
+not seeded: acting late on a surge is the costly mistake). And an observation without an
+arrival rate never scales in, like a stale one: a policy sizing on one instant of depth is not
+a reason to remove capacity. That holds on every such tick once the source has shown that it
+reports rates (a restarted sampler's first reading, a counter reset, a missing counter), and
+for ``measure_grace_s`` after the controller's first tick before that (a source without
+counters never reports a rate, so the hold must end). Neither rule knows the fleet's history;
+persisted state (``autoscaler.runtime.persistence``) is what resumes the old windows.
 
 Every window is seconds on ``obs.time``, never a tick count, so a late loop does not stretch
 it. State is an immutable ``GuardState`` of tuples, pruned to the windows: the stabilization
@@ -286,11 +288,14 @@ class Guards:
             desired = current
             notes.append("stale observation: holding (never scale in on stale data)")
 
-        measured = state.measured or obs.arrival_rate is not None
+        has_rates = obs.arrival_rate is not None
         started = state.started if state.started is not None else now
-        if not measured and desired < current and now - started < self._grace:
+        if not has_rates and desired < current and (
+            state.measured or now - started < self._grace
+        ):
             desired = current
-            notes.append("no rates measured yet: holding")
+            notes.append("no rates measured: holding")
+        measured = state.measured or has_rates
 
         if desired > self._max:
             desired = self._max
