@@ -299,3 +299,65 @@ def test_state_store_config_is_checked_with_file_and_line(
         restart_config(registries, "q", "{url: 'http://example.com'}")
     with pytest.raises(ConfigFileError, match=r"restart.yaml:4: controller.state_store.ttl"):
         restart_config(registries, "q", "{ttl: 0s}")
+
+
+REDIS_QUEUE = """
+controller:
+  interval: 5s
+{store}
+pools:
+  - name: chat
+    queue: {{kind: redis-list, url: '{url}', key: 'q:chat'}}
+    sla: {{max_wait: 2s}}
+    capacity: {{max: 10}}
+    groups:
+      - {{name: g, provider: cloud}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("store", "saved"),
+    [("", True), ("  state_store: {prefix: 'mine:'}", True), ("  state_store: none", False)],
+)
+async def test_by_default_a_redis_queue_pool_persists_to_its_queue_server(
+    registries: dict[str, Registry[Any]], redis_url: str, store: str, saved: bool
+) -> None:
+    import redis.asyncio as aioredis
+
+    registries["providers"].register("cloud", CloudGroup)
+    CloudGroup.sizes["g"] = 1
+    config = parse_config(REDIS_QUEUE.format(store=store, url=redis_url), "q.yaml",
+                          registries=registries)
+    daemon, tick = await one_tick(config, registries, ManualClock())
+    assert tick.decision is not None
+    await daemon.close(1.0)
+    client = aioredis.Redis.from_url(redis_url)
+    keys = sorted(k.decode() for k in await client.keys("*state*") + await client.keys("mine:*"))
+    await client.aclose()
+    prefix = "mine:" if "mine" in store else "autoscaler:state:"
+    assert keys == ([f"{prefix}chat"] if saved else [])
+
+
+async def test_once_and_dry_run_read_state_but_never_write_it(
+    registries: dict[str, Registry[Any]], redis_url: str
+) -> None:
+    """A look at a live pool must not overwrite the state of the daemon acting on it."""
+    import io
+
+    import redis.asyncio as aioredis
+
+    from autoscaler.runtime.app import run_daemon
+
+    registries["providers"].register("cloud", CloudGroup)
+    CloudGroup.sizes["g"] = 1
+    config = parse_config(REDIS_QUEUE.format(store="", url=redis_url), "q.yaml",
+                          registries=registries)
+    out = io.StringIO()
+    assert await run_daemon(config, registries=registries, once=True, out=out) == 0
+    assert out.getvalue().count("\n") == 1
+    dry = Daemon.build(config, registries=registries, clock=ManualClock(), dry_run=True)
+    await dry.loop.tick()
+    await dry.close(1.0)
+    client = aioredis.Redis.from_url(redis_url)
+    assert await client.keys("autoscaler:state:*") == []
+    await client.aclose()
