@@ -32,7 +32,7 @@ import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 from prometheus_client import Counter
@@ -260,11 +260,7 @@ def build_persistence(
             "Pools whose controller state could not be saved after a tick",
             registry=telemetry.registry,
         )
+    log.info("state_store_configured", stores=[s.location for s in stores.values()],
+             pools=[b.pool for b in bindings], read_only=read_only)
     return ControllerPersistence(bindings, clock, read_only=read_only, failures=failures)
 
-
-def describe(persistence: ControllerPersistence | None) -> dict[str, Any]:
-    """For the start-up log line: where state goes (URLs redacted)."""
-    if persistence is None:
-        return {"state_store": "none"}
-    return {"state_store": [s.location for s in persistence.stores]}
