@@ -63,6 +63,9 @@ class StateCodec:
     def __init__(self, extra: Iterable[type] = ()) -> None:
         self._by_name: dict[str, type] = {}
         self._hints: dict[type, dict[str, Any] | None] = {}
+        # Per registered type: (stored name, field names, is a named tuple), for ``encode``,
+        # which runs for every pool after every tick.
+        self._layout: dict[type, tuple[str, tuple[str, ...], bool]] = {}
         for cls in (GuardState, ControllerState, *extra):
             self.register(cls)
 
@@ -70,6 +73,7 @@ class StateCodec:
         if not isinstance(cls, type) or not is_state_type(cls):
             raise StateCodecError(f"only named tuples and dataclasses are state types: {cls!r}")
         self._by_name[type_name(cls)] = cls
+        self._layout[cls] = (type_name(cls), _fields(cls), not dataclasses.is_dataclass(cls))
         try:
             hints: dict[str, Any] | None = typing.get_type_hints(cls)
         except Exception:  # unresolvable annotations: fields are checked by name only
@@ -80,18 +84,26 @@ class StateCodec:
 
     def encode(self, value: Any) -> Any:
         """A JSON-ready document for ``value``."""
-        if value is None or isinstance(value, bool | int | str):
-            return value
-        if isinstance(value, float):
+        cls = type(value)
+        if cls is float:
             if math.isfinite(value):
                 return value
             return {"$float": "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
-        cls = type(value)
-        if cls in self._hints:
-            return {
-                "$type": type_name(cls),
-                "fields": {name: self.encode(getattr(value, name)) for name in _fields(cls)},
-            }
+        if value is None or cls is int or cls is bool or cls is str:
+            return value
+        layout = self._layout.get(cls)
+        if layout is not None:
+            name, fields, is_tuple = layout
+            encode = self.encode
+            if is_tuple:
+                encoded = {k: encode(v) for k, v in zip(fields, value, strict=True)}
+            else:
+                encoded = {k: encode(getattr(value, k)) for k in fields}
+            return {"$type": name, "fields": encoded}
+        if isinstance(value, float):  # a float subclass
+            return self.encode(float(value))
+        if isinstance(value, bool | int | str):  # subclasses (enums) as their plain values
+            return value
         if cls is tuple:
             return {"$tuple": [self.encode(v) for v in value]}
         if cls is list:
