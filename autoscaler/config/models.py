@@ -113,7 +113,7 @@ class StateStoreConfig(Strict):
     url: str | None = None
     prefix: str = Field(default="autoscaler:state:", min_length=1, max_length=200)
     ttl: Duration = Field(default=86400.0, gt=0)
-    timeout: Duration = Field(default=1.0, gt=0)
+    timeout: Duration = Field(default=0.5, gt=0)
 
     @field_validator("url")
     @classmethod
