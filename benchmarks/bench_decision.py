@@ -1,4 +1,5 @@
-"""Decision-core time per pool per tick: policy + guards + allocator via ``PoolController``.
+"""Decision-core time per pool per tick: policy + guards + allocator via ``PoolController``
+(plus ``applied`` on the ticks that change the count, as the daemon does).
 
 1000 pools (two groups each: spot then on-demand), each ticked with its own slowly varying
 observation (2 to ~70 erlangs of offered load, 2 s requests, a queue that comes and goes), for
@@ -17,9 +18,11 @@ import math
 import statistics
 import time
 
-from autoscaler.config.models import Config, default_registries
+from autoscaler.config.models import Config
+from autoscaler.config.plugins import default_registries
+from autoscaler.config.to_core import controller_for
 from autoscaler.core.model import FleetState, GroupState, Market, Observation
-from autoscaler.core.pipeline import ControllerState, PoolController
+from autoscaler.core.pipeline import ControllerState
 
 POOLS = 1000
 TICKS = 120
@@ -71,7 +74,7 @@ def measure(policy: str) -> list[float]:
     """Seconds per pool for each steady tick (the first ticks fill caches and windows)."""
     config = _config(policy)
     policies = default_registries()["policies"]
-    controllers = [PoolController(pool, INTERVAL, policies) for pool in config.pools]
+    controllers = [controller_for(pool, INTERVAL, policies) for pool in config.pools]
     states: list[ControllerState] = [c.initial_state() for c in controllers]
     inputs = [[_observation(i, tick) for i in range(POOLS)] for tick in range(TICKS)]
     per_pool: list[float] = []
@@ -80,7 +83,9 @@ def measure(policy: str) -> list[float]:
         start = time.perf_counter()
         for i, controller in enumerate(controllers):
             obs, fleet = row[i]
-            _, states[i] = controller.decide(obs, fleet, states[i])
+            decision, states[i] = controller.decide(obs, fleet, states[i])
+            if decision.desired != decision.current:  # the daemon records what it applied
+                states[i] = controller.applied(states[i], decision)
         per_pool.append((time.perf_counter() - start) / POOLS)
     return per_pool[10:]
 

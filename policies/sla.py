@@ -92,9 +92,10 @@ from __future__ import annotations
 import math
 from typing import ClassVar, NamedTuple
 
+from autoscaler.config.params import PolicyParams
 from autoscaler.core.erlang import min_servers, min_servers_bounds
 from autoscaler.core.model import FleetState, Observation, Recommendation, Term
-from autoscaler.core.policy import PolicyContext, PolicyParams, PoolSettings
+from autoscaler.core.policy import PolicyContext, PoolSettings
 from autoscaler.policies.sla_estimators import Estimators, SlaState
 from autoscaler.policies.sla_params import SlaParams
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from autoscaler.core.policy import PolicyParams
+from autoscaler.config.params import PolicyParams
 
 
 class SlaParams(PolicyParams):

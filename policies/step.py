@@ -38,8 +38,9 @@ from typing import ClassVar, Literal, NamedTuple
 from pydantic import Field, model_validator
 
 from autoscaler.config.durations import Duration
+from autoscaler.config.params import PolicyParams
 from autoscaler.core.model import Recommendation
-from autoscaler.core.policy import PolicyContext, PolicyParams
+from autoscaler.core.policy import PolicyContext
 
 
 class StepBand(PolicyParams):

@@ -25,8 +25,9 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from autoscaler.config.params import PolicyParams
 from autoscaler.core.model import Recommendation
-from autoscaler.core.policy import PolicyContext, PolicyParams
+from autoscaler.core.policy import PolicyContext
 
 
 class TargetTrackingParams(PolicyParams):

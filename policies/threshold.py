@@ -17,8 +17,9 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from autoscaler.config.params import PolicyParams
 from autoscaler.core.model import Recommendation
-from autoscaler.core.policy import PolicyContext, PolicyParams
+from autoscaler.core.policy import PolicyContext
 
 
 class ThresholdParams(PolicyParams):

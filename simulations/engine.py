@@ -1,7 +1,8 @@
 """The simulation loop: a simulated clock ticking the daemon's own ``PoolController``.
 
 Per tick, exactly what the daemon does: measure (depth, oldest wait, in-flight, rates from
-counter deltas since the previous tick), describe the fleet, decide, actuate. Between ticks the
+counter deltas since the previous tick, through the daemon's own ``autoscaler.core.rates``),
+describe the fleet, decide, actuate. Between ticks the
 compiled kernel serves requests; spot notices and preemptions that fall between ticks are
 handled at their own instant (the kernel is advanced to it first). The controller never sees
 the future: only the oracle policy, which reads the trace by construction.
@@ -19,6 +20,7 @@ import numpy as np
 from autoscaler.config.models import PoolConfig
 from autoscaler.core.model import Market, Observation
 from autoscaler.core.pipeline import PoolController
+from autoscaler.core.rates import RateMeter
 from autoscaler.simulations import kernel
 from autoscaler.simulations.fleet import Preemption, SimFleet
 from autoscaler.simulations.kernel import F64
@@ -107,7 +109,8 @@ class _Loop:
         self.fleet = SimFleet(pool, seed)
         self.wait: F64 = np.zeros(len(trace))
         self.done: F64 = np.full(len(trace), np.nan)
-        self.prev: tuple[float, int, int] | None = None
+        self.arrivals = RateMeter()
+        self.completions = RateMeter()
         self.samples: list[tuple[float, int, int]] = []
         self.fleet_samples: list[list[int]] = []
         self.actions = 0
@@ -153,12 +156,8 @@ class _Loop:
                 oldest = t - float(arrival[f.rq_id[f.ist[kernel.RQ_HEAD]]])
         busy = int(kernel.in_flight(t, f.slot_until, f.slot_req))
         completed = int(f.ist[kernel.DISPATCHED] - f.ist[kernel.REQUEUED]) - busy
-        arrival_rate = completion_rate = None
-        if self.prev is not None:
-            dt = t - self.prev[0]
-            arrival_rate = (arrived - self.prev[1]) / dt
-            completion_rate = (completed - self.prev[2]) / dt
-        self.prev = (t, arrived, completed)
+        arrival_rate = self.arrivals.update(t, arrived)
+        completion_rate = self.completions.update(t, completed)
         self.samples.append((t, depth, busy))
         return Observation(
             time=t, depth=depth, oldest_wait_s=oldest, in_flight=busy,
@@ -174,6 +173,8 @@ class _Loop:
         for g, runtime in enumerate(self.fleet.groups):
             runtime.desired = int(decision.targets.get(runtime.config.name, runtime.desired))
             self.fleet.reconcile(g, t)
+        # The simulated fleet takes every target at once, so every decision is applied.
+        state = self.controller.applied(state, decision)
         self.record_fleet(t)
         return state
 

@@ -48,9 +48,10 @@ import numpy as np
 from pydantic import Field
 
 from autoscaler.config.durations import Duration
+from autoscaler.config.params import PolicyParams
 from autoscaler.core.erlang import min_servers
 from autoscaler.core.model import Recommendation
-from autoscaler.core.policy import PolicyContext, PolicyParams, PoolSettings
+from autoscaler.core.policy import PolicyContext, PoolSettings
 from autoscaler.registry import POLICY_GROUP, Registry
 from autoscaler.simulations.traces import Trace
 

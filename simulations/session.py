@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from autoscaler.config.models import Config, PoolConfig, load_config
+from autoscaler.config.to_core import controller_for
 from autoscaler.core.pipeline import PoolController
 from autoscaler.registry import Registry
 from autoscaler.simulations.engine import Progress, Run, simulate
@@ -31,7 +32,7 @@ class Session:
     def controller(self, spec: PolicySpec) -> PoolController:
         """The daemon's own controller, for the spec's policy (``SpecError`` if invalid)."""
         kind, params = resolve(spec, self.pool, self.policies)
-        return PoolController(self.pool, self.interval_s, self.policies, kind, params)
+        return controller_for(self.pool, self.interval_s, self.policies, kind, params)
 
     def run(self, spec: PolicySpec, progress: Progress | None = None) -> Run:
         label = spec.label if spec.kind is not None else self.pool.policy.kind

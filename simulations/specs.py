@@ -9,7 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from autoscaler.config.models import PoolConfig
-from autoscaler.core.policy import PolicyParams
+from autoscaler.config.params import PolicyParams
 from autoscaler.registry import Registry, RegistryError
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from autoscaler.config.models import PoolConfig, parse_config
-from autoscaler.core.pipeline import PoolController
+from autoscaler.config.to_core import controller_for
 from autoscaler.registry import Registry
 from autoscaler.simulations.engine import Run, simulate
 from autoscaler.simulations.oracle import simulation_policies
@@ -34,7 +34,7 @@ groups:
 
 def run(pool: PoolConfig, trace: Trace, interval: float = 5.0, **kwargs: Any) -> Run:
     policies = simulation_policies(trace)
-    controller = PoolController(pool, interval, policies)
+    controller = controller_for(pool, interval, policies)
     return simulate(pool, interval, trace, controller, label=pool.policy.kind, **kwargs)
 
 

@@ -87,7 +87,7 @@ async def test_throttling_backs_off_and_honours_retry_after(
     a = cloud("cloud-a")
     a.fail("resize", Throttled("rate exceeded", retry_after_s=30.0), Transient("503"),
            Transient("503"))
-    t0 = asyncio.get_running_loop().time()
+    t0 = daemon.loop.clock.monotonic()
     with capture_logs() as logs:
         [tick] = await daemon.loop.tick()
         assert tick.submitted == ("g",)
@@ -349,7 +349,7 @@ async def test_a_stocked_out_group_is_probed_with_a_doubling_hold_not_every_tick
     daemon = Daemon.build(config, registries=registries)
     a, b = cloud("cloud-a"), cloud("cloud-b")
     stop = asyncio.Event()
-    t0 = asyncio.get_running_loop().time()
+    t0 = daemon.loop.clock.monotonic()
     with capture_logs() as logs:
         runner = asyncio.create_task(daemon.loop.run(stop))
         await asyncio.sleep(200.0)

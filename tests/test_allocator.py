@@ -6,16 +6,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autoscaler.config.models import GroupConfig
+from autoscaler.config.to_core import group_spec
 from autoscaler.core.allocator import Allocator
 from autoscaler.core.model import FleetState, GroupState, Market
+from autoscaler.core.specs import GroupSpec
 
 
-def _group(name: str, market: str, price: float, max_: int | None = None) -> GroupConfig:
+def _group(name: str, market: str, price: float, max_: int | None = None) -> GroupSpec:
     data: dict[str, object] = {"name": name, "provider": "local", "market": market,
                                "hourly_price": price}
     if max_ is not None:
         data["max"] = max_
-    return GroupConfig.model_validate(data)
+    return group_spec(GroupConfig.model_validate(data))
 
 
 GROUPS = [

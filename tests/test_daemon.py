@@ -16,9 +16,10 @@ from structlog.testing import capture_logs
 
 from autoscaler.cli import main
 from autoscaler.config.models import Config, parse_config
+from autoscaler.config.params import PolicyParams
 from autoscaler.config.yaml_lines import ConfigFileError
 from autoscaler.core.model import GroupState, Observation, Recommendation
-from autoscaler.core.policy import PolicyContext, PolicyParams
+from autoscaler.core.policy import PolicyContext
 from autoscaler.ports.clock import Clock, ManualClock
 from autoscaler.ports.errors import Denied, Transient
 from autoscaler.ports.provider import GroupId

@@ -9,13 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autoscaler.config.models import BehaviorConfig, CapacityConfig
+from autoscaler.config.to_core import behavior_spec, capacity_spec
 from autoscaler.core.guards import Guarded, Guards, GuardState
 from autoscaler.core.model import Observation, Recommendation
 
 
 def guards(min_: int = 0, max_: int = 100, **behavior: Any) -> Guards:
     capacity = CapacityConfig.model_validate({"min": min_, "max": max_})
-    return Guards(capacity, BehaviorConfig.model_validate(behavior))
+    return Guards(capacity_spec(capacity), behavior_spec(BehaviorConfig.model_validate(behavior)))
 
 
 def obs(t: float, depth: int = 1, fresh: bool = True) -> Observation:
@@ -23,14 +24,16 @@ def obs(t: float, depth: int = 1, fresh: bool = True) -> Observation:
 
 
 class Driver:
-    """Feeds recommendations at given times; the fleet instantly follows each decision."""
+    """Feeds recommendations at given times; the fleet instantly follows each decision, and
+    each change is recorded as applied."""
 
     def __init__(self, g: Guards, current: int) -> None:
         self.g, self.current, self.state = g, current, g.initial_state()
 
     def tick(self, t: float, rec: int, depth: int = 1, fresh: bool = True) -> Guarded:
         out = self.g.apply(obs(t, depth, fresh), self.current, Recommendation(rec, "r"), self.state)
-        self.state, self.current = out.state, out.desired
+        self.state = self.g.record(out.state, t, self.current, out.desired, out.desired)
+        self.current = out.desired
         return out
 
 

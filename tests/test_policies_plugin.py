@@ -18,9 +18,9 @@ from click.testing import CliRunner
 
 from autoscaler.cli import main
 from autoscaler.config.models import parse_config
+from autoscaler.config.to_core import controller_for
 from autoscaler.config.yaml_lines import ConfigFileError
 from autoscaler.core.model import FleetState, GroupState, Market, Observation
-from autoscaler.core.pipeline import PoolController
 from autoscaler.registry import POLICY_GROUP, Registry
 
 PLUGIN = Path(__file__).parent / "plugins" / "example_policy"
@@ -65,7 +65,7 @@ def test_plugin_runs_through_config_and_controller(
     registries = {**registries, "policies": fresh_registry()}
     assert "half-queue" in registries["policies"]
     pool = parse_config(CONFIG % 3, "p.yaml", registries).pools[0]
-    pc = PoolController(pool, 1.0, registries["policies"])
+    pc = controller_for(pool, 1.0, registries["policies"])
     fleet = FleetState(
         (GroupState("spot", Market.SPOT, 1, 0, 1), GroupState("od", Market.ON_DEMAND, 0, 0, 0))
     )
@@ -74,6 +74,7 @@ def test_plugin_runs_through_config_and_controller(
     assert decision.desired == 3
     assert dict(decision.targets) == {"spot": 3, "od": 0}
     assert "half-queue" in decision.reason
+    state = pc.applied(state, decision)
     fleet = FleetState(
         (GroupState("spot", Market.SPOT, 3, 2, 1), GroupState("od", Market.ON_DEMAND, 0, 0, 0))
     )

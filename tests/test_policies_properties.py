@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from autoscaler.config.models import parse_config
+from autoscaler.config.to_core import controller_for
 from autoscaler.core.model import FleetState, GroupState, Market, Observation
 from autoscaler.core.pipeline import PoolController
 from autoscaler.core.policy import PolicyContext
@@ -40,7 +41,7 @@ def controller(
     registries: dict[str, Registry[Any]], policy: str, lo: int = 0, hi: int = 40
 ) -> PoolController:
     config = parse_config(CONFIG.format(policy=policy, min=lo, max=hi), "p.yaml", registries)
-    return PoolController(config.pools[0], 5.0, registries["policies"])
+    return controller_for(config.pools[0], 5.0, registries["policies"])
 
 
 def fleet(running: int, booting: int) -> FleetState:

@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
+from autoscaler.config.to_core import controller_for
 from autoscaler.core.model import Observation, Recommendation
-from autoscaler.core.pipeline import PoolController
 from autoscaler.core.policy import PolicyContext
 from autoscaler.policies.fixed import FixedPolicy
 from autoscaler.registry import Registry
@@ -153,7 +153,7 @@ def test_requeued_requests_show_their_wait_since_arrival(
     trace = Trace("long", "test", np.zeros(4), np.full(4, 3000.0))  # 4 requests at t = 0
     policies = simulation_policies(trace, registries["policies"])
     Recorder.seen.clear()
-    result = simulate(pool, 5.0, trace, PoolController(pool, 5.0, policies), label="r",
+    result = simulate(pool, 5.0, trace, controller_for(pool, 5.0, policies), label="r",
                       horizon_s=600.0)
     assert result.requeued > 0
     queued = [o for o in Recorder.seen if o.depth == 4 and o.time > 0]  # all four put back

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from autoscaler.config.models import PoolConfig
-from autoscaler.core.pipeline import PoolController
+from autoscaler.config.to_core import controller_for
 from autoscaler.registry import Registry
 from autoscaler.simulations.engine import Run, simulate
 from autoscaler.simulations.oracle import simulation_policies
@@ -21,7 +21,7 @@ def test_lower_bound_and_oracle_are_reported(registries: dict[str, Registry[Any]
     trace = bursty_trace(6)
     policies = simulation_policies(trace)
     kind = "oracle"
-    controller = PoolController(pool, 5.0, policies, kind, policies.get(kind).Params())
+    controller = controller_for(pool, 5.0, policies, kind, policies.get(kind).Params())
     oracle = simulate(pool, 5.0, trace, controller, label=kind)
     busy = trace.service_s.sum() / 4 * 1.0 / 3600
     assert oracle.lower_bound_cost_usd == pytest.approx(busy)
@@ -54,7 +54,7 @@ def step_up_trace(seed: int) -> Trace:
 
 def oracle_run(pool: PoolConfig, trace: Trace, **params: Any) -> Run:
     policies = simulation_policies(trace)
-    controller = PoolController(
+    controller = controller_for(
         pool, 5.0, policies, "oracle", policies.get("oracle").Params(**params)
     )
     return simulate(pool, 5.0, trace, controller, label="oracle")

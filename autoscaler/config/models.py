@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from autoscaler.config.durations import Duration
+from autoscaler.config.params import PolicyParams
+from autoscaler.config.plugins import Strict, field_error, plugin_block, registry_of
 from autoscaler.config.providers import (
     ProviderAccount,
     check_groups,
@@ -34,78 +34,44 @@ from autoscaler.config.providers import (
 )
 from autoscaler.config.yaml_lines import ConfigFileError, LocatedDocument, load_yaml, parse_yaml
 from autoscaler.core.model import Market
-from autoscaler.core.policy import PolicyParams, PoolSettings
 from autoscaler.registry import (
-    POLICY_GROUP,
-    PROVIDER_GROUP,
-    SOURCE_GROUP,
     Registry,
-    RegistryError,
 )
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
 """Pool and group names end up in metric labels and cloud resource names: keep them plain."""
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def field_error(
-    model: str, loc: tuple[int | str, ...], message: str, value: Any
-) -> ValidationError:
-    """A cross-field error attached to the field the user has to change, so the message names
-    that field's line rather than the enclosing block's."""
-    return ValidationError.from_exception_data(
-        model,
-        [
-            InitErrorDetails(
-                type=PydanticCustomError("value_error", message), loc=loc, input=value
-            )
-        ],
-    )
-
-
-@cache
-def default_registries() -> dict[str, Registry[Any]]:
-    """The process-wide registries, filled from installed entry points on first use."""
-    return {
-        "policies": Registry[Any](POLICY_GROUP, "policy").load_entry_points(),
-        "providers": Registry[Any](PROVIDER_GROUP, "provider").load_entry_points(),
-        "sources": Registry[Any](SOURCE_GROUP, "queue kind").load_entry_points(),
-    }
-
-
-def _registry(info: ValidationInfo, which: str) -> Registry[Any]:
-    context = info.context or {}
-    registries = context.get("registries") or default_registries()
-    registry: Registry[Any] = registries[which]
-    return registry
-
-
-def _plugin_block(
-    data: Any, info: ValidationInfo, which: str, key: str, attribute: str
-) -> dict[str, Any]:
-    """Split ``{key: name, ...rest}`` and validate rest with the plugin's own model."""
-    if isinstance(data, str) and key == "kind":
-        data = {"kind": data}
-    if not isinstance(data, dict):
-        raise ValueError(f"must be a mapping with a {key!r} field")
-    if key not in data:
-        raise ValueError(f"missing {key!r}")
-    rest = {k: v for k, v in data.items() if k != key}
-    name = data[key]
-    if not isinstance(name, str):
-        raise ValueError(f"{key} must be a string")
-    try:
-        plugin = _registry(info, which).get(name)
-    except RegistryError as exc:
-        raise field_error(which, (key,), str(exc), name) from None
-    model: type[BaseModel] = getattr(plugin, attribute)
-    return {key: name, "settings": model.model_validate(rest, context=info.context)}
-
-
 # --------------------------------------------------------------------------- controller
+
+
+class StateStoreConfig(Strict):
+    """Where each pool's controller state (guard windows, policy estimators) is persisted.
+
+    Without ``url``, a pool on a Redis queue persists to that queue's server and other pools
+    persist nothing; with ``url``, every pool persists there.
+    """
+
+    url: str | None = None
+    prefix: str = Field(default="autoscaler:state:", min_length=1, max_length=200)
+    ttl: Duration = Field(default=86400.0, gt=0)
+    timeout: Duration = Field(default=0.5, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        """A ``redis://`` or ``rediss://`` URL with a host (the message never repeats the URL:
+        it may carry a password)."""
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            raise ValueError("not a valid URL (redis://[:password@]host[:port][/db])") from None
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise ValueError("must be redis://[:password@]host[:port][/db] or rediss://...")
+        return value
 
 
 class ControllerConfig(Strict):
@@ -116,6 +82,13 @@ class ControllerConfig(Strict):
     sample_timeout: Duration = Field(default=0.5, gt=0)
     drain_timeout: Duration = Field(default=30.0, ge=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    state_store: StateStoreConfig | None = Field(default_factory=StateStoreConfig)
+    """``none`` (or null) disables persistence; see ``StateStoreConfig``."""
+
+    @field_validator("state_store", mode="before")
+    @classmethod
+    def _none(cls, value: Any) -> Any:
+        return None if value == "none" else value
 
     @field_validator("metrics_address")
     @classmethod
@@ -146,7 +119,7 @@ class QueueBlock(Strict):
     @model_validator(mode="before")
     @classmethod
     def _resolve(cls, data: Any, info: ValidationInfo) -> Any:
-        return _plugin_block(data, info, "sources", "kind", "Settings")
+        return plugin_block(data, info, "sources", "kind", "Settings")
 
 
 class SlaConfig(Strict):
@@ -194,7 +167,7 @@ class PolicyBlock(Strict):
     @model_validator(mode="before")
     @classmethod
     def _resolve(cls, data: Any, info: ValidationInfo) -> Any:
-        return _plugin_block(data, info, "policies", "kind", "Params")
+        return plugin_block(data, info, "policies", "kind", "Params")
 
     @property
     def params(self) -> PolicyParams:
@@ -341,10 +314,10 @@ class GroupConfig(Strict):
         if not isinstance(account, str):
             raise field_error("group", ("provider",), "must be a string", account)
         try:
-            kind = resolve_kind(account, info, _registry(info, "providers"))
+            kind = resolve_kind(account, info, registry_of(info, "providers"))
         except ValueError as exc:
             raise field_error("group", ("provider",), str(exc), account) from None
-        block = _plugin_block({"kind": kind, **rest}, info, "providers", "kind", "GroupSettings")
+        block = plugin_block({"kind": kind, **rest}, info, "providers", "kind", "GroupSettings")
         return {**common, "provider": account, **block}
 
 
@@ -385,18 +358,6 @@ class PoolConfig(Strict):
             )
         return self
 
-    def settings(self, interval_s: float) -> PoolSettings:
-        return PoolSettings(
-            name=self.name,
-            max_wait_s=self.sla.max_wait,
-            target=self.sla.target,
-            min_instances=self.capacity.min,
-            max_instances=self.capacity.max,
-            slots_per_instance=self.capacity.slots_per_instance,
-            boot_time_s=self.capacity.boot_time,
-            interval_s=interval_s,
-        )
-
 
 class Config(Strict):
     controller: ControllerConfig = Field(default_factory=ControllerConfig)
@@ -417,7 +378,7 @@ class Config(Strict):
             raise field_error(
                 "config", ("pools", index, "name"), f"pool name {name!r} is used twice", name
             )
-        check_groups(self, _registry(info, "providers"))
+        check_groups(self, registry_of(info, "providers"))
         return self
 
     def pool(self, name: str) -> PoolConfig:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, ValidationError, ValidationInfo, model_va
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from autoscaler.config.durations import Duration
+from autoscaler.config.plugins import plugin_block
 from autoscaler.ports.provider import AccountSpec, GroupId, GroupSpec
 from autoscaler.registry import Registry
 
@@ -46,13 +47,11 @@ class ProviderAccount(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _resolve(cls, data: Any, info: ValidationInfo) -> Any:
-        from autoscaler.config.models import _plugin_block
-
         if not isinstance(data, dict):
             raise ValueError("must be a mapping with a 'kind' field")
         common = {k: data[k] for k in ACCOUNT_COMMON_KEYS if k in data}
         rest = {k: v for k, v in data.items() if k not in common}
-        return {**common, **_plugin_block(rest, info, "providers", "kind", "AccountSettings")}
+        return {**common, **plugin_block(rest, info, "providers", "kind", "AccountSettings")}
 
 
 def record_account_kinds(data: Any, info: ValidationInfo) -> None:

@@ -16,18 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from autoscaler.config.models import GroupConfig
 from autoscaler.core.model import FleetState, Market
+from autoscaler.core.specs import GroupSpec
 
 
 class Allocator:
-    def __init__(self, groups: Sequence[GroupConfig]) -> None:
+    def __init__(self, groups: Sequence[GroupSpec]) -> None:
         ranked = sorted(
             enumerate(groups),
             key=lambda item: (item[1].market != Market.SPOT, item[1].hourly_price, item[0]),
         )
         self.order = tuple(g for _, g in ranked)
-        # Flattened once (the config is frozen): this runs for every pool on every tick.
+        # Flattened once (the spec is frozen): this runs for every pool on every tick.
         self._names = tuple(g.name for g in self.order)
         self._limits = tuple((g.name, g.max) for g in self.order)
 

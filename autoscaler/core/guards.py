@@ -19,6 +19,26 @@ A third-party policy gets all of this for free. The order per tick follows the H
 5. **Bounds** ``[capacity.min, capacity.max]`` last, and hard: they override the rate rules (a
    lowered ``max`` is a budget decision that takes effect at once).
 
+**Events count only when applied or seen.** ``apply`` records no scale event: a decision
+that was not carried out (dry run, failed resize) must neither slow the next one down through
+the rate rules nor delay its retry. The controller calls ``record`` once a resize was actually
+made (``PoolController.applied``), and ``observe_fleet`` counts a change of the fleet's desired
+size that the controller did not make (another actor, a previous controller, a resize that
+only partly went through) as an event at the tick it is first seen. The size of an applied
+event is ``desired - current`` as before; the fleet's expected desired total after it is kept,
+so a partial resize is corrected by the difference on the next tick.
+
+**Restart safety.** A controller's first tick seeds the scale-down window with the fleet's
+current size: whatever a fresh policy recommends, nothing is removed before a full
+``scale_down.stabilization_window`` of the controller's own has passed (the scale-up window is
+not seeded: acting late on a surge is the costly mistake). And an observation without an
+arrival rate never scales in, like a stale one: a policy sizing on one instant of depth is not
+a reason to remove capacity. That holds on every such tick once the source has shown that it
+reports rates (a restarted sampler's first reading, a counter reset, a missing counter), and
+for ``measure_grace_s`` after the controller's first tick before that (a source without
+counters never reports a rate, so the hold must end). Neither rule knows the fleet's history;
+persisted state (``autoscaler.runtime.persistence``) is what resumes the old windows.
+
 Every window is seconds on ``obs.time``, never a tick count, so a late loop does not stretch
 it. State is an immutable ``GuardState`` of tuples, pruned to the windows: the stabilization
 windows keep only monotone candidates (a sample that a newer, larger one dominates can never be
@@ -29,8 +49,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from autoscaler.config.models import BehaviorConfig, CapacityConfig, ScalingBehavior
 from autoscaler.core.model import Observation, Recommendation, Term
+from autoscaler.core.specs import BehaviorSpec, CapacitySpec, ScalingSpec
 
 Sample = tuple[float, int]
 """``(obs.time, value)``: a recommendation, or the size of one scaling event."""
@@ -46,6 +66,10 @@ class GuardState(NamedTuple):
     ``up_events`` / ``down_events``: instances added / removed per decision, for the rules.
     ``last_active``: last ``obs.time`` with demand, for scale-to-zero (``None`` before the first
     tick; the idle window starts at the first tick, since earlier idleness is unknown).
+    ``started``: ``obs.time`` of the controller's first tick (``None`` before it).
+    ``measured``: an observation with an arrival rate has been seen.
+    ``fleet_desired``: the fleet's desired total the controller expects on its next tick (what
+    it saw, or what it asked for once applied); ``None`` before the first tick.
     """
 
     highs: tuple[Sample, ...] = ()
@@ -53,6 +77,9 @@ class GuardState(NamedTuple):
     up_events: tuple[Sample, ...] = ()
     down_events: tuple[Sample, ...] = ()
     last_active: float | None = None
+    started: float | None = None
+    measured: bool = False
+    fleet_desired: int | None = None
 
 
 class Guarded(NamedTuple):
@@ -96,7 +123,7 @@ def _prune(events: tuple[Sample, ...], now: float, horizon: float) -> tuple[Samp
     return tuple(e for e in events if e[0] > cutoff)
 
 
-def _horizon(behavior: ScalingBehavior) -> float:
+def _horizon(behavior: ScalingSpec) -> float:
     return max((r.period for r in behavior.rules), default=0.0)
 
 
@@ -104,7 +131,7 @@ _Rule = tuple[float, bool, int]
 """A rate rule flattened for the hot path: ``(period, is_pods, value)``."""
 
 
-def _rules(behavior: ScalingBehavior) -> tuple[_Rule, ...]:
+def _rules(behavior: ScalingSpec) -> tuple[_Rule, ...]:
     return tuple((r.period, r.type == "pods", r.value) for r in behavior.rules)
 
 
@@ -115,7 +142,12 @@ class Guards:
     every pool on every tick, under every policy.
     """
 
-    def __init__(self, capacity: CapacityConfig, behavior: BehaviorConfig) -> None:
+    def __init__(
+        self, capacity: CapacitySpec, behavior: BehaviorSpec, *, measure_grace_s: float = 0.0
+    ) -> None:
+        """``measure_grace_s``: how long after its first tick a controller that has seen no
+        arrival rate holds scale-in (a source without counters never reports one, so the hold
+        must end; the controller passes two tick intervals: counters need two readings)."""
         self.capacity = capacity
         self.behavior = behavior
         # Both directions' rules read both event lists (the period's start count is
@@ -130,9 +162,52 @@ class Guards:
         self._zero_after = behavior.scale_to_zero_after
         self._min = capacity.min
         self._max = capacity.max
+        self._grace = measure_grace_s
 
     def initial_state(self) -> GuardState:
         return GuardState()
+
+    def observe_fleet(
+        self, state: GuardState, now: float, current: int, fleet_desired: int
+    ) -> GuardState:
+        """Before ``apply``: seed the windows on the first tick, and count a change of the
+        fleet's desired total that the controller did not make as an event, once."""
+        expected = state.fleet_desired
+        if state.started is None:
+            highs = ((now, current),) if self._down_window > 0 else state.highs
+            return state._replace(highs=highs, started=now, fleet_desired=fleet_desired)
+        if expected is None:
+            return state._replace(fleet_desired=fleet_desired)
+        if expected == fleet_desired:
+            return state
+        if self._horizon <= 0:
+            return state._replace(fleet_desired=fleet_desired)
+        if fleet_desired > expected:
+            events = (*state.up_events, (now, fleet_desired - expected))
+            return state._replace(up_events=events, fleet_desired=fleet_desired)
+        events = (*state.down_events, (now, expected - fleet_desired))
+        return state._replace(down_events=events, fleet_desired=fleet_desired)
+
+    def record(
+        self, state: GuardState, time: float, current: int, desired: int, fleet_desired: int
+    ) -> GuardState:
+        """A resize to ``desired`` (from ``current``) was carried out at ``time``; the fleet's
+        desired total is now expected to read ``fleet_desired``.
+
+        The daemon learns that a resize was accepted asynchronously, so a describe may show the
+        new size before the loop records it: ``observe_fleet`` has then counted the change
+        already (and expects ``fleet_desired``), and recording it again would count it twice."""
+        if state.fleet_desired == fleet_desired:
+            return state
+        up_events, down_events = state.up_events, state.down_events
+        if self._horizon > 0:
+            if desired > current:
+                up_events = (*up_events, (time, desired - current))
+            elif desired < current:
+                down_events = (*down_events, (time, current - desired))
+        return state._replace(
+            up_events=up_events, down_events=down_events, fleet_desired=fleet_desired
+        )
 
     @staticmethod
     def _period_start(current: int, state: GuardState, now: float, period: float) -> int:
@@ -219,6 +294,15 @@ class Guards:
             desired = current
             notes.append("stale observation: holding (never scale in on stale data)")
 
+        has_rates = obs.arrival_rate is not None
+        started = state.started if state.started is not None else now
+        if not has_rates and desired < current and (
+            state.measured or now - started < self._grace
+        ):
+            desired = current
+            notes.append("no rates measured: holding")
+        measured = state.measured or has_rates
+
         if desired > self._max:
             desired = self._max
             notes.append(f"capped at max {self._max}")
@@ -232,16 +316,14 @@ class Guards:
             up_events = _prune(up_events, now, horizon)
         if down_events:
             down_events = _prune(down_events, now, horizon)
-        if horizon > 0:
-            if desired > current:
-                up_events = (*up_events, (now, desired - current))
-            elif desired < current:
-                down_events = (*down_events, (now, current - desired))
 
         reason = rec.reason if not notes else f"{rec.reason}; {'; '.join(notes)}"
         return Guarded(
             desired,
             reason,
             {"recommended": recommended, "stabilized": stabilized},
-            GuardState(highs, lows, up_events, down_events, last_active),
+            GuardState(
+                highs, lows, up_events, down_events, last_active, started, measured,
+                state.fleet_desired,
+            ),
         )

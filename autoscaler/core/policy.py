@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict
-
 from autoscaler.core.model import FleetState, Observation, Recommendation
 
 
@@ -38,23 +36,25 @@ class PolicyContext:
     pool: PoolSettings
 
 
-class PolicyParams(BaseModel):
-    """Base for every policy's parameters: unknown keys are errors, values are checked."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 @runtime_checkable
 class Policy(Protocol):
     """A scaling policy.
 
     ``kind`` is the name used in YAML and on the command line; ``Params`` validates its YAML
-    block. ``recommend`` returns the desired count with a reason and the terms that explain it,
-    plus the state to hand back on the next tick.
+    block (a pydantic model deriving from ``autoscaler.config.params.PolicyParams``; the core
+    never calls it, so it is typed loosely here). ``recommend`` returns the desired count with
+    a reason and the terms that explain it, plus the state to hand back on the next tick.
+
+    State is persisted between daemon runs (``controller.state_store``) when it is made of
+    plain values (numbers, strings, booleans, ``None``, tuples) and named tuples or frozen
+    dataclasses: the type of ``initial_state()`` is registered with the state codec
+    automatically; a policy whose state nests other such types lists them in an optional
+    ``state_types: ClassVar[tuple[type, ...]]``. State the codec cannot encode is simply not
+    saved (logged), and the policy starts fresh after a restart.
     """
 
     kind: ClassVar[str]
-    Params: ClassVar[type[PolicyParams]]
+    Params: ClassVar[type[Any]]
 
     def __init__(self, params: Any) -> None: ...
 

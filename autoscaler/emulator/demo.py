@@ -23,7 +23,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from autoscaler.config.models import Config, default_registries, parse_config
+from autoscaler.config.models import Config, parse_config
+from autoscaler.config.plugins import default_registries
 from autoscaler.emulator.loadgen import (
     BurstPattern,
     MemoryProducer,

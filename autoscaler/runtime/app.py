@@ -17,9 +17,10 @@ from typing import Any, TextIO
 import structlog
 from pydantic import BaseModel
 
-from autoscaler.config.models import Config, default_registries
+from autoscaler.config.models import Config
+from autoscaler.config.plugins import default_registries
 from autoscaler.config.providers import accounts_of, group_spec
-from autoscaler.core.pipeline import PoolController
+from autoscaler.config.to_core import controller_for
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.provider import GroupId, GroupSpec
 from autoscaler.ports.source import QueueSampler
@@ -30,6 +31,7 @@ from autoscaler.runtime.clock import LoopClock
 from autoscaler.runtime.gate import ActuationGate, DryRunGate, OpenGate
 from autoscaler.runtime.loop import ControlLoop, PoolRuntime
 from autoscaler.runtime.metrics import PrometheusTelemetry
+from autoscaler.runtime.persistence import build_persistence
 from autoscaler.runtime.supervisor import Supervisor
 
 log = structlog.get_logger("autoscaler.runtime")
@@ -83,7 +85,7 @@ class Daemon:
         accounts = _accounts(config, regs["providers"], clock)
         runtimes = []
         for pool in config.pools:
-            controller = PoolController(pool, ctl.interval, regs["policies"])
+            controller = controller_for(pool, ctl.interval, regs["policies"])
             groups = tuple(GroupId(pool.name, g.name) for g in pool.groups)
             runtimes.append(PoolRuntime(pool.name, controller, groups,
                                         controller.initial_state()))
@@ -91,6 +93,7 @@ class Daemon:
             runtimes, samplers, accounts, clock, telemetry or NullTelemetry(),
             interval_s=ctl.interval, gate=gate or (DryRunGate() if dry_run else OpenGate()),
         )
+        loop.persistence = build_persistence(config, runtimes, clock, telemetry, read_only=dry_run)
         return cls(config, loop, samplers)
 
     async def start(self) -> None:
@@ -104,6 +107,8 @@ class Daemon:
         await self.loop.stop_actuators(min(5.0, drain_timeout_s))
         await asyncio.gather(*(a.close(drain_timeout_s) for a in self.accounts.values()))
         await asyncio.gather(*(s.close() for s in self.samplers), return_exceptions=True)
+        if self.loop.persistence is not None:
+            await self.loop.persistence.close()
 
 
 def _accounts(
@@ -132,6 +137,8 @@ async def run_once(daemon: Daemon, out: TextIO) -> int:
     Exits non-zero when a pool could not be decided (queue not sampled, fleet not described,
     policy failure) or a resize failed."""
     failed = False
+    if daemon.loop.persistence is not None:  # one look must not overwrite a live daemon's state
+        daemon.loop.persistence.read_only = True
     try:
         await daemon.start()  # inside: a provider that fails half-way is still closed
         results = await daemon.loop.tick()

@@ -36,6 +36,7 @@ from autoscaler.runtime.actuator import (
     Unavailability,
 )
 from autoscaler.runtime.gate import ActuationGate, OpenGate
+from autoscaler.runtime.persistence import ControllerPersistence
 
 log = structlog.get_logger("autoscaler.runtime")
 
@@ -151,6 +152,7 @@ class ControlLoop:
         self._outcomes: list[Outcome] = []
         self._describe_errors: dict[GroupId, str] = {}
         self._seq = 0
+        self.persistence: ControllerPersistence | None = None  # controller.state_store
 
     @property
     def dry_run(self) -> bool:
@@ -170,6 +172,8 @@ class ControlLoop:
 
     async def tick(self) -> list[PoolTick]:
         started = self.clock.monotonic()
+        if self.persistence is not None:
+            await self.persistence.load(self.pools)  # once, before the first decision
         self.fold_outcomes()
         observations, described = await asyncio.gather(self._sample(), self._describe())
         results: dict[str, PoolTick] = {}
@@ -182,6 +186,8 @@ class ControlLoop:
                 decided[rt.name], fleets[rt.name] = tick.decision, fleet
         for name, decision in self.cross_pool(decided).items():
             results[name] = self._actuate(results[name], decision, fleets[name])
+        if self.persistence is not None:
+            await self.persistence.save(self.pools)  # bounded; a failure is logged, not raised
         self.telemetry.record_tick(self.clock.monotonic() - started)
         return [results[rt.name] for rt in self.pools]
 

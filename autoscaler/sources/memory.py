@@ -4,7 +4,9 @@ Queues live in a process-wide registry by name, so the load generator, the in-pr
 the ``local`` provider and the daemon's sampler all meet on the same object without wiring.
 Each item carries the wall time it was enqueued (like a producer's timestamp in Redis) and the
 seconds of service it needs. The queue keeps cumulative counters (enqueued, completed) so the
-sampler derives rates from deltas exactly as it would from Redis counters.
+sampler derives rates from deltas exactly as it would from Redis counters, through the same
+helper (``autoscaler.core.rates``): a queue replaced by ``reset_queue`` restarts its counters,
+which reads as a reset (rate unknown for one tick), never as a negative rate.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 
 from autoscaler.core.model import Observation
+from autoscaler.core.rates import RateMeter
 from autoscaler.ports.clock import Clock
 
 
@@ -135,20 +138,13 @@ def reset_queue(name: str) -> MemoryQueue:
     return queue
 
 
-@dataclass(slots=True)
-class _Counters:
-    time: float
-    enqueued: int
-    completed: int
-
-
 class MemorySampler:
     """Measures every memory queue of its pools; rates come from counter deltas between samples."""
 
     def __init__(self, pools: Sequence[tuple[str, MemorySettings]], clock: Clock) -> None:
         self._pools = list(pools)
         self._clock = clock
-        self._last: dict[str, _Counters] = {}
+        self._meters: dict[str, tuple[RateMeter, RateMeter]] = {}
 
     async def sample(self) -> Mapping[str, Observation]:
         now = self._clock.monotonic()
@@ -157,13 +153,11 @@ class MemorySampler:
         for pool, settings in self._pools:
             queue = get_queue(settings.name)
             oldest = queue.oldest_enqueued_at()
-            arrival = completion = None
-            last = self._last.get(pool)
-            if last is not None and now > last.time:
-                dt = now - last.time
-                arrival = (queue.enqueued_total - last.enqueued) / dt
-                completion = (queue.completed_total - last.completed) / dt
-            self._last[pool] = _Counters(now, queue.enqueued_total, queue.completed_total)
+            meters = self._meters.get(pool)
+            if meters is None:
+                meters = self._meters[pool] = (RateMeter(), RateMeter())
+            arrival = meters[0].update(now, queue.enqueued_total)
+            completion = meters[1].update(now, queue.completed_total)
             result[pool] = Observation(
                 time=now,
                 depth=len(queue),

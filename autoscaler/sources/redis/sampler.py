@@ -8,9 +8,10 @@ refused, timeout, server error) never raises: every pool gets its last known obs
 fleet on stale data, so repeating the last known depth cannot cause a scale-in. redis-py
 reconnects on the next tick; a timeout mid-reply discards that connection.
 
-Rates come from counter deltas over the injected clock's monotonic time; the first sample, an
-absent counter or a counter that went backwards (reset) gives ``None`` for that tick. A failed
-round leaves the previous counter reading in place, so the next good one averages over the gap.
+Rates come from counter deltas over the injected clock's monotonic time, through the core's
+one helper (``autoscaler.core.rates``): the first sample, an absent counter or a counter that
+went backwards (reset) gives ``None`` for that tick. A failed round leaves the previous counter
+reading in place, so the next good one averages over the gap.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pydantic import BaseModel
 from redis.exceptions import NoScriptError
 
 from autoscaler.core.model import Observation
+from autoscaler.core.rates import RateMeter
 from autoscaler.ports.clock import Clock
 from autoscaler.sources.redis.probe import (
     CHUNK,
@@ -39,27 +41,6 @@ from autoscaler.sources.redis.probe import (
 from autoscaler.sources.redis.settings import RedisSettings, redact_url
 
 log = structlog.get_logger(__name__)
-
-
-class RateMeter:
-    """Events per second from successive readings of a monotonically increasing counter."""
-
-    __slots__ = ("_prev",)
-
-    def __init__(self) -> None:
-        self._prev: tuple[float, int] | None = None
-
-    def update(self, now: float, value: int | None) -> float | None:
-        prev = self._prev
-        if value is None:
-            self._prev = None
-            return None
-        if prev is not None and now <= prev[0]:
-            return None  # no time has passed: keep the older reading for a longer window
-        self._prev = (now, value)
-        if prev is None or value < prev[1]:
-            return None  # first reading, or the counter was reset
-        return (value - prev[1]) / (now - prev[0])
 
 
 @dataclass(slots=True)

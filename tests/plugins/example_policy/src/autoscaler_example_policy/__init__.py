@@ -11,8 +11,9 @@ from typing import ClassVar
 
 from pydantic import Field
 
+from autoscaler.config.params import PolicyParams
 from autoscaler.core.model import Recommendation
-from autoscaler.core.policy import PolicyContext, PolicyParams
+from autoscaler.core.policy import PolicyContext
 
 
 class HalfQueueParams(PolicyParams):

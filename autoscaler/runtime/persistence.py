@@ -1,0 +1,266 @@
+"""Resume each pool's controller state across restarts and failovers (``controller.state_store``).
+
+Before the first tick the daemon loads every pool's record (one round trip per server); after
+each tick it saves them all (one round trip per server, bounded by the store's timeout). A
+record is JSON: ``{"format", "fingerprint", "saved_wall", "state"}``, where ``state`` is the
+``ControllerState`` through the core's ``StateCodec`` (never pickle: a record read from a shared
+server cannot run code) and ``fingerprint`` digests the pool's spec and its policy kind and
+parameters (``autoscaler.config.to_core.state_fingerprint``).
+
+Every failure degrades to "no state", never to a failed tick: an unreachable store at start,
+an expired, foreign, corrupt or stale-config record (a line ``state_discarded`` with the
+reason) means the pool starts fresh (restart-safe by its guards: a seeded scale-down window and
+no scale-in before rates are measured); a failed save is logged (``state_save_failed``) and
+counted, and the next tick saves again.
+
+What is not guaranteed:
+
+* Times in the state are the daemon clock's seconds. ``LoopClock`` anchors that clock to the
+  wall clock at start-up, so a successor on another host resumes correctly only as far as
+  the two hosts' wall clocks agree.
+* Without a store (``state_store: none``, or a pool on a non-Redis queue with no ``url``), a
+  restart loses the guards' windows and rate-rule history and the policy's estimators (the
+  ``sla`` policy's rates, burst latch and error budget; the ``step`` policy's warmup).
+* Dry runs and ``--once`` load but never save: they must not overwrite the state of a daemon
+  that acts on the same pools. Two acting daemons on the same pools overwrite each other.
+* State is saved after the tick, so a crash mid-tick loses that tick's update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+from prometheus_client import Counter
+
+from autoscaler.config.models import Config, PoolConfig, StateStoreConfig
+from autoscaler.config.to_core import STATE_FORMAT, state_fingerprint
+from autoscaler.core.pipeline import ControllerState, PoolController
+from autoscaler.core.state_codec import StateCodec, StateCodecError, is_state_type
+from autoscaler.ports.clock import Clock
+from autoscaler.ports.state_store import StateStore
+from autoscaler.ports.telemetry import Telemetry
+from autoscaler.runtime.metrics import PrometheusTelemetry
+from autoscaler.runtime.state_store import RedisStateStore
+from autoscaler.sources.redis.settings import RedisSettings
+
+log = structlog.get_logger("autoscaler.runtime")
+
+
+class PoolRuntimeLike(Protocol):
+    """What persistence needs of a pool's runtime: its name, controller and current state."""
+
+    name: str
+    controller: PoolController
+    state: ControllerState
+
+
+@dataclass(frozen=True, slots=True)
+class PoolBinding:
+    """Where one pool's state goes and how it is checked."""
+
+    pool: str
+    store: StateStore
+    codec: StateCodec
+    fingerprint: str
+
+
+def codec_for(controller: PoolController) -> StateCodec:
+    """A codec for the controller's state: the guards' and controller's types plus the
+    policy's (the type of its initial state and any listed in its ``state_types``)."""
+    extra: list[type] = list(getattr(controller.policy, "state_types", ()))
+    initial = type(controller.policy.initial_state())
+    if initial is not type(None) and initial not in extra:
+        extra.append(initial)
+    return StateCodec(t for t in extra if isinstance(t, type) and is_state_type(t))
+
+
+class ControllerPersistence:
+    """Loads every pool's state once, before the first tick, and saves it after each tick."""
+
+    def __init__(
+        self,
+        bindings: Sequence[PoolBinding],
+        clock: Clock,
+        *,
+        read_only: bool = False,
+        failures: Counter | None = None,
+    ) -> None:
+        self._bindings = {b.pool: b for b in bindings}
+        self._stores = list({id(b.store): b.store for b in bindings}.values())
+        self._clock = clock
+        self.read_only = read_only
+        self.loaded = False
+        self.save_failures = 0
+        """Pools whose save failed, summed over ticks (also ``autoscaler_state_save_failures``)."""
+        self._failures = failures
+
+    @property
+    def stores(self) -> list[StateStore]:
+        return list(self._stores)
+
+    def _by_store(self, pools: Sequence[PoolRuntimeLike]) -> dict[int, list[PoolRuntimeLike]]:
+        groups: dict[int, list[PoolRuntimeLike]] = {}
+        for rt in pools:
+            binding = self._bindings.get(rt.name)
+            if binding is not None:
+                groups.setdefault(id(binding.store), []).append(rt)
+        return groups
+
+    async def load(self, pools: Sequence[PoolRuntimeLike]) -> None:
+        """Resume each pool's state from its store; once (later calls do nothing)."""
+        if self.loaded:
+            return
+        self.loaded = True
+        groups = list(self._by_store(pools).values())
+        results = await asyncio.gather(
+            *(self._bindings[g[0].name].store.load([rt.name for rt in g]) for g in groups),
+            return_exceptions=True,
+        )
+        for group, result in zip(groups, results, strict=True):
+            store = self._bindings[group[0].name].store
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                log.warning("state_load_failed", store=store.location, error=str(result),
+                            pools=len(group))
+                continue
+            for rt in group:
+                text = result.get(rt.name)
+                if text is not None:
+                    self._resume(rt, text)
+
+    def _resume(self, rt: PoolRuntimeLike, text: str) -> None:
+        binding = self._bindings[rt.name]
+        try:
+            state, saved_wall = self._decode(binding, rt.controller, text)
+        except StateCodecError as exc:
+            log.warning("state_discarded", pool=rt.name, store=binding.store.location,
+                        reason=str(exc))
+            return
+        rt.state = state
+        log.info("state_resumed", pool=rt.name, store=binding.store.location,
+                 age_s=round(self._clock.wall() - saved_wall, 3))
+
+    @staticmethod
+    def _decode(
+        binding: PoolBinding, controller: PoolController, text: str
+    ) -> tuple[ControllerState, float]:
+        try:
+            record = json.loads(text)
+        except ValueError as exc:
+            raise StateCodecError(f"not JSON: {exc}") from None
+        if not isinstance(record, dict) or set(record) != {
+            "format", "fingerprint", "saved_wall", "state"
+        }:
+            raise StateCodecError("not a controller state record")
+        if record["format"] != STATE_FORMAT:
+            raise StateCodecError(f"state format {record['format']!r}, expected {STATE_FORMAT}")
+        if record["fingerprint"] != binding.fingerprint:
+            raise StateCodecError("saved under another config (pool spec or policy changed)")
+        saved_wall = record["saved_wall"]
+        if not isinstance(saved_wall, int | float):
+            raise StateCodecError("saved_wall is not a number")
+        state = binding.codec.decode(record["state"])
+        if not isinstance(state, ControllerState):
+            raise StateCodecError(f"not a controller state: {type(state).__name__}")
+        expected = type(controller.policy.initial_state())
+        if type(state.policy) is not expected:
+            raise StateCodecError(
+                f"policy state is a {type(state.policy).__name__}, expected {expected.__name__}"
+            )
+        return state, float(saved_wall)
+
+    async def save(self, pools: Sequence[PoolRuntimeLike]) -> None:
+        """Save every pool's state, one call per store; failures are logged and counted."""
+        if self.read_only:
+            return
+        wall = self._clock.wall()
+        calls: list[tuple[StateStore, dict[str, str]]] = []
+        for group in self._by_store(pools).values():
+            binding = self._bindings[group[0].name]
+            records: dict[str, str] = {}
+            for rt in group:
+                codec = self._bindings[rt.name].codec
+                try:
+                    encoded = codec.encode(rt.state)
+                except StateCodecError as exc:
+                    log.warning("state_not_saved", pool=rt.name, reason=str(exc))
+                    continue
+                records[rt.name] = json.dumps(
+                    {"format": STATE_FORMAT, "fingerprint": self._bindings[rt.name].fingerprint,
+                     "saved_wall": wall, "state": encoded},
+                    separators=(",", ":"), allow_nan=False,
+                )
+            calls.append((binding.store, records))
+        results = await asyncio.gather(
+            *(store.save(records) for store, records in calls), return_exceptions=True
+        )
+        for (store, records), result in zip(calls, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                self.save_failures += len(records)
+                if self._failures is not None:
+                    self._failures.inc(len(records))
+                log.warning("state_save_failed", store=store.location, error=str(result),
+                            pools=len(records))
+
+    async def close(self) -> None:
+        await asyncio.gather(*(s.close() for s in self._stores), return_exceptions=True)
+
+
+def _store_url(pool: PoolConfig, settings: StateStoreConfig) -> str | None:
+    """The configured URL, else the pool's Redis queue URL, else none (no persistence)."""
+    if settings.url is not None:
+        return settings.url
+    queue = pool.queue.settings
+    if isinstance(queue, RedisSettings):
+        return str(queue.url)
+    return None
+
+
+def build_persistence(
+    config: Config,
+    pools: Sequence[PoolRuntimeLike],
+    clock: Clock,
+    telemetry: Telemetry | None = None,
+    *,
+    read_only: bool = False,
+) -> ControllerPersistence | None:
+    """The persistence of ``config.controller.state_store`` for these pools, or ``None`` when
+    no pool persists. One store (one connection pool) per server URL."""
+    settings = config.controller.state_store
+    if settings is None:
+        return None
+    stores: dict[str, RedisStateStore] = {}
+    bindings = []
+    for rt in pools:
+        pool = config.pool(rt.name)
+        url = _store_url(pool, settings)
+        if url is None:
+            continue
+        store = stores.get(url)
+        if store is None:
+            store = stores[url] = RedisStateStore(
+                url, prefix=settings.prefix, ttl_s=settings.ttl, timeout_s=settings.timeout
+            )
+        fingerprint = state_fingerprint(rt.controller.spec, pool.policy.kind, pool.policy.params)
+        bindings.append(PoolBinding(rt.name, store, codec_for(rt.controller), fingerprint))
+    if not bindings:
+        return None
+    failures: Counter | None = None
+    if isinstance(telemetry, PrometheusTelemetry):
+        failures = Counter(
+            "autoscaler_state_save_failures",
+            "Pools whose controller state could not be saved after a tick",
+            registry=telemetry.registry,
+        )
+    log.info("state_store_configured", stores=[s.location for s in stores.values()],
+             pools=[b.pool for b in bindings], read_only=read_only)
+    return ControllerPersistence(bindings, clock, read_only=read_only, failures=failures)
+
