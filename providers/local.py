@@ -12,6 +12,14 @@ matter to the daemon:
 - ``desired`` is the number of live (non-draining) instances: one that dies unexpectedly is logged
   as ``instance_exited`` and lowers it, so the next tick's decision calls ``set_desired`` and
   replaces it.
+- Each instance gets ``AUTOSCALER_INSTANCE`` (its number) and ``AUTOSCALER_SLOTS`` (the pool's
+  ``capacity.slots_per_instance``, which ``autoscaler worker`` reads as its ``--slots``) in its
+  environment, after the group's ``env``: the instance serves the capacity the pool models.
+- ``output: log`` (the default): each instance's stdout and stderr are read line by line and
+  logged as ``instance_output`` events (``autoscaler.runtime.child_output``), so the daemon's
+  JSON log stays one object per line. ``discard`` drops them; ``inherit`` hands the instances
+  the daemon's own stdout/stderr, which interleaves their bytes with the JSON log: unsafe
+  unless the log is read by a human.
 - On Linux, instances are started through ``setpriv --pdeathsig TERM`` (util-linux) when it is
   installed: if the daemon itself dies (SIGKILL, OOM), its instances get SIGTERM and drain
   instead of serving on as orphans that a restarted daemon cannot see and would double.
@@ -33,7 +41,6 @@ import shutil
 import signal
 import sys
 from dataclasses import dataclass, field
-from typing import Literal
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,6 +49,12 @@ from autoscaler.config.models import GroupConfig, PoolConfig
 from autoscaler.core.model import GroupState
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.provider import ProviderError
+from autoscaler.runtime.child_output import (
+    OutputMode,
+    finish_forwarding,
+    pipes,
+    start_forwarding,
+)
 from autoscaler.sources.memory import MemoryQueue, MemorySettings, get_queue
 
 LAUNCH_RETRY_S = 60.0
@@ -57,8 +70,10 @@ class LocalSettings(BaseModel):
         default=None, min_length=1, description="argv of one instance (no shell)"
     )
     env: dict[str, str] = Field(default_factory=dict, description="added to the environment")
-    output: Literal["inherit", "discard"] = Field(
-        default="inherit", description="where the instances' stdout/stderr go"
+    output: OutputMode = Field(
+        default="log",
+        description="instances' stdout/stderr: log (one instance_output event per line), "
+        "discard, or inherit (the daemon's own descriptors: corrupts a JSON log)",
     )
 
 
@@ -79,6 +94,13 @@ def tied_to_daemon(command: tuple[str, ...], path: str | None) -> tuple[str, ...
     return (SETPRIV, "--pdeathsig", "TERM", "--", program, *command[1:])
 
 
+def instance_env(extra: dict[str, str], instance: int, slots: int) -> dict[str, str]:
+    """An instance's environment: the daemon's, the group's ``env``, then what the provider
+    says about the instance (its number, and the slots the pool models it with)."""
+    return {**os.environ, **extra, "AUTOSCALER_INSTANCE": str(instance),
+            "AUTOSCALER_SLOTS": str(slots)}
+
+
 @dataclass(eq=False)
 class _Instance:
     """One instance; ``task`` is its reaper (process) or its body (in-process)."""
@@ -90,6 +112,7 @@ class _Instance:
     task: asyncio.Task[None] | None = None
     draining: bool = False
     idle: set[asyncio.Task[None]] = field(default_factory=set)
+    output: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 class LocalProvider:
@@ -204,8 +227,8 @@ class LocalProvider:
             log.info("instance_started", group=self.group.name, instance=inst.id, mode="task")
             return
         command = self.settings.command
-        env = {**os.environ, **self.settings.env, "AUTOSCALER_INSTANCE": str(inst.id)}
-        sink = asyncio.subprocess.DEVNULL if self.settings.output == "discard" else None
+        env = instance_env(self.settings.env, inst.id, self._slots)
+        sink = pipes(self.settings.output)
         try:
             inst.process = await asyncio.create_subprocess_exec(
                 *tied_to_daemon(command, env.get("PATH")),
@@ -218,6 +241,7 @@ class LocalProvider:
             ) from exc
         self._spawn_failed_at = None
         self._instances[inst.id] = inst
+        inst.output = start_forwarding(inst.process, group=self.group.name, instance=inst.id)
         inst.task = asyncio.create_task(
             self._reap(inst, inst.process), name=f"local:{self.group.name}:{inst.id}"
         )
@@ -244,6 +268,7 @@ class LocalProvider:
             returncode = await process.wait()
         finally:
             self._instances.pop(inst.id, None)
+        await finish_forwarding(inst.output)  # its last lines, before the event of its exit
         if inst.draining:
             log.info("instance_stopped", group=self.group.name, instance=inst.id,
                      returncode=returncode)
