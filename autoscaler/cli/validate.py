@@ -1,7 +1,18 @@
-"""``autoscaler validate``: check config files without touching any queue or cloud."""
+"""``autoscaler validate``: check config files without touching any queue or cloud.
+
+A file passes only if ``autoscaler run`` would accept it: first the config model (the same
+``load_config``, with ``file:line: field`` messages), then everything ``run`` checks when it
+wires the config (provider settings, e.g. a ``local`` group without ``command`` on a Redis
+queue), by the same ``Daemon.build`` that ``run`` uses - not a copy of its rules - closed
+without being started. Building does no I/O (Redis clients connect on first use, instances start
+at the first resize), so validate connects to nothing. Not covered, because only the running
+environment can say: a metrics port already taken, an unreachable queue, a worker program that
+is not installed.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import click
@@ -32,6 +43,22 @@ def summarize(config: Config) -> list[str]:
     return lines
 
 
+def refusal(config: Config) -> str | None:
+    """The message ``autoscaler run`` would refuse a loaded ``config`` with (it prints it as
+    ``error: <message>`` and exits 2), or ``None`` if it would start."""
+    from autoscaler.runtime.app import BuildError, Daemon
+
+    async def build_and_close() -> str | None:
+        try:
+            daemon = Daemon.build(config, dry_run=True)
+        except BuildError as exc:
+            return str(exc)
+        await daemon.close(0.0)  # never started: nothing to drain, clients never connected
+        return None
+
+    return asyncio.run(build_and_close())
+
+
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--quiet", "-q", is_flag=True, help="Print errors only.")
@@ -45,6 +72,11 @@ def validate(files: tuple[str, ...], quiet: bool) -> None:
             failed = True
             for message in exc.messages:
                 click.echo(message, err=True)
+            continue
+        refused = refusal(config)
+        if refused is not None:
+            failed = True
+            click.echo(f"{path}: error: {refused}", err=True)
             continue
         if not quiet:
             click.echo(f"{path}: OK")
