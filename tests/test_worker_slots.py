@@ -145,3 +145,13 @@ def test_a_stopped_worker_leaves_nothing_behind_with_several_slots(
     wait_until(lambda: completed(r, "s") == 6, "all six are served")
     assert process.stop(signal.SIGINT) == 0
     assert r.smembers("s:consumers") == set() and r.xinfo_consumers("s", GROUP) == []
+
+
+def test_a_key_of_the_wrong_type_fails_every_slot_with_one_clear_event(
+    r: redis.Redis, start: Callable[..., WorkerProcess]
+) -> None:
+    r.set("q", "a string, not a list")
+    process = start("redis-list", "q", "--slots", "3")
+    assert process.proc.wait(timeout=60) == 1
+    failed = [e for e in process.events() if e["event"] == "worker_failed"]
+    assert len(failed) == 1 and "WRONGTYPE" in failed[0]["error"]

@@ -210,8 +210,13 @@ class Worker:
         return await slot.queue.take(self.block_s)
 
     async def _renew(self) -> None:
-        """Every slot's alive key, concurrently (one round trip each)."""
-        await asyncio.gather(*(m.renew() for m in self.memberships))
+        """Every slot's alive key, concurrently (one round trip each); all are awaited before
+        the first error is raised, so none is left running unobserved."""
+        results = await asyncio.gather(*(m.renew() for m in self.memberships),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _reap(self) -> None:
         """Reclaim for the whole worker through slot 0: what it claims (stream) is its own."""
