@@ -54,6 +54,11 @@ class WorkerProcess:
             self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log, env=env)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Signal once the worker handles signals (it says ``worker_started`` after installing
+        its handlers): a busy machine can still be importing when the queue is already drained
+        by another worker, and the default action of SIGTERM would then kill it."""
+        wait_until(lambda: self.proc.poll() is not None
+                   or '"worker_started"' in self.log_path.read_text(), "the worker is started")
         self.proc.send_signal(sig)
         return self.proc.wait(timeout=DEADLINE_S)
 
