@@ -6,17 +6,24 @@ in-flight count is read through the autoscaler's own Lua probe (``source_in_flig
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 from click.testing import CliRunner
 
 from autoscaler.cli.worker import worker
+from autoscaler.config.models import parse_config
 from autoscaler.emulator.worker import slot_consumers
+from autoscaler.ports.clock import ManualClock
+from autoscaler.providers.local import LocalProvider
+from autoscaler.registry import Registry
+from autoscaler.sources.memory import reset_queue
 from tests.test_worker import (
     GROUP,
     KINDS,
@@ -155,3 +162,34 @@ def test_a_key_of_the_wrong_type_fails_every_slot_with_one_clear_event(
     assert process.proc.wait(timeout=60) == 1
     failed = [e for e in process.events() if e["event"] == "worker_failed"]
     assert len(failed) == 1 and "WRONGTYPE" in failed[0]["error"]
+
+
+async def test_in_process_instances_of_the_memory_queue_serve_their_slots(
+    registries: dict[str, Registry[Any]],
+) -> None:
+    """The demo's default fleet (no command): 3 instances x 2 slots hold 6 requests at once;
+    closed past the drain deadline, they give every request back."""
+    text = """
+pools:
+  - name: p
+    queue: {kind: memory, name: slots}
+    sla: {max_wait: 2s}
+    capacity: {max: 10, boot_time: 0s, slots_per_instance: 2}
+    groups: [{name: g, provider: local}]
+"""
+    pool = parse_config(text, registries=registries).pools[0]
+    clock = ManualClock()
+    queue = reset_queue("slots")
+    for _ in range(10):
+        queue.put(clock.wall(), 3600.0)
+    provider = LocalProvider(pool.groups[0], pool, clock)
+    try:
+        await provider.set_desired(3)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 60
+        while queue.in_flight < 6 and loop.time() < end:
+            await asyncio.sleep(0.02)
+        assert (queue.in_flight, len(queue)) == (6, 4)
+    finally:
+        await provider.close(0.1)
+    assert (queue.in_flight, len(queue), queue.completed_total) == (0, 10, 0)
