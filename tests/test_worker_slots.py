@@ -105,7 +105,7 @@ def test_two_slots_serve_two_at_once_and_a_kill_strands_neither(
 def test_sigterm_finishes_every_request_in_flight_then_exits_0(
     r: redis.Redis, start: Callable[..., WorkerProcess], kind: str
 ) -> None:
-    enqueue(r, kind, "q", [{"service_s": 3}] * 5)
+    enqueue(r, kind, "q", [{"service_s": 4}] * 5)  # long enough to signal while both serve
     process = start(kind, "q", "--slots", "2")
     wait_until(lambda: in_flight(r, kind, "q") == 2, "both slots are serving")
 
