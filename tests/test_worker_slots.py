@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 from click.testing import CliRunner
 
 from autoscaler.cli.worker import worker
@@ -24,6 +25,7 @@ from autoscaler.ports.clock import ManualClock
 from autoscaler.providers.local import LocalProvider
 from autoscaler.registry import Registry
 from autoscaler.sources.memory import reset_queue
+from autoscaler.sources.redis.reclaim import Membership, renew_together
 from tests.test_worker import (
     GROUP,
     KINDS,
@@ -193,3 +195,21 @@ pools:
     finally:
         await provider.close(0.1)
     assert (queue.in_flight, len(queue), queue.completed_total) == (0, 10, 0)
+
+
+async def test_slots_are_renewed_together_in_one_transaction(
+    r: redis.Redis, redis_url: str
+) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    other = aioredis.Redis.from_url(redis_url)
+    try:
+        slots = [Membership(client, "list", "q", name, 5.0) for name in slot_consumers("w", 3)]
+        await renew_together(slots)
+        assert r.smembers("q:consumers") == {b"w/0", b"w/1", b"w/2"}
+        assert all(0 < int(r.pttl(f"q:alive:w/{i}")) <= 5000 for i in range(3))
+        with pytest.raises(ValueError, match="share one client"):
+            await renew_together([*slots, Membership(other, "list", "q", "x", 5.0)])
+        assert not r.exists("q:alive:x")
+    finally:
+        await client.aclose()
+        await other.aclose()

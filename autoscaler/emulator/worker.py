@@ -16,14 +16,14 @@ group's pending count).
 
 Liveness and reclaim (``autoscaler.sources.redis.reclaim``): each slot is a ``Membership``
 (``<key>:alive:<slot consumer>`` and an entry in ``<key>:consumers``). One background task
-renews all of them every ttl/3, until the last request is settled, and every ttl reaps the
-requests of dead consumers through slot 0's membership (the reaper skips only its own name; the
-worker's other slots are alive, their keys renewed together). At start-up every slot registers
-before the first reap and before anything is taken. A SIGKILL lets all N alive keys expire and
-other workers reclaim each slot's request exactly once (lists and zsets: back into the queue;
-streams: claimed to the reaper's slot 0, which serves them one after another before new work).
-Not guaranteed: a worker stalled for a whole TTL is presumed dead and its requests are served
-twice (at least once, never lost).
+renews all of them in one MULTI every ttl/3, until the last request is settled, and every ttl
+reaps the requests of dead consumers through slot 0's membership (the reaper skips only its own
+name; the worker's other slots are alive, their keys renewed together). At start-up every slot
+registers before the first reap and before anything is taken. A SIGKILL lets all N alive keys
+expire and other workers reclaim each slot's request exactly once (lists and zsets: back into
+the queue; streams: claimed to the reaper's slot 0, which serves them one after another before
+new work, while its other slots keep taking new requests). Not guaranteed: a worker stalled for
+a whole TTL is presumed dead and its requests are served twice (at least once, never lost).
 
 Serving means sleeping the payload's ``service_s`` (or the default service time). A payload the
 worker cannot read is ``LPUSH``-ed to ``<key>:dead`` and removed from the in-flight structure, not
@@ -51,7 +51,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from autoscaler.emulator.queues import Job, Queue
-from autoscaler.sources.redis.reclaim import Membership
+from autoscaler.sources.redis.reclaim import Membership, renew_together
 
 log = structlog.get_logger("autoscaler.emulator.worker")
 
@@ -210,13 +210,8 @@ class Worker:
         return await slot.queue.take(self.block_s)
 
     async def _renew(self) -> None:
-        """Every slot's alive key, concurrently (one round trip each); all are awaited before
-        the first error is raised, so none is left running unobserved."""
-        results = await asyncio.gather(*(m.renew() for m in self.memberships),
-                                       return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        """Every slot's alive key in one MULTI (one round trip, whatever the slot count)."""
+        await renew_together(self.memberships)
 
     async def _reap(self) -> None:
         """Reclaim for the whole worker through slot 0: what it claims (stream) is its own."""
