@@ -8,9 +8,9 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from autoscaler.config.models import parse_config
-from autoscaler.config.providers import accounts_of, group_spec
+from autoscaler.config.providers import accounts_of, managed_group
 from autoscaler.config.yaml_lines import ConfigFileError
-from autoscaler.ports.provider import GroupId, GroupSpec
+from autoscaler.ports.provider import GroupId, ManagedGroup
 from autoscaler.registry import Registry
 from autoscaler.testing.fakes import FakeAccountSettings, FakeGroupSettings, FakeProvider
 
@@ -33,7 +33,7 @@ class Cloud(FakeProvider):
     GroupSettings: ClassVar[type[BaseModel]] = TagSettings
 
     @classmethod
-    def check_group(cls, group: GroupSpec, account: BaseModel) -> list[tuple[str, str]]:
+    def check_group(cls, group: ManagedGroup, account: BaseModel) -> list[tuple[str, str]]:
         assert isinstance(group.settings, TagSettings) and isinstance(account, RegionSettings)
         if not group.settings.asg.startswith(account.region):
             return [("asg", f"must be in the account's region {account.region!r}")]
@@ -76,7 +76,7 @@ def test_groups_name_accounts_and_get_their_kinds_settings(
     assert accounts["prod"].settings == RegionSettings(region="us-east-1")
     assert accounts["prod"].resize_timeout_s == 45.0 and accounts["lab"].describe_timeout_s == 5
     assert accounts["lab"].settings == FakeAccountSettings()
-    spec = group_spec(config.pools[0], spot)
+    spec = managed_group(config.pools[0], spot)
     assert spec.id == GroupId("chat", "spot") and spec.settings == spot.settings
 
 

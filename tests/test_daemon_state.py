@@ -20,7 +20,7 @@ from autoscaler.core.model import GroupState, Market
 from autoscaler.policies.sla_estimators import SlaState
 from autoscaler.ports.clock import Clock, ManualClock
 from autoscaler.ports.errors import ProviderError
-from autoscaler.ports.provider import AccountSpec, GroupId, GroupSpec
+from autoscaler.ports.provider import AccountSpec, GroupId, ManagedGroup
 from autoscaler.registry import Registry
 from autoscaler.runtime.app import Daemon
 from autoscaler.runtime.metrics import PrometheusTelemetry
@@ -111,7 +111,7 @@ class CloudClient:
 
     sizes: ClassVar[dict[str, int]] = {}
 
-    def __init__(self, account: AccountSpec, groups: Sequence[GroupSpec], clock: Clock) -> None:
+    def __init__(self, account: AccountSpec, groups: Sequence[ManagedGroup], clock: Clock) -> None:
         self.groups = groups
 
     async def start(self) -> None:
@@ -142,12 +142,12 @@ class CloudGroup:
     sizes = CloudClient.sizes
 
     @classmethod
-    def check_group(cls, group: GroupSpec, account: BaseModel) -> Sequence[tuple[str, str]]:
+    def check_group(cls, group: ManagedGroup, account: BaseModel) -> Sequence[tuple[str, str]]:
         return []
 
     @classmethod
     def client(
-        cls, account: AccountSpec, groups: Sequence[GroupSpec], clock: Clock
+        cls, account: AccountSpec, groups: Sequence[ManagedGroup], clock: Clock
     ) -> CloudClient:
         return CloudClient(account, groups, clock)
 

@@ -51,3 +51,17 @@ def test_demo_runs_without_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     completed = int(re.search(r"completed:\s+(\d+)", result.output).group(1))  # type: ignore[union-attr]
     assert sent > 0 and completed == sent
     assert "SLA attainment:" in result.output and "wait p50/p95/max:" in result.output
+
+
+def test_demo_on_redis_serves_every_request(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    """With REDIS_URL: real ``autoscaler worker`` processes (2 slots each, from the pool's
+    AUTOSCALER_SLOTS) serve every request the load generator sent."""
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    result = CliRunner().invoke(main, ["demo", "--duration", "4", "--policy", "threshold"])
+    assert result.exit_code == 0, result.output
+    assert "Redis list, worker" in result.stdout  # rich wraps the line
+    sent = int(re.search(r"requests sent:\s+(\d+)", result.stdout).group(1))  # type: ignore[union-attr]
+    completed = int(re.search(r"completed:\s+(\d+)", result.stdout).group(1))  # type: ignore[union-attr]
+    assert sent > 0 and completed == sent

@@ -16,7 +16,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from autoscaler.config.models import PoolConfig, parse_config
-from autoscaler.config.providers import group_spec
+from autoscaler.config.providers import managed_group
 from autoscaler.config.yaml_lines import ConfigFileError
 from autoscaler.ports.clock import ManualClock
 from autoscaler.ports.errors import CapacityUnavailable
@@ -71,7 +71,7 @@ async def close_providers() -> AsyncIterator[None]:
 
 
 def make(pool: PoolConfig, clock: ManualClock) -> LocalGroup:
-    provider = LocalGroup(group_spec(pool, pool.groups[0]), clock)
+    provider = LocalGroup(managed_group(pool, pool.groups[0]), clock)
     OPEN.append(provider)
     return provider
 

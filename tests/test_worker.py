@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from click.testing import CliRunner
 
 from autoscaler.cli.worker import worker
-from autoscaler.emulator.worker import ZsetQueue
+from autoscaler.emulator.queues import ZsetQueue
 from autoscaler.ports.clock import ManualClock
 from autoscaler.sources.redis.lists import RedisListSettings
 from autoscaler.sources.redis.reclaim import Membership
@@ -43,16 +43,22 @@ def r(redis_url: str) -> Iterator[redis.Redis]:
 class WorkerProcess:
     """One ``autoscaler worker`` subprocess with its JSON log captured in a file."""
 
-    def __init__(self, log_path: Path, url: str, kind: str, key: str, *extra: str) -> None:
+    def __init__(self, log_path: Path, url: str, kind: str, key: str, *extra: str,
+                 env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
         args = [str(AUTOSCALER), "worker", "--url", url, "--kind", kind, "--key", key,
                 "--block", "0.1", *extra]
         if kind == "redis-stream":
             args += ["--group", GROUP]
         with log_path.open("w") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
+            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log, env=env)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Signal once the worker handles signals (it says ``worker_started`` after installing
+        its handlers): a busy machine can still be importing when the queue is already drained
+        by another worker, and the default action of SIGTERM would then kill it."""
+        wait_until(lambda: self.proc.poll() is not None
+                   or '"worker_started"' in self.log_path.read_text(), "the worker is started")
         self.proc.send_signal(sig)
         return self.proc.wait(timeout=DEADLINE_S)
 

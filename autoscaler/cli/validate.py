@@ -1,14 +1,27 @@
-"""``autoscaler validate``: check config files without touching any queue or cloud."""
+"""``autoscaler validate``: check config files without touching any queue or cloud.
+
+A file passes only if ``autoscaler run`` would accept it: first the config model (the same
+``load_config``, with ``file:line: field`` messages), then everything ``run`` checks when it
+wires the config (e.g. a provider kind that refuses to build a client for an account's
+settings), by the same ``Daemon.build`` that ``run`` uses - not a copy of its rules - closed
+without being started. Building does no I/O (Redis clients connect on first use, instances start
+at the first resize), so validate connects to nothing. Not covered, because only the running
+environment can say: a metrics port already taken, an unreachable queue, a worker program that
+is not installed.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import sys
+from typing import Any
 
 import click
 
 from autoscaler.config.durations import format_duration
 from autoscaler.config.models import Config, load_config
 from autoscaler.config.yaml_lines import ConfigFileError
+from autoscaler.registry import Registry
 
 EXIT_INVALID = 2
 
@@ -32,6 +45,24 @@ def summarize(config: Config) -> list[str]:
     return lines
 
 
+def refusal(
+    config: Config, registries: dict[str, Registry[Any]] | None = None
+) -> str | None:
+    """The message ``autoscaler run`` would refuse a loaded ``config`` with (it prints it as
+    ``error: <message>`` and exits 2), or ``None`` if it would start."""
+    from autoscaler.runtime.app import BuildError, Daemon
+
+    async def build_and_close() -> str | None:
+        try:
+            daemon = Daemon.build(config, registries=registries, dry_run=True)
+        except BuildError as exc:
+            return str(exc)
+        await daemon.close(0.0)  # never started: nothing to drain, clients never connected
+        return None
+
+    return asyncio.run(build_and_close())
+
+
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--quiet", "-q", is_flag=True, help="Print errors only.")
@@ -45,6 +76,11 @@ def validate(files: tuple[str, ...], quiet: bool) -> None:
             failed = True
             for message in exc.messages:
                 click.echo(message, err=True)
+            continue
+        refused = refusal(config)
+        if refused is not None:
+            failed = True
+            click.echo(f"{path}: error: {refused}", err=True)
             continue
         if not quiet:
             click.echo(f"{path}: OK")

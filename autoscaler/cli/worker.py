@@ -1,8 +1,11 @@
 """``autoscaler worker``: the inference-worker emulator (see ``autoscaler.emulator.worker``).
 
-Logs JSON lines on stderr. Exits 0 after SIGTERM or SIGINT once the request in progress is
-finished and recorded; 2 on bad arguments; 1 after logging ``worker_failed`` when the queue
-cannot be served (e.g. the key holds another type): a supervisor should see that, not a loop.
+Logs JSON lines on stderr. Serves ``--slots`` requests at once (default: the environment
+variable ``AUTOSCALER_SLOTS``, which the ``local`` provider sets to the pool's
+``capacity.slots_per_instance``; else 1). Exits 0 after SIGTERM or SIGINT once every request in
+progress is finished and recorded; 2 on bad arguments; 1 after logging ``worker_failed`` when
+the queue cannot be served (e.g. the key holds another type): a supervisor should see that, not
+a loop.
 
 Every worker keeps a heartbeat (``--heartbeat`` seconds of TTL) and reclaims the requests of
 workers whose heartbeat expired (see ``autoscaler.sources.redis.reclaim``), so a SIGKILL or an
@@ -19,7 +22,8 @@ import socket
 import click
 import structlog
 
-from autoscaler.emulator.worker import KINDS, ListQueue, Queue, StreamQueue, Worker, ZsetQueue
+from autoscaler.emulator.queues import KINDS, ListQueue, Queue, StreamQueue, ZsetQueue
+from autoscaler.emulator.worker import Worker, slot_consumers
 from autoscaler.runtime.logs import LEVELS, configure_logging
 from autoscaler.sources.redis.reclaim import Membership, ReclaimKind
 from autoscaler.sources.redis.settings import plain_name, redact_url, validate_redis_url
@@ -41,6 +45,11 @@ def _checked(value: str, param: str, check: object) -> str:
     "--service-time", type=click.FloatRange(min=0), default=0.1, show_default=True,
     help="seconds per request when the payload has no service_s",
 )
+@click.option(
+    "--slots", type=click.IntRange(min=1, max=1024), default=1, show_default=True,
+    envvar="AUTOSCALER_SLOTS", show_envvar=True,
+    help="requests served at once (each slot is consumer NAME/i when there are several)",
+)
 @click.option("--consumer", default=None, help="consumer name [default: HOSTNAME-PID]")
 @click.option(
     "--block", type=click.FloatRange(min=0.01, max=60), default=0.5, show_default=True,
@@ -53,7 +62,7 @@ def _checked(value: str, param: str, check: object) -> str:
 )
 @click.option("--log-level", type=click.Choice(list(LEVELS)), default="info", show_default=True)
 def worker(
-    url: str, kind: str, key: str, group: str | None, service_time: float,
+    url: str, kind: str, key: str, group: str | None, service_time: float, slots: int,
     consumer: str | None, block: float, heartbeat: float, log_level: str,
 ) -> None:
     """Consume a Redis queue like an inference server would, serving by sleeping."""
@@ -71,7 +80,7 @@ def worker(
     structlog.contextvars.bind_contextvars(kind=kind, key=key, consumer=name)
     try:
         asyncio.run(
-            _serve(url, kind, key, group or "", name, service_time, block, heartbeat)
+            _serve(url, kind, key, group or "", name, slots, service_time, block, heartbeat)
         )
     except Exception as exc:  # one clear line for the supervisor's log, then a non-zero exit
         structlog.get_logger("autoscaler.emulator.worker").error(
@@ -80,29 +89,39 @@ def worker(
         raise SystemExit(1) from None
 
 
+def _queue(client: object, kind: str, key: str, group: str, consumer: str,
+           service_s: float) -> Queue:
+    if kind == "redis-list":
+        return ListQueue(client, key, consumer, service_s)
+    if kind == "redis-zset":
+        return ZsetQueue(client, key, consumer, service_s)
+    return StreamQueue(client, key, group, consumer, service_s)
+
+
 async def _serve(
-    url: str, kind: str, key: str, group: str, consumer: str, service_s: float, block_s: float,
-    heartbeat_s: float,
+    url: str, kind: str, key: str, group: str, consumer: str, slots: int, service_s: float,
+    block_s: float, heartbeat_s: float,
 ) -> None:
     import redis.asyncio as aioredis
 
+    # One connection per slot blocks in BLMOVE/XREADGROUP at a time; the pool grows to that.
     client = aioredis.Redis.from_url(url, socket_connect_timeout=5.0)
-    queue: Queue
-    if kind == "redis-list":
-        queue = ListQueue(client, key, consumer, service_s)
-    elif kind == "redis-zset":
-        queue = ZsetQueue(client, key, consumer, service_s)
-    else:
-        queue = StreamQueue(client, key, group, consumer, service_s)
     reclaim_kind: ReclaimKind = (
         "list" if kind == "redis-list" else "zset" if kind == "redis-zset" else "stream"
     )
-    membership = Membership(client, reclaim_kind, key, consumer, heartbeat_s, group)
-    emulator = Worker(queue, block_s=block_s, membership=membership)
+    names = slot_consumers(consumer, slots)
+    emulator = Worker(
+        [_queue(client, kind, key, group, name, service_s) for name in names],
+        block_s=block_s,
+        memberships=[Membership(client, reclaim_kind, key, name, heartbeat_s, group)
+                     for name in names],
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, emulator.stop)
-    structlog.get_logger("autoscaler.emulator.worker").info("worker_started", url=redact_url(url))
+    structlog.get_logger("autoscaler.emulator.worker").info(
+        "worker_started", url=redact_url(url), slots=slots
+    )
     try:
         await emulator.run()
     finally:

@@ -16,7 +16,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from autoscaler.config.durations import Duration
 from autoscaler.config.plugins import plugin_block
-from autoscaler.ports.provider import AccountSpec, GroupId, GroupSpec
+from autoscaler.ports.provider import AccountSpec, GroupId, ManagedGroup
 from autoscaler.registry import Registry
 
 if TYPE_CHECKING:
@@ -115,8 +115,8 @@ def implicit_account(kind: str, providers: Registry[Any], interval_s: float) -> 
                        resize_timeout_s=DEFAULT_RESIZE_TIMEOUT_S)
 
 
-def group_spec(pool: PoolConfig, group: GroupConfig) -> GroupSpec:
-    return GroupSpec(
+def managed_group(pool: PoolConfig, group: GroupConfig) -> ManagedGroup:
+    return ManagedGroup(
         id=GroupId(pool.name, group.name),
         market=group.market,
         settings=group.settings,
@@ -147,7 +147,7 @@ def check_groups(config: Config, providers: Registry[Any]) -> None:
         for g, group in enumerate(pool.groups):
             kind = providers.get(group.kind)
             account = accounts[group.provider].settings
-            for field, message in kind.check_group(group_spec(pool, group), account):
+            for field, message in kind.check_group(managed_group(pool, group), account):
                 loc: tuple[int | str, ...] = ("pools", p, "groups", g)
                 problems.append(InitErrorDetails(
                     type=PydanticCustomError("value_error", message),

@@ -2,7 +2,10 @@
 
 Without ``REDIS_URL``: a ``memory`` queue and in-process workers of the ``local`` provider, so it
 runs anywhere. With ``REDIS_URL``: the same pool on a ``redis-list`` queue served by real
-``autoscaler worker`` processes started by the ``local`` provider. Either way the daemon's own
+``autoscaler worker`` processes started by the ``local`` provider. Either way each instance
+serves the pool's ``slots_per_instance`` (2) requests at once (in-process: one consumer task per
+slot; processes: ``AUTOSCALER_SLOTS``), and worker output goes through the daemon's logger at
+the demo's level (warning), so only a worker's warnings and errors show. Either way the daemon's own
 ``ControlLoop`` decides, a seeded bursty load generator feeds the queue, a live table (or plain
 lines without a terminal) shows each tick, and a summary closes the run.
 """
@@ -83,7 +86,7 @@ def demo_config(policy: str, redis_url: str | None, key: str) -> Config:
     else:
         queue = f'{{kind: redis-list, url: "{redis_url}", key: "{key}"}}'
         argv = ", ".join(f'"{a}"' for a in worker_command(redis_url, key))
-        command = f", output: discard, command: [{argv}]"
+        command = f", command: [{argv}]"  # output: log, filtered at the demo's level
     text = DEMO_CONFIG.format(
         queue=queue, policy=policy, command=command,
         policy_params=DEMO_SLA_WINDOWS if policy == "sla" else "",

@@ -65,7 +65,7 @@ __all__ = [
     "Conflict",
     "Denied",
     "GroupId",
-    "GroupSpec",
+    "ManagedGroup",
     "NotFound",
     "ProviderError",
     "ProviderKind",
@@ -88,10 +88,11 @@ class GroupId(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
-class GroupSpec:
+class ManagedGroup:
     """What a provider needs to know about one group: its identity, its kind's settings and
     the few pool facts that the ``local`` kind uses to emulate instances (other kinds ignore
-    them: a cloud's instances boot as they boot)."""
+    them: a cloud's instances boot as they boot). The allocator's view of a group is another
+    value, ``autoscaler.core.specs.GroupSpec``: prices and bounds, no settings."""
 
     id: GroupId
     market: Market
@@ -138,14 +139,14 @@ class ProviderKind(Protocol):
     GroupSettings: ClassVar[type[BaseModel]]
 
     @classmethod
-    def check_group(cls, group: GroupSpec, account: BaseModel) -> Sequence[tuple[str, str]]:
+    def check_group(cls, group: ManagedGroup, account: BaseModel) -> Sequence[tuple[str, str]]:
         """``(field, message)`` for each problem ``run`` would refuse; ``field`` is a key of
         the group ('' for the group as a whole). Pure: no I/O, no clock."""
         ...
 
     @classmethod
     def client(
-        cls, account: AccountSpec, groups: Sequence[GroupSpec], clock: Clock
+        cls, account: AccountSpec, groups: Sequence[ManagedGroup], clock: Clock
     ) -> AccountClient: ...
 
 

@@ -19,10 +19,10 @@ from pydantic import BaseModel
 
 from autoscaler.config.models import Config
 from autoscaler.config.plugins import default_registries
-from autoscaler.config.providers import accounts_of, group_spec
+from autoscaler.config.providers import accounts_of, managed_group
 from autoscaler.config.to_core import controller_for
 from autoscaler.ports.clock import Clock
-from autoscaler.ports.provider import GroupId, GroupSpec
+from autoscaler.ports.provider import GroupId, ManagedGroup
 from autoscaler.ports.source import QueueSampler
 from autoscaler.ports.telemetry import NullTelemetry, Telemetry
 from autoscaler.registry import Registry, RegistryError
@@ -116,10 +116,10 @@ def _accounts(
 ) -> dict[str, AccountRuntime]:
     """One client per account, built from all the groups that name it."""
     specs = accounts_of(config, providers)
-    members: dict[str, list[GroupSpec]] = defaultdict(list)
+    members: dict[str, list[ManagedGroup]] = defaultdict(list)
     for pool in config.pools:
         for group in pool.groups:
-            members[group.provider].append(group_spec(pool, group))
+            members[group.provider].append(managed_group(pool, group))
     accounts = {}
     for name, groups in members.items():
         spec = specs[name]

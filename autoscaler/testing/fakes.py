@@ -35,7 +35,7 @@ from autoscaler.ports.errors import (
     Throttled,
     Transient,
 )
-from autoscaler.ports.provider import AccountSpec, GroupId, GroupSpec
+from autoscaler.ports.provider import AccountSpec, GroupId, ManagedGroup
 
 Operation = Literal["start", "describe", "resize", "close"]
 
@@ -71,7 +71,7 @@ class FakeInstance:
 
 @dataclass
 class FakeGroup:
-    spec: GroupSpec
+    spec: ManagedGroup
     capacity: int | None
     drain_s: float
     desired: int = 0
@@ -94,7 +94,7 @@ class Call:
 class FakeClient:
     """One fake account (see the module docstring). Inspect ``calls`` and ``groups``."""
 
-    def __init__(self, account: AccountSpec, groups: Sequence[GroupSpec], clock: Clock) -> None:
+    def __init__(self, account: AccountSpec, groups: Sequence[ManagedGroup], clock: Clock) -> None:
         self.account = account.name
         self.clock = clock
         self.groups: dict[GroupId, FakeGroup] = {}
@@ -254,12 +254,12 @@ class FakeProvider:
     clients: ClassVar[dict[str, FakeClient]] = {}
 
     @classmethod
-    def check_group(cls, group: GroupSpec, account: BaseModel) -> Sequence[tuple[str, str]]:
+    def check_group(cls, group: ManagedGroup, account: BaseModel) -> Sequence[tuple[str, str]]:
         return []
 
     @classmethod
     def client(
-        cls, account: AccountSpec, groups: Sequence[GroupSpec], clock: Clock
+        cls, account: AccountSpec, groups: Sequence[ManagedGroup], clock: Clock
     ) -> FakeClient:
         client = FakeClient(account, groups, clock)
         cls.clients[account.name] = client

@@ -8,7 +8,7 @@ import pytest
 
 from autoscaler.core.model import GroupState, Market
 from autoscaler.ports.clock import ManualClock
-from autoscaler.ports.provider import AccountClient, AccountSpec, GroupId, GroupSpec
+from autoscaler.ports.provider import AccountClient, AccountSpec, GroupId, ManagedGroup
 from autoscaler.testing.conformance import CHECKS, Check
 from autoscaler.testing.fakes import FakeAccountSettings, FakeClient, FakeGroupSettings
 from tests.contract.support import poll
@@ -23,7 +23,7 @@ class FakeHarness:
         self.client: FakeClient | None = None
 
     async def open(self, groups: int) -> tuple[AccountClient, Sequence[GroupId]]:
-        specs = [GroupSpec(GroupId("p", f"g{i}"), Market.SPOT, FakeGroupSettings(),
+        specs = [ManagedGroup(GroupId("p", f"g{i}"), Market.SPOT, FakeGroupSettings(),
                            boot_time_s=self.boot_time_s) for i in range(groups)]
         account = AccountSpec("fake", "fake", FakeAccountSettings())
         self.client = FakeClient(account, specs, self.clock)

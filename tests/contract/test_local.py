@@ -16,7 +16,7 @@ import pytest
 
 from autoscaler.core.model import GroupState, Market
 from autoscaler.ports.clock import ManualClock
-from autoscaler.ports.provider import AccountClient, AccountSpec, GroupId, GroupSpec
+from autoscaler.ports.provider import AccountClient, AccountSpec, GroupId, ManagedGroup
 from autoscaler.providers.local import LocalAccountSettings, LocalClient, LocalSettings
 from autoscaler.testing.conformance import CHECKS, Check
 from tests.contract.support import poll
@@ -61,7 +61,7 @@ class LocalHarness:
             program.write_text(f"#!/bin/sh\nexec {sys.executable} {self.tmp / 'worker.py'} "
                                f"{self.tmp}\n")
             program.chmod(0o755)
-            specs.append(GroupSpec(gid, Market.ON_DEMAND, LocalSettings(command=(str(program),)),
+            specs.append(ManagedGroup(gid, Market.ON_DEMAND, LocalSettings(command=(str(program),)),
                                    queue_kind="redis-list", boot_time_s=self.boot_time_s))
         client = LocalClient(AccountSpec("local", "local", LocalAccountSettings()), specs,
                              self.clock)

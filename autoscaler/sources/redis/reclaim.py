@@ -30,6 +30,7 @@ never reaped. Keys are not declared to the script: standalone Redis only, like t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 ReclaimKind = Literal["list", "zset", "stream"]
@@ -122,10 +123,11 @@ class Membership:
     async def renew(self) -> None:
         """Set the alive key and (re-)join the set, in one MULTI: never in the set without a
         live key. Also the registration at start-up, before anything is taken."""
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.set(self.alive_key, b"1", px=max(1, int(self.ttl_s * 1000)))
-            pipe.sadd(self.key + CONSUMERS_SUFFIX, self.consumer)
-            await pipe.execute()
+        await renew_together([self])
+
+    def _queue_renewal(self, pipe: Any) -> None:
+        pipe.set(self.alive_key, b"1", px=max(1, int(self.ttl_s * 1000)))
+        pipe.sadd(self.key + CONSUMERS_SUFFIX, self.consumer)
 
     async def reap(self) -> tuple[int, list[str]]:
         """Reclaim the requests of dead consumers: ``(requests moved, consumers reaped)``."""
@@ -138,3 +140,17 @@ class Membership:
         """A clean exit: drop the alive key and the registration (a stream consumer with
         pending entries stays registered, so that a reaper claims them)."""
         await self._leave(keys=[], args=list(self._args), client=self.client)
+
+
+async def renew_together(memberships: Sequence[Membership]) -> None:
+    """``renew`` for several consumers sharing one client (a worker's slots) in one MULTI: one
+    round trip and one connection however many slots, and the slots live or die together."""
+    if not memberships:
+        return
+    client = memberships[0].client
+    if any(m.client is not client for m in memberships):
+        raise ValueError("memberships renewed together must share one client")
+    async with client.pipeline(transaction=True) as pipe:
+        for membership in memberships:
+            membership._queue_renewal(pipe)
+        await pipe.execute()

@@ -16,6 +16,14 @@ account, serving every local group of every pool). Semantics that matter to the 
   ``pending`` is always 0: a local launch either starts a process or fails at once.
 - A launch that fails (the program is missing) raises ``CapacityUnavailable`` and the group
   reports itself unavailable, with the reason, for ``LAUNCH_RETRY_S``.
+- Each instance gets ``AUTOSCALER_INSTANCE`` (its number) and ``AUTOSCALER_SLOTS`` (the pool's
+  ``capacity.slots_per_instance``, which ``autoscaler worker`` reads as its ``--slots``) in its
+  environment, after the group's ``env``: the instance serves the capacity the pool models.
+- ``output: log`` (the default): each instance's stdout and stderr are read line by line and
+  logged as ``instance_output`` events (``autoscaler.providers.local.output``), so the daemon's
+  JSON log stays one object per line. ``discard`` drops them; ``inherit`` hands the instances
+  the daemon's own stdout/stderr, which interleaves their bytes with the JSON log: unsafe
+  unless the log is read by a human.
 - On Linux, instances are started through ``setpriv --pdeathsig TERM`` (util-linux) when it is
   installed: if the daemon itself dies (SIGKILL, OOM), its instances get SIGTERM and drain
   instead of serving on as orphans that a restarted daemon cannot see and would double.
@@ -38,7 +46,7 @@ import signal
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,7 +54,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from autoscaler.core.model import GroupState, scale_in_key
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.errors import CapacityUnavailable, NotFound, ProviderError
-from autoscaler.ports.provider import AccountSpec, GroupId, GroupSpec
+from autoscaler.ports.provider import AccountSpec, GroupId, ManagedGroup
+from autoscaler.providers.local.output import (
+    OutputMode,
+    finish_forwarding,
+    pipes,
+    start_forwarding,
+)
 from autoscaler.sources.memory import MemoryQueue, MemorySettings, get_queue
 
 LAUNCH_RETRY_S = 60.0
@@ -70,8 +84,10 @@ class LocalSettings(BaseModel):
         default=None, min_length=1, description="argv of one instance (no shell)"
     )
     env: dict[str, str] = Field(default_factory=dict, description="added to the environment")
-    output: Literal["inherit", "discard"] = Field(
-        default="inherit", description="where the instances' stdout/stderr go"
+    output: OutputMode = Field(
+        default="log",
+        description="instances' stdout/stderr: log (one instance_output event per line), "
+        "discard, or inherit (the daemon's own descriptors: corrupts a JSON log)",
     )
 
 
@@ -92,6 +108,13 @@ def tied_to_daemon(command: tuple[str, ...], path: str | None) -> tuple[str, ...
     return (SETPRIV, "--pdeathsig", "TERM", "--", program, *command[1:])
 
 
+def instance_env(extra: dict[str, str], instance: int, slots: int) -> dict[str, str]:
+    """An instance's environment: the daemon's, the group's ``env``, then what the provider
+    says about the instance (its number, and the slots the pool models it with)."""
+    return {**os.environ, **extra, "AUTOSCALER_INSTANCE": str(instance),
+            "AUTOSCALER_SLOTS": str(slots)}
+
+
 @dataclass(eq=False)
 class _Instance:
     """One instance; ``task`` is its reaper (process) or its body (in-process)."""
@@ -103,6 +126,7 @@ class _Instance:
     task: asyncio.Task[None] | None = None
     draining: bool = False
     idle: set[asyncio.Task[None]] = field(default_factory=set)
+    output: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 class LocalProvider:
@@ -113,7 +137,7 @@ class LocalProvider:
     GroupSettings: ClassVar[type[BaseModel]] = LocalSettings
 
     @classmethod
-    def check_group(cls, group: GroupSpec, account: BaseModel) -> Sequence[tuple[str, str]]:
+    def check_group(cls, group: ManagedGroup, account: BaseModel) -> Sequence[tuple[str, str]]:
         settings = group.settings
         if not isinstance(settings, LocalSettings):
             return [("", "local provider settings expected")]
@@ -124,7 +148,7 @@ class LocalProvider:
 
     @classmethod
     def client(
-        cls, account: AccountSpec, groups: Sequence[GroupSpec], clock: Clock
+        cls, account: AccountSpec, groups: Sequence[ManagedGroup], clock: Clock
     ) -> LocalClient:
         return LocalClient(account, groups, clock)
 
@@ -132,7 +156,7 @@ class LocalProvider:
 class LocalClient:
     """The one client of a local account: a ``LocalGroup`` per group, all on this machine."""
 
-    def __init__(self, account: AccountSpec, groups: Sequence[GroupSpec], clock: Clock) -> None:
+    def __init__(self, account: AccountSpec, groups: Sequence[ManagedGroup], clock: Clock) -> None:
         self.account = account.name
         problems = [
             f"group {g.id}: {message}"
@@ -178,7 +202,7 @@ class LocalClient:
 class LocalGroup:
     """One local group's instances."""
 
-    def __init__(self, spec: GroupSpec, clock: Clock, account: str = "local") -> None:
+    def __init__(self, spec: ManagedGroup, clock: Clock, account: str = "local") -> None:
         settings = spec.settings
         if not isinstance(settings, LocalSettings):
             raise TypeError(f"group {spec.id}: local provider settings expected")
@@ -277,8 +301,8 @@ class LocalGroup:
             log.info("instance_started", group=self.group.name, instance=inst.id, mode="task")
             return
         command = self.settings.command
-        env = {**os.environ, **self.settings.env, "AUTOSCALER_INSTANCE": str(inst.id)}
-        sink = asyncio.subprocess.DEVNULL if self.settings.output == "discard" else None
+        env = instance_env(self.settings.env, inst.id, self._slots)
+        sink = pipes(self.settings.output)
         try:
             inst.process = await asyncio.create_subprocess_exec(
                 *tied_to_daemon(command, env.get("PATH")),
@@ -292,6 +316,7 @@ class LocalGroup:
             ) from exc
         self._spawn_failed_at = None
         self._instances[inst.id] = inst
+        inst.output = start_forwarding(inst.process, group=self.group.name, instance=inst.id)
         inst.task = asyncio.create_task(
             self._reap(inst, inst.process), name=f"local:{self.group.name}:{inst.id}"
         )
@@ -318,6 +343,7 @@ class LocalGroup:
             returncode = await process.wait()
         finally:
             self._instances.pop(inst.id, None)
+        await finish_forwarding(inst.output)  # its last lines, before the event of its exit
         if inst.draining:
             log.info("instance_stopped", group=self.group.name, instance=inst.id,
                      returncode=returncode)
