@@ -33,9 +33,8 @@ import shutil
 import signal
 import sys
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from autoscaler.config.models import GroupConfig, PoolConfig
@@ -47,7 +46,19 @@ from autoscaler.sources.memory import MemoryQueue, MemorySettings, get_queue
 LAUNCH_RETRY_S = 60.0
 SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 
-log = structlog.get_logger("autoscaler.providers.local")
+
+class _Log:
+    """structlog (and, through it, rich) loads on the first event, not on import: config
+    validation imports this module for ``Settings`` only, and ``autoscaler simulate`` or
+    ``validate`` never start an instance."""
+
+    def __getattr__(self, name: str) -> Any:
+        import structlog
+
+        return getattr(structlog.get_logger("autoscaler.providers.local"), name)
+
+
+log = _Log()
 
 
 class LocalSettings(BaseModel):

@@ -10,6 +10,7 @@ the future: only the oracle policy, which reads the trace by construction.
 from __future__ import annotations
 
 import heapq
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -119,18 +120,16 @@ def percentiles(values: F64, qs: tuple[float, ...]) -> list[float]:
     return out
 
 
-PHASE_STREAM = 0x71C4_9A5E
-"""Seed-sequence tag that keeps the tick phase apart from every other stream of a seed."""
-
-
 def tick_phase(seed: int, interval_s: float) -> float:
     """Where a seed puts the tick grid against the trace, uniform in ``[0, interval)``.
 
     A daemon's grid starts whenever the daemon starts, and that offset alone moves a short
-    result noticeably, so each seed draws one (from its own stream: the other draws of the
-    seed are unchanged). Pass a fixed phase instead to replay a known daemon run.
+    result noticeably, so each seed draws one, from its own stream (the seed's other draws are
+    unchanged). ``random.Random`` hashes a string seed with SHA-512, so the phase is the same
+    on every platform and version, and numpy's generators stay unimported on runs without
+    random draws. Pass a fixed phase instead to replay a known daemon run.
     """
-    return float(np.random.default_rng([seed, PHASE_STREAM]).random()) * interval_s
+    return random.Random(f"autoscaler tick phase {seed}").random() * interval_s
 
 
 @dataclass(frozen=True, slots=True)
