@@ -42,7 +42,8 @@ def pool_table(study: Study, pool_index: int, trace_path: Path) -> Table:
         "p99 s", "inst-h", "cost $", "$/h", "$/month", "spot $", "on-demand $", "actions",
         "preempt", "failed launches", "re-queued"]
     for name in columns:
-        out.add_column(name, justify="left" if name == "policy" else "right")
+        out.add_column(name, justify="left" if name == "policy" else "right",
+                       no_wrap=name == "policy")
     for row in rows:
         out.add_row(*_cells(row, many))
     bound = next(b for b in study.bounds if b.pool == pool.name)
@@ -140,7 +141,7 @@ def print_report(study: Study, traces: dict[str, Path]) -> None:
     if len(study.pools) > 1:
         console.print(total_table(study))
     for line in recommendation_lines(study):
-        console.print("recommendation: " + line, highlight=False, markup=False)
+        console.print("recommendation: " + line, highlight=False, markup=False, soft_wrap=True)
 
 
 def write_outputs(

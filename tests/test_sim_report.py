@@ -17,9 +17,11 @@ from click.testing import CliRunner
 
 from autoscaler.cli import main
 from autoscaler.cli.simulate import parse_seeds
+from autoscaler.config.models import default_registries
 from autoscaler.simulations.engine import HOURS_PER_MONTH, tick_phase
 from autoscaler.simulations.traces import write_canonical
 from tests.conftest import TRACES
+from tests.sim_support import AUTOSCALED, poisson_trace, pool_config, run
 
 POOLS = """
 controller: {interval: 5s}
@@ -252,3 +254,16 @@ def test_rate_series_draws_new_arrivals_per_seed() -> None:
     assert first["requests"] != second["requests"]  # a rate series is re-drawn per seed
     assert first["requests"] > 1_000_000
     assert doc["recommendation"][0]["seeds"] == [0, 1]
+
+
+def test_tick_phase_shifts_the_grid_and_changes_decisions() -> None:
+    """The engine ticks at phase + k * interval; phase 0 is the grid of earlier releases."""
+    pool = pool_config(default_registries(), AUTOSCALED)
+    trace = poisson_trace(6.0, 2.0, 6000, seed=4)
+    on_grid = run(pool, trace, seed=1)
+    shifted = run(pool, trace, seed=1, phase_s=3.25)
+    assert on_grid.timeline.t[:3].tolist() == [5.0, 10.0, 15.0]
+    assert shifted.timeline.t[:3].tolist() == [8.25, 13.25, 18.25]
+    assert shifted.result.tick_phase_s == 3.25 and on_grid.result.tick_phase_s == 0.0
+    # Same trace, same seed: only the phase differs, and the fleet's history with it.
+    assert on_grid.result.instance_hours != shifted.result.instance_hours
