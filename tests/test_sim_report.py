@@ -79,6 +79,15 @@ def test_parse_seeds() -> None:
             parse_seeds(bad)
 
 
+def test_bad_seed_options_exit_2(files: tuple[Path, Path]) -> None:
+    config, trace = files
+    base = ["simulate", "-c", str(config), "--trace", str(trace)]
+    both = CliRunner().invoke(main, [*base, "--seed", "1", "--seeds", "0-2"])
+    assert both.exit_code == 2 and "give --seed N or --seeds LIST, not both" in both.output
+    bad = CliRunner().invoke(main, [*base, "--seeds", "2-1"])
+    assert bad.exit_code == 2 and "'2-1': seeds are non-negative and ranges go up" in bad.output
+
+
 def test_seeds_give_mean_and_worst_per_pool_and_policy(files: tuple[Path, Path]) -> None:
     config, trace = files
     doc = simulate("-c", str(config), "--trace", str(trace), "--pool", "llm", "--seeds", "0-2",

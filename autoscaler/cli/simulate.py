@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from autoscaler.config.durations import parse_duration
 from autoscaler.config.yaml_lines import ConfigFileError
@@ -200,6 +201,9 @@ def simulate(
         specs = [parse_spec(p) for p in policies] or [PolicySpec("configured")]
     except (ValueError, SpecError) as exc:
         raise _fail(str(exc)) from None
+    ctx = click.get_current_context()
+    if seeds is not None and ctx.get_parameter_source("seed") is not ParameterSource.DEFAULT:
+        raise _fail("give --seed N or --seeds LIST, not both")
     seed_list = seeds or (seed,)
     study = Study(seed_list, warmup, spec_labels=[s.label for s in specs])
     with _progress(not as_json, "simulating") as update:
