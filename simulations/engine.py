@@ -5,6 +5,9 @@ counter deltas since the previous tick), describe the fleet, decide, actuate. Be
 compiled kernel serves requests; spot notices and preemptions that fall between ticks are
 handled at their own instant (the kernel is advanced to it first). The controller never sees
 the future: only the oracle policy, which reads the trace by construction.
+
+The tick grid may be offset against the trace (``phase_s``): a real daemon's grid falls
+wherever its start put it, and ``simulate`` draws that offset per seed (``tick_phase``).
 """
 
 from __future__ import annotations

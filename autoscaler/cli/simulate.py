@@ -180,7 +180,7 @@ def _load_config(config_path: str) -> Any:
                    "'oracle' is a look-ahead reference")
 @click.option("--json", "as_json", is_flag=True, help="print the results as JSON only")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="write results.json and timeline.png here")
+              help="write results.json (with provenance) and the timeline PNGs here")
 def simulate(
     config_path: str, warmup: float, trace_entries: Sequence[str], pool_name: str | None,
     seeds: tuple[int, ...] | None, seed: int, tick_phase_s: float | None,
@@ -210,22 +210,8 @@ def simulate(
         for name in chosen:
             base = _session(config_path, str(traces[name]), name, warmup, seed_list[0],
                             tick_phase_s, config)
-            try:
-                for spec in specs:
-                    base.controller(spec)  # validate every spec before the first long run
-            except SpecError as exc:
-                raise _fail(f"pool {name!r}: {exc}" if len(chosen) > 1 else str(exc)) from None
-            runs: list[list[Any]] = [[] for _ in specs]
-            for s in seed_list:
-                session = _reseed(base, s)
-                for k, spec in enumerate(specs):
-                    tag = session.label(spec) + (f" {name}" if len(chosen) > 1 else "") + (
-                        f" seed {s}" if len(seed_list) > 1 else "")
-
-                    def report(done: float, total: float, label: str = tag) -> None:
-                        update(label, done, total)
-
-                    runs[k].append(session.run(spec, progress=report))
+            tag = f" {name}" if len(chosen) > 1 else ""
+            runs = _run_pool(base, specs, seed_list, tag, update)
             study.add(base.pool, [base.label(s) for s in specs],
                       [not base.deployable(s) for s in specs], runs, base.trace.arrival_s)
     document = study.document()
@@ -243,6 +229,31 @@ def simulate(
         paths = write_outputs(Path(out_dir), study, document, traces)
         if not as_json:
             click.echo("wrote " + ", ".join(str(p) for p in paths))
+
+
+def _run_pool(
+    base: Any, specs: Sequence[Any], seeds: Sequence[int], tag: str,
+    update: Callable[[str, float, float], None],
+) -> list[list[Any]]:
+    """``runs[spec][seed]`` of one pool; every spec is checked before the first long run."""
+    from autoscaler.simulations.specs import SpecError
+
+    try:
+        for spec in specs:
+            base.controller(spec)
+    except SpecError as exc:
+        raise _fail(f"pool{tag}: {exc}" if tag else str(exc)) from None
+    runs: list[list[Any]] = [[] for _ in specs]
+    for seed in seeds:
+        session = _reseed(base, seed)
+        for k, spec in enumerate(specs):
+            label = session.label(spec) + tag + (f" seed {seed}" if len(seeds) > 1 else "")
+
+            def report(done: float, total: float, label: str = label) -> None:
+                update(label, done, total)
+
+            runs[k].append(session.run(spec, progress=report))
+    return runs
 
 
 def _reseed(session: Any, seed: int) -> Any:
