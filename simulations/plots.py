@@ -23,6 +23,7 @@ from autoscaler.simulations.study import Study
 STATE_COLORS = {"booting": "#f2c14e", "running": "#2e86ab", "draining": "#a5a5a5"}
 WAIT_LINES = (("p50", "#2e86ab"), ("p95", "#f18f01"), ("p99", "#c73e1d"), ("max", "#5c2a9d"))
 POLICY_COLORS = ("#2e86ab", "#c73e1d", "#3b8e3b", "#f18f01", "#5c2a9d", "#8c564b", "#e377c2")
+POLICY_MARKERS = ("o", "s", "^", "v", "P", "X", "h")
 
 
 def per_minute_waits(arrival: F64, waits: F64, minutes: int) -> np.ndarray[Any, Any]:
@@ -39,10 +40,10 @@ def per_minute_waits(arrival: F64, waits: F64, minutes: int) -> np.ndarray[Any, 
     return out
 
 
-def _top(values: list[F64], floor: float) -> float:
-    """A shared y-limit: the largest finite value (after the warm-up) plus a margin."""
+def _top(values: list[F64], floor: float, margin: float = 1.15) -> float:
+    """A shared y-limit: the largest finite value (after the warm-up) times ``margin``."""
     finite = [float(np.nanmax(v)) for v in values if v.size and np.isfinite(v).any()]
-    return max([floor, *finite]) * 1.15
+    return max([floor, *finite]) * margin
 
 
 def plot_pool(path: Path, study: Study, pool: PoolConfig, trace_name: str) -> None:
@@ -99,7 +100,7 @@ def plot_pool(path: Path, study: Study, pool: PoolConfig, trace_name: str) -> No
     for r in (1, 2):
         axes[r][-1].legend(fontsize=7, loc="upper right")
     for col in range(ncols):  # markets and states differ between policies
-        axes[3][col].legend(fontsize=7, loc="upper right")
+        axes[3][col].legend(fontsize=7, loc="upper right", ncol=2, framealpha=0.8)
     _cost_plane(fig.add_subplot(grid[4, :]), study, pool)
     notes = [f"SLA {pool.sla.target:.1%} ≤ {pool.sla.max_wait:g}s"]
     if study.warmup_s:
@@ -153,7 +154,7 @@ def _scales(axes: list[list[Any]], runs: list[Run], counts: np.ndarray[Any, Any]
     axes[2][0].set_ylim(0, _top(depth, 1.0))
     fleet = [r.timeline.fleet[r.timeline.t >= warm * 60].sum(axis=(1, 2)).astype(np.float64)
              for r in runs]
-    axes[3][0].set_ylim(0, _top(fleet, 1.0))
+    axes[3][0].set_ylim(0, _top(fleet, 1.0, margin=1.8))  # room for the legend above the fleet
 
 
 def _stockouts(ax: Any, pool: PoolConfig) -> None:
@@ -170,10 +171,12 @@ def _cost_plane(ax: Any, study: Study, pool: PoolConfig) -> None:
         color = POLICY_COLORS[k % len(POLICY_COLORS)]
         xs = [r.sla_attainment * 100 for r in row.results]
         ys = [r.cost_per_hour_usd for r in row.results]
-        marker = "D" if row.reference else "o"
-        name = row.policy + (" (reference)" if row.reference else "")
-        ax.scatter(xs, ys, color=color, marker=marker, s=36, alpha=0.8,
-                   label=f"{name}: {len(xs)} seed{'s' if len(xs) > 1 else ''}")
+        marker = POLICY_MARKERS[k % len(POLICY_MARKERS)]
+        name = row.policy + (" (reference, hollow)" if row.reference else "")
+        # References hollow, so a policy on the same spot as the oracle stays visible.
+        ax.scatter(xs, ys, marker=marker, s=60 if row.reference else 36, linewidths=1.5,
+                   facecolors="none" if row.reference else color, edgecolors=color,
+                   alpha=0.85, label=f"{name}: {len(xs)} seed{'s' if len(xs) > 1 else ''}")
         ax.scatter([row.attainment_mean * 100], [row.mean("cost_per_hour_usd")], color=color,
                    marker="+", s=160, linewidths=2)
     ax.axvline(pool.sla.target * 100, color="black", ls="--", lw=1, label="SLA target")
