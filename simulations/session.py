@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autoscaler.config.models import Config, PoolConfig, load_config
+from autoscaler.config.models import Config, PoolConfig, default_registries, load_config
 from autoscaler.core.pipeline import PoolController
-from autoscaler.registry import POLICY_GROUP, Registry
+from autoscaler.registry import Registry
 from autoscaler.simulations.engine import Progress, Run, simulate, tick_phase
 from autoscaler.simulations.oracle import simulation_policies
 from autoscaler.simulations.specs import PolicySpec, SpecError, resolve
@@ -80,7 +80,8 @@ class Session:
 
 @functools.cache
 def _installed_policies() -> frozenset[str]:
-    return frozenset(Registry[Any](POLICY_GROUP, "policy").load_entry_points().names())
+    """The policy entry points (the process-wide registry config loading already scanned)."""
+    return frozenset(default_registries()["policies"].names())
 
 
 def open_session(

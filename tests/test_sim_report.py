@@ -155,6 +155,13 @@ def test_per_pool_traces_and_missing_ones(files: tuple[Path, Path], tmp_path: Pa
     unknown = CliRunner().invoke(main, ["simulate", "-c", str(config), "--trace", str(trace),
                                         "--pool", "nope"])
     assert unknown.exit_code == 2 and "no pool named 'nope'" in unknown.output
+    absent = CliRunner().invoke(main, ["simulate", "-c", str(config), "--trace", str(trace),
+                                       "--trace", f"small={tmp_path / 'absent.csv'}"])
+    assert absent.exit_code == 2
+    assert f"--trace {tmp_path / 'absent.csv'}: no such file" in absent.output
+    twice = CliRunner().invoke(main, ["simulate", "-c", str(config), "--trace", str(trace),
+                                      "--trace", str(short)])
+    assert twice.exit_code == 2 and "give one per pool as POOL=PATH" in twice.output
 
 
 def test_costs_per_hour_month_and_market_split(files: tuple[Path, Path]) -> None:
