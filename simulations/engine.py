@@ -6,11 +6,15 @@ describe the fleet, decide, actuate. Between ticks the
 compiled kernel serves requests; spot notices and preemptions that fall between ticks are
 handled at their own instant (the kernel is advanced to it first). The controller never sees
 the future: only the oracle policy, which reads the trace by construction.
+
+The tick grid may be offset against the trace (``phase_s``): a real daemon's grid falls
+wherever its start put it, and ``simulate`` draws that offset per seed (``tick_phase``).
 """
 
 from __future__ import annotations
 
 import heapq
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,8 +48,24 @@ class PolicyResult:
     cost_usd: float
     scale_actions: int
     preemptions: int
+    pool: str = ""
+    seed: int = 0
+    tick_phase_s: float = 0.0
+    counted_s: float = 0.0
+    """Length of the counted part of the trace (warm-up end to last arrival): the ``$/h``
+    divisor, so a rate is what this trace's traffic costs per hour while it lasts."""
+    cost_spot_usd: float = 0.0
+    cost_on_demand_usd: float = 0.0
+    launch_failures: int = 0
+    requeued: int = 0
+    unserved: int = 0
+
+    @property
+    def cost_per_hour_usd(self) -> float:
+        return self.cost_usd * 3600.0 / self.counted_s if self.counted_s > 0 else 0.0
 
     def as_json(self) -> dict[str, Any]:
+        """The first eleven keys are the original shape; the rest were added later."""
         return {
             "policy": self.policy,
             "requests": self.requests,
@@ -58,6 +78,16 @@ class PolicyResult:
             "cost_usd": round(self.cost_usd, 2),
             "scale_actions": self.scale_actions,
             "preemptions": self.preemptions,
+            "pool": self.pool,
+            "seed": self.seed,
+            "tick_phase_s": round(self.tick_phase_s, 3),
+            "cost_spot_usd": round(self.cost_spot_usd, 2),
+            "cost_on_demand_usd": round(self.cost_on_demand_usd, 2),
+            "cost_per_hour_usd": round(self.cost_per_hour_usd, 4),
+            "cost_per_month_usd": round(self.cost_per_hour_usd * HOURS_PER_MONTH, 2),
+            "launch_failures": self.launch_failures,
+            "requeued": self.requeued,
+            "unserved": self.unserved,
         }
 
 
@@ -73,6 +103,38 @@ class Timeline:
 
 
 MARKETS = (Market.SPOT, Market.ON_DEMAND)
+HOURS_PER_MONTH = 720.0
+"""A 30-day month: ``$/month`` is ``$/h`` times this."""
+
+
+def percentiles(values: F64, qs: tuple[float, ...]) -> list[float]:
+    """Linear-interpolated percentiles (numpy's default method) by one ``np.partition``.
+
+    ``np.percentile`` gives the same numbers but imports ``numpy.ma`` on first use, a
+    noticeable share of a short run's start-up.
+    """
+    n = values.shape[0]
+    ranks = [q / 100.0 * (n - 1) for q in qs]
+    kth = sorted({min(int(r) + d, n - 1) for r in ranks for d in (0, 1)})
+    part = np.partition(values, kth)
+    out = []
+    for r in ranks:
+        lo = int(r)
+        hi = min(lo + 1, n - 1)
+        out.append(float(part[lo] + (part[hi] - part[lo]) * (r - lo)))
+    return out
+
+
+def tick_phase(seed: int, interval_s: float) -> float:
+    """Where a seed puts the tick grid against the trace, uniform in ``[0, interval)``.
+
+    A daemon's grid starts whenever the daemon starts, and that offset alone moves a short
+    result noticeably, so each seed draws one, from its own stream (the seed's other draws are
+    unchanged). ``random.Random`` hashes a string seed with SHA-512, so the phase is the same
+    on every platform and version, and numpy's generators stay unimported on runs without
+    random draws. Pass a fixed phase instead to replay a known daemon run.
+    """
+    return random.Random(f"autoscaler tick phase {seed}").random() * interval_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,10 +266,14 @@ def simulate(
     label: str,
     warmup_s: float = 0.0,
     seed: int = 0,
+    phase_s: float = 0.0,
     horizon_s: float | None = None,
     progress: Progress | None = None,
 ) -> Run:
     """Replay ``trace`` through ``controller`` until every request is served.
+
+    Ticks fall at ``phase_s + k * interval_s`` (k = 1, 2, ...): ``phase_s`` is where the
+    daemon's tick grid sits against the trace (``tick_phase`` draws one per seed).
 
     ``horizon_s`` (default: an hour or ten boot times, whichever is longer) bounds the run past
     the last arrival, so a policy that never scales up still ends; requests not served by then
@@ -223,17 +289,19 @@ def simulate(
     t, ticks = 0.0, 0
     while True:
         ticks += 1
-        t = ticks * interval_s
+        t = phase_s + ticks * interval_s
         loop.run_to(t)
         state = loop.tick(t, state)
         if progress is not None and ticks % 64 == 0:
             progress(min(t, last), last)
         if (t >= last and loop.finished()) or t >= limit:
             break
-    return _summarise(loop, label, t, warmup_s)
+    return _summarise(loop, label, t, warmup_s, seed, phase_s)
 
 
-def _summarise(loop: _Loop, label: str, end: float, warmup: float) -> Run:
+def _summarise(
+    loop: _Loop, label: str, end: float, warmup: float, seed: int, phase: float
+) -> Run:
     pool, trace, fleet = loop.pool, loop.trace, loop.fleet
     fleet.close(end)
     unserved_mask = np.isnan(loop.done)
@@ -243,17 +311,23 @@ def _summarise(loop: _Loop, label: str, end: float, warmup: float) -> Run:
     counted = trace.arrival_s >= warmup
     w = waits[counted]
     if w.size:
-        p50, p95, p99 = (float(x) for x in np.percentile(w, [50, 95, 99]))
+        p50, p95, p99 = percentiles(w, (50, 95, 99))
         attainment = float(np.count_nonzero(w <= pool.sla.max_wait)) / w.size
         wmax = float(w.max())
     else:
         p50 = p95 = p99 = wmax = 0.0
         attainment = 1.0
-    hours = cost = 0.0
+    hours = 0.0
+    by_market = dict.fromkeys(MARKETS, 0.0)
     for use in fleet.usage:
         billed = max(0.0, min(use.ended, end) - max(use.launched, warmup)) / 3600.0
         hours += billed
-        cost += billed * fleet.groups[use.group].config.hourly_price
+        group = fleet.groups[use.group].config
+        by_market[group.market] += billed * group.hourly_price
+    cost = sum(by_market.values())
+    requeued = int(fleet.ist[kernel.REQUEUED])
+    unserved = int(np.count_nonzero(unserved_mask))
+    launch_failures = sum(g.launch_failures for g in fleet.groups)
     samples = np.array(loop.samples, dtype=np.float64).reshape(-1, 3)
     result = PolicyResult(
         policy=label,
@@ -264,6 +338,10 @@ def _summarise(loop: _Loop, label: str, end: float, warmup: float) -> Run:
         cost_usd=cost,
         scale_actions=loop.actions,
         preemptions=sum(g.preemptions for g in fleet.groups),
+        pool=pool.name, seed=seed, tick_phase_s=phase,
+        counted_s=max(0.0, trace.span_s - warmup),
+        cost_spot_usd=by_market[Market.SPOT], cost_on_demand_usd=by_market[Market.ON_DEMAND],
+        launch_failures=launch_failures, requeued=requeued, unserved=unserved,
     )
     timeline = Timeline(
         t=samples[:, 0], depth=samples[:, 1], in_flight=samples[:, 2],
@@ -275,9 +353,9 @@ def _summarise(loop: _Loop, label: str, end: float, warmup: float) -> Run:
         waits=waits,
         done=loop.done,
         end_s=end,
-        requeued=int(fleet.ist[kernel.REQUEUED]),
-        unserved=int(np.count_nonzero(unserved_mask)),
-        launch_failures=sum(g.launch_failures for g in fleet.groups),
+        requeued=requeued,
+        unserved=unserved,
+        launch_failures=launch_failures,
         timeline=timeline,
         preemption_log=tuple(fleet.preempted),
     )

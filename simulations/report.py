@@ -1,180 +1,161 @@
-"""Reports: a rich table for people, the ``--json`` document for scripts, a PNG timeline.
+"""Reports for people: a rich table per pool, a total, the recommendation; the output folder.
 
-The PNG is what to look at first: per minute, what arrived, how long it waited against the
-SLA line, how deep the queue got, and the fleet by market and state under it, one column of
-panels per policy so policies compare at a glance on the same time axis.
+The ``--json`` document is built by ``study`` (no rich, no matplotlib: scripts that only want
+JSON do not pay for them); this module loads rich, and the PNG module loads matplotlib only
+when ``--out`` asks for the picture.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from autoscaler.simulations.study import Row, Study
 
-from autoscaler.config.models import PoolConfig
-from autoscaler.simulations.engine import MARKETS, Run
-from autoscaler.simulations.traces import Trace
-
-if TYPE_CHECKING:  # rich loads on use: `--json` runs are start-up bound and never need it
+if TYPE_CHECKING:  # rich loads on use
     from rich.table import Table
 
 
-def document(runs: Sequence[Run]) -> dict[str, Any]:
-    """The exact ``--json`` shape: results per policy plus the lower bound."""
-    lower = runs[0].lower_bound_cost_usd if runs else 0.0
-    return {
-        "results": [r.result.as_json() for r in runs],
-        "lower_bound_cost_usd": round(lower, 2),
-    }
+def _money(value: float) -> str:
+    return f"{value:,.2f}"
 
 
-def table(runs: Sequence[Run], pool: PoolConfig, trace: Trace, warmup: float) -> Table:
+def pool_table(study: Study, pool_index: int, trace_path: Path) -> Table:
+    from rich.table import Table
+
+    pool = study.pools[pool_index]
+    rows = study.pool_rows(pool.name)
+    first = rows[0].runs[0].result
     sla = pool.sla
+    seeds = study.seeds
     title = (
-        f"{trace.name}: {len(trace):,} requests over {trace.span_s / 60:.1f} min, pool "
-        f"{pool.name!r}, SLA {sla.target:.1%} within {sla.max_wait:g}s"
-        + (f", first {warmup:g}s not counted" if warmup else "")
+        f"pool {pool.name!r} on {trace_path.name}: {first.requests:,} counted requests over "
+        f"{first.counted_s / 3600:.2f} h, SLA {sla.target:.1%} within {sla.max_wait:g}s, "
+        + (f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {_seed_text(seeds)}")
+        + (f", first {study.warmup_s:g}s not counted" if study.warmup_s else "")
     )
-    from rich.table import Table
-
-    out = Table(title=title, caption=_caption(runs))
-    for name in ("policy", "requests", "SLA met", "p50 s", "p95 s", "p99 s", "max s",
-                 "inst-h", "cost $", "actions", "preempt"):
-        out.add_column(name, justify="left" if name == "policy" else "right")
-    for run in runs:
-        r = run.result
-        met = "green" if r.sla_attainment >= sla.target else "red"
-        out.add_row(
-            r.policy, f"{r.requests:,}", f"[{met}]{r.sla_attainment:.2%}[/{met}]",
-            f"{r.wait_p50_s:.2f}", f"{r.wait_p95_s:.2f}", f"{r.wait_p99_s:.2f}",
-            f"{r.wait_max_s:.1f}", f"{r.instance_hours:.2f}", f"{r.cost_usd:.2f}",
-            str(r.scale_actions), str(r.preemptions),
-        )
+    out = Table(title=title, caption=_caption(study, pool.name))
+    many = len(seeds) > 1
+    columns = ["policy", "SLA mean" if many else "SLA met"] + (["SLA worst"] if many else []) + [
+        "p99 s", "inst-h", "cost $", "$/h", "$/month", "spot $", "on-demand $", "actions",
+        "preempt", "failed launches", "re-queued"]
+    for name in columns:
+        out.add_column(name, justify="left" if name == "policy" else "right",
+                       no_wrap=name == "policy")
+    for row in rows:
+        out.add_row(*_cells(row, many))
+    bound = next(b for b in study.bounds if b.pool == pool.name)
+    out.add_row("[dim]lower bound (reference)[/dim]", *([""] * (2 if many else 1)), "", "",
+                _money(bound.cost_usd), _money(bound.cost_per_hour_usd),
+                _money(bound.cost_per_hour_usd * 720), "", "", "", "", "", "")
     return out
 
 
-def _caption(runs: Sequence[Run]) -> str:
-    if not runs:
-        return ""
-    parts = [f"lower bound cost ${runs[0].lower_bound_cost_usd:.2f}"]
-    for run in runs:
-        extra = []
-        if run.requeued:
-            extra.append(f"{run.requeued} re-queued after preemption")
-        if run.launch_failures:
-            extra.append(f"{run.launch_failures} failed launches (stockout)")
-        if run.unserved:
-            extra.append(f"{run.unserved} never served")
-        if extra:
-            parts.append(f"{run.result.policy}: " + ", ".join(extra))
+def _cells(row: Row, many: bool) -> list[str]:
+    data = row.as_json()
+    met = "green" if row.meets else "red"
+    name = f"[dim]{row.policy} (reference)[/dim]" if row.reference else row.policy
+    worst = f"[{met}]{row.attainment_worst:.2%}[/{met}]"
+    mean = f"{row.attainment_mean:.2%}"
+    attainment = [mean, worst] if many else [worst]
+    return [
+        name, *attainment, f"{data['wait_p99_s_worst']:.2f}",
+        f"{data['instance_hours_mean']:.2f}", _money(row.mean("cost_usd")),
+        _money(data["cost_per_hour_usd"]), _money(data["cost_per_month_usd"]),
+        _money(data["cost_spot_usd_mean"]), _money(data["cost_on_demand_usd_mean"]),
+        f"{row.mean('scale_actions'):.0f}", str(data["preemptions"]),
+        str(data["launch_failures"]), str(data["requeued"]),
+    ]
+
+
+def _seed_text(seeds: tuple[int, ...]) -> str:
+    if len(seeds) > 2 and list(seeds) == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ",".join(str(s) for s in seeds)
+
+
+def _caption(study: Study, pool: str) -> str:
+    bound = next(b for b in study.bounds if b.pool == pool)
+    parts = [f"lower bound cost ${bound.cost_usd:.2f}; cost columns are means over the seeds, "
+             "$/h and $/month at this trace's rate; counts are summed over the seeds"]
+    for row in study.pool_rows(pool):
+        unserved = sum(r.unserved for r in row.results)
+        if unserved:
+            parts.append(f"{row.policy}: {unserved} never served")
     return "; ".join(parts)
 
 
-def print_table(runs: Sequence[Run], pool: PoolConfig, trace: Trace, warmup: float) -> None:
-    """To stdout; wide enough for every column even when piped (rich assumes 80 then)."""
-    from rich.console import Console
+def total_table(study: Study) -> Table:
+    from rich.table import Table
 
-    console = Console() if sys.stdout.isatty() else Console(width=150)
-    console.print(table(runs, pool, trace, warmup))
-
-
-def write_outputs(
-    out_dir: Path, runs: Sequence[Run], pool: PoolConfig, trace: Trace, warmup: float
-) -> list[Path]:
-    """``results.json`` and ``timeline.png`` in ``out_dir``; returns their paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / "results.json"
-    json_path.write_text(json.dumps(document(runs), indent=2) + "\n")
-    png_path = out_dir / "timeline.png"
-    plot_timeline(png_path, runs, pool, trace, warmup)
-    return [json_path, png_path]
-
-
-def _per_minute(trace: Trace, waits: np.ndarray[Any, Any], minutes: int) -> np.ndarray[Any, Any]:
-    """Wait p50/p95/p99/max per arrival minute (NaN for empty minutes)."""
-    bins = np.minimum((trace.arrival_s // 60).astype(np.int64), minutes - 1)
-    order = np.argsort(bins, kind="stable")
-    edges = np.searchsorted(bins[order], np.arange(minutes + 1))
-    out = np.full((minutes, 4), np.nan)
-    for m in range(minutes):
-        chunk = waits[order[edges[m] : edges[m + 1]]]
-        if chunk.size:
-            out[m, :3] = np.percentile(chunk, [50, 95, 99])
-            out[m, 3] = chunk.max()
+    out = Table(title=f"total over {len(study.pools)} pools (attainment weighted by requests)")
+    for name in ("policy", "SLA mean", "SLA worst", "every pool meets", "cost $", "$/h",
+                 "$/month", "spot $", "on-demand $"):
+        out.add_column(name, justify="left" if name == "policy" else "right")
+    for total in study.totals():
+        d = total.as_json()
+        out.add_row(
+            d["policy"], f"{d['sla_attainment_mean']:.2%}", f"{d['sla_attainment_worst']:.2%}",
+            "yes" if d["every_pool_meets_sla_every_seed"] else "no",
+            _money(d["cost_usd_mean"]), _money(d["cost_per_hour_usd"]),
+            _money(d["cost_per_month_usd"]), _money(d["cost_spot_usd_mean"]),
+            _money(d["cost_on_demand_usd_mean"]),
+        )
     return out
 
 
-def plot_timeline(
-    path: Path, runs: Sequence[Run], pool: PoolConfig, trace: Trace, warmup: float
-) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    minutes = max(1, int(np.ceil(max(r.end_s for r in runs) / 60)))
-    counts = np.bincount((trace.arrival_s // 60).astype(np.int64), minlength=minutes)[:minutes]
-    ncols = len(runs)
-    fig, axes = plt.subplots(
-        4, ncols, figsize=(5.5 * ncols + 1, 11), sharex=True, squeeze=False,
-        gridspec_kw={"height_ratios": [1, 1.4, 1, 1.4]},
-    )
-    x = np.arange(minutes)
-    colors = {"booting": "#f2c14e", "running": "#2e86ab", "draining": "#a5a5a5"}
-    for col, run in enumerate(runs):
-        r = run.result
-        ax = axes[0][col]
-        ax.bar(x, counts, width=1.0, color="#7a9e7e", align="edge")
-        ax.set_title(
-            f"{r.policy}\nSLA {r.sla_attainment:.2%} · ${r.cost_usd:.2f} · "
-            f"{r.instance_hours:.1f} inst-h", fontsize=10,
+def recommendation_lines(study: Study) -> list[str]:
+    """One line per pool: what to deploy, or that nothing deployable met the SLA."""
+    lines = []
+    every = "seed" if len(study.seeds) == 1 else f"all {len(study.seeds)} seeds"
+    for pool in study.pools:
+        best = study.recommend(pool.name)
+        if best is None:
+            closest = max((r for r in study.pool_rows(pool.name) if not r.reference),
+                          key=lambda r: r.attainment_worst, default=None)
+            hint = "" if closest is None else (
+                f" (closest: {closest.policy}, worst seed {closest.attainment_worst:.2%})")
+            lines.append(f"pool {pool.name!r}: no deployable policy meets "
+                         f"{pool.sla.target:.1%} on {every}{hint}")
+            continue
+        d = best.as_json()
+        lines.append(
+            f"pool {pool.name!r}: deploy {best.policy}: worst seed {best.attainment_worst:.2%} "
+            f">= {pool.sla.target:.1%} on {every}, ${d['cost_per_hour_usd']:,.2f}/h, "
+            f"${d['cost_per_month_usd']:,.0f} per 30-day month "
+            f"(spot ${d['cost_spot_usd_mean']:,.2f} + on-demand "
+            f"${d['cost_on_demand_usd_mean']:,.2f} over the trace)"
         )
-        ax = axes[1][col]
-        pm = _per_minute(trace, run.waits, minutes)
-        for k, (label, color) in enumerate(
-            [("p50", "#2e86ab"), ("p95", "#f18f01"), ("p99", "#c73e1d"), ("max", "#5c2a9d")]
-        ):
-            ax.plot(x + 0.5, pm[:, k], label=label, color=color, lw=1.2)
-        ax.axhline(pool.sla.max_wait, color="black", ls="--", lw=1, label="SLA max_wait")
-        ax.set_yscale("symlog", linthresh=max(pool.sla.max_wait / 2, 0.1))
-        ax.set_ylim(bottom=0)
-        tl = run.timeline
-        axes[2][col].plot(tl.t / 60, tl.depth, color="#c73e1d", lw=0.8, label="queued")
-        axes[2][col].set_yscale("symlog", linthresh=10)
-        axes[2][col].set_ylim(bottom=0)
-        ax = axes[3][col]
-        stacks, labels, palette = [], [], []
-        for m, market in enumerate(MARKETS):
-            for state in ("running", "booting", "draining"):
-                series = tl.fleet[:, m, ("booting", "running", "draining").index(state)]
-                if series.any():
-                    stacks.append(series)
-                    labels.append(f"{market.value} {state}")
-                    alpha = 1.0 if market == MARKETS[0] else 0.55
-                    palette.append(matplotlib.colors.to_rgba(colors[state], alpha))
-        if stacks:
-            ax.stackplot(tl.t / 60, *stacks, labels=labels, colors=palette, step="post")
-        ax.plot(tl.t / 60, tl.in_flight / pool.capacity.slots_per_instance, color="black",
-                lw=0.7, label="busy slots ÷ slots per instance")
-        ax.set_xlabel("minutes from start")
-        for row in range(4):
-            if warmup:
-                axes[row][col].axvspan(0, warmup / 60, color="#dddddd", alpha=0.5, lw=0)
-            axes[row][col].grid(alpha=0.3)
-    for row, label in enumerate(
-        ("arrivals / min", "queue wait (s) by arrival minute", "queue (requests)", "instances")
-    ):
-        axes[row][0].set_ylabel(label)
-    for row in (1, 2, 3):
-        axes[row][-1].legend(fontsize=7, loc="upper right")
-    fig.suptitle(
-        f"{trace.name} · pool {pool.name} · SLA {pool.sla.target:.0%} ≤ {pool.sla.max_wait:g}s"
-        + (" · grey = warm-up (not counted)" if warmup else ""), fontsize=11,
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    return lines
+
+
+def print_report(study: Study, traces: dict[str, Path]) -> None:
+    """To stdout; wide enough for every column even when piped (rich assumes 80 then)."""
+    from rich.console import Console
+
+    console = Console() if sys.stdout.isatty() else Console(width=170)
+    for k, pool in enumerate(study.pools):
+        console.print(pool_table(study, k, traces[pool.name]))
+    if len(study.pools) > 1:
+        console.print(total_table(study))
+    for line in recommendation_lines(study):
+        console.print("recommendation: " + line, highlight=False, markup=False, soft_wrap=True)
+
+
+def write_outputs(
+    out_dir: Path, study: Study, document: dict[str, Any], traces: dict[str, Path]
+) -> list[Path]:
+    """``results.json`` and one timeline PNG per pool in ``out_dir``; returns their paths."""
+    from autoscaler.simulations.plots import plot_pool
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "results.json"
+    json_path.write_text(json.dumps(document, indent=2) + "\n")
+    paths = [json_path]
+    for pool in study.pools:
+        name = "timeline.png" if len(study.pools) == 1 else f"timeline-{pool.name}.png"
+        plot_pool(out_dir / name, study, pool, traces[pool.name].name)
+        paths.append(out_dir / name)
+    return paths

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from autoscaler.providers import local
+from autoscaler.providers.local import client as local
 from autoscaler.testing import free_port
 
 CONFIG = """

@@ -20,7 +20,7 @@ from autoscaler.config.providers import managed_group
 from autoscaler.config.yaml_lines import ConfigFileError
 from autoscaler.ports.clock import ManualClock
 from autoscaler.ports.errors import CapacityUnavailable
-from autoscaler.providers.local import LAUNCH_RETRY_S, LocalGroup
+from autoscaler.providers.local.client import LAUNCH_RETRY_S, LocalGroup
 from autoscaler.registry import Registry
 from autoscaler.sources.memory import reset_queue
 

@@ -27,6 +27,9 @@ pools:
 
 KEYS = ["policy", "requests", "sla_attainment", "wait_p50_s", "wait_p95_s", "wait_p99_s",
         "wait_max_s", "instance_hours", "cost_usd", "scale_actions", "preemptions"]
+ADDED_KEYS = ["pool", "seed", "tick_phase_s", "cost_spot_usd", "cost_on_demand_usd",
+              "cost_per_hour_usd", "cost_per_month_usd", "launch_failures", "requeued",
+              "unserved", "reference"]
 
 
 @pytest.fixture
@@ -50,13 +53,16 @@ def test_simulate_json_shape_and_outputs(files: tuple[Path, Path], tmp_path: Pat
     ])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
-    assert list(doc) == ["results", "lower_bound_cost_usd"]
+    # The original keys keep their place; later additions follow them.
+    assert list(doc) == ["results", "lower_bound_cost_usd", "summary", "total", "recommendation"]
     assert [r["policy"] for r in doc["results"]] == ["threshold", "threshold:target=2", "oracle"]
     for row in doc["results"]:
-        assert list(row) == KEYS
+        assert list(row) == KEYS + ADDED_KEYS
         assert 0 < row["requests"] < 6000  # warm-up excluded
         assert row["cost_usd"] >= doc["lower_bound_cost_usd"] > 0
-    assert json.loads((out / "results.json").read_text()) == doc
+    written = json.loads((out / "results.json").read_text())
+    assert written.pop("provenance")["warmup_s"] == 120
+    assert written == doc
     assert (out / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

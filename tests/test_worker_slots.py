@@ -23,7 +23,7 @@ from autoscaler.config.models import parse_config
 from autoscaler.config.providers import managed_group
 from autoscaler.emulator.worker import slot_consumers
 from autoscaler.ports.clock import ManualClock
-from autoscaler.providers.local import LocalGroup
+from autoscaler.providers.local.client import LocalGroup
 from autoscaler.registry import Registry
 from autoscaler.sources.memory import reset_queue
 from autoscaler.sources.redis.reclaim import Membership, renew_together

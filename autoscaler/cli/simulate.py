@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from autoscaler.config.durations import parse_duration
 from autoscaler.config.yaml_lines import ConfigFileError
@@ -64,15 +65,10 @@ def _progress(enabled: bool, what: str) -> Iterator[Callable[[str, float, float]
 _common = [
     click.option("-c", "--config", "config_path", required=True,
                  type=click.Path(exists=True, dir_okay=False), help="the daemon's config file"),
-    click.option("--trace", "trace_path", required=True,
-                 type=click.Path(exists=True, dir_okay=False),
-                 help="canonical/Azure/rate CSV or JSON lines (see README)"),
-    click.option("--pool", "pool_name", default=None, help="pool to simulate (if several)"),
-    click.option("--seed", default=0, show_default=True, type=int,
-                 help="seeds boot spread, spot preemptions and rate-series arrivals"),
     click.option("--warmup", default="0", show_default=True, callback=_warmup,
                  help="requests arriving before this are simulated but not counted"),
 ]
+_TRACE_HELP = "canonical/Azure/rate CSV or JSON lines (see README)"
 
 
 def _with_common(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -81,59 +77,201 @@ def _with_common(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _session(config_path: str, trace_path: str, pool: str | None, warmup: float, seed: int) -> Any:
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``0-4`` → 0..4, ``0,2,5`` → those, ``1-3,7`` → 1, 2, 3, 7; duplicates dropped."""
+    seeds: list[int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        first, sep, last = part.partition("-")
+        try:
+            lo = int(first)
+            hi = int(last) if sep else lo
+        except ValueError:
+            raise ValueError(f"{part!r} is not a seed or a range like 0-4") from None
+        if lo < 0 or hi < lo:
+            raise ValueError(f"{part!r}: seeds are non-negative and ranges go up (0-4)")
+        seeds.extend(s for s in range(lo, hi + 1) if s not in seeds)
+    if not seeds:
+        raise ValueError(f"{text!r}: no seeds")
+    return tuple(seeds)
+
+
+def _seeds(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return parse_seeds(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _phase(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+    return None if value is None else _warmup(_ctx, _param, value)
+
+
+def pool_traces(
+    entries: Sequence[str], names: Sequence[str], pools: Sequence[str]
+) -> dict[str, Path]:
+    """``--trace PATH`` serves every pool; ``--trace POOL=PATH`` one pool (named once).
+
+    ``names`` are the config's pools (what ``POOL=`` may name), ``pools`` those simulated.
+    """
+    shared: Path | None = None
+    own: dict[str, Path] = {}
+    for entry in entries:
+        name, sep, rest = entry.partition("=")
+        if sep and name in names:
+            if name in own:
+                raise ValueError(f"--trace {entry!r}: pool {name!r} given twice")
+            own[name] = Path(rest)
+        elif shared is None:
+            shared = Path(entry)
+        else:
+            raise ValueError(f"--trace {entry!r}: a second trace for every pool; "
+                             f"give one per pool as POOL=PATH (pools: {', '.join(pools)})")
+    out: dict[str, Path] = {}
+    for pool in pools:
+        path = own.get(pool, shared)
+        if path is None:
+            raise ValueError(f"pool {pool!r} has no trace: add --trace {pool}=PATH "
+                             f"or one --trace PATH for every pool")
+        if not path.is_file():
+            raise ValueError(f"--trace {path}: no such file")
+        out[pool] = path
+    return out
+
+
+def _session(config_path: str, trace_path: str, pool: str | None, warmup: float, seed: int,
+             tick_phase_s: float | None = None, config: Any = None) -> Any:
     from autoscaler.simulations.session import open_session
     from autoscaler.simulations.specs import SpecError
     from autoscaler.simulations.traces import TraceError
 
     try:
-        return open_session(config_path, trace_path, pool, warmup_s=warmup, seed=seed)
+        return open_session(config_path, trace_path, pool, warmup_s=warmup, seed=seed,
+                            tick_phase_s=tick_phase_s, config=config)
     except (ConfigFileError, TraceError, SpecError) as exc:
+        raise _fail(str(exc)) from None
+
+
+def _load_config(config_path: str) -> Any:
+    from autoscaler.config.models import load_config
+
+    try:
+        return load_config(config_path)
+    except ConfigFileError as exc:
         raise _fail(str(exc)) from None
 
 
 @click.command()
 @_with_common
+@click.option("--trace", "trace_entries", required=True, multiple=True, metavar="[POOL=]PATH",
+              help=_TRACE_HELP + "; one for every pool, or POOL=PATH per pool")
+@click.option("--pool", "pool_name", default=None,
+              help="simulate this pool only (default: every pool of the config)")
+@click.option("--seeds", "seeds", default=None, callback=_seeds, metavar="0-4|0,2,5",
+              help="run every policy on each seed (spot luck, boot spread, tick phase, "
+                   "rate-series arrivals)")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="a single seed (same as --seeds N)")
+@click.option("--tick-phase", "tick_phase_s", default=None, callback=_phase, metavar="DURATION",
+              help="fix where the tick grid falls against the trace (default: drawn per seed)")
 @click.option("--policy", "policies", multiple=True, metavar="SPEC",
               help="kind[:k=v,...]; repeat to compare (default: the pool's policy); "
                    "'oracle' is a look-ahead reference")
 @click.option("--json", "as_json", is_flag=True, help="print the results as JSON only")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="write results.json and timeline.png here")
+              help="write results.json (with provenance) and the timeline PNGs here")
 def simulate(
-    config_path: str, trace_path: str, pool_name: str | None, seed: int, warmup: float,
+    config_path: str, warmup: float, trace_entries: Sequence[str], pool_name: str | None,
+    seeds: tuple[int, ...] | None, seed: int, tick_phase_s: float | None,
     policies: Sequence[str], as_json: bool, out_dir: str | None,
 ) -> None:
-    """Replay a recorded trace through the same decision core the daemon runs."""
-    from autoscaler.simulations.report import document, print_table, write_outputs
+    """Replay a recorded trace through the same decision core the daemon runs, on every pool
+    and seed, and recommend the cheapest deployable policy that meets the SLA."""
     from autoscaler.simulations.specs import PolicySpec, SpecError, parse_spec
+    from autoscaler.simulations.study import Study
 
-    session = _session(config_path, trace_path, pool_name, warmup, seed)
+    config = _load_config(config_path)
+    names = [p.name for p in config.pools]
+    if pool_name is not None and pool_name not in names:
+        raise _fail(f"{config_path}: no pool named {pool_name!r} (pools: {', '.join(names)})")
+    chosen = names if pool_name is None else [pool_name]
     try:
-        specs = [parse_spec(p) for p in policies] or [PolicySpec(session.pool.policy.kind)]
-        for spec in specs:
-            session.controller(spec)  # validate every spec before the first long run
-    except SpecError as exc:
+        traces = pool_traces(trace_entries, names, chosen)
+        specs = [parse_spec(p) for p in policies] or [PolicySpec("configured")]
+    except (ValueError, SpecError) as exc:
         raise _fail(str(exc)) from None
-    runs = []
+    ctx = click.get_current_context()
+    if seeds is not None and ctx.get_parameter_source("seed") is not ParameterSource.DEFAULT:
+        raise _fail("give --seed N or --seeds LIST, not both")
+    seed_list = seeds or (seed,)
+    study = Study(seed_list, warmup, spec_labels=[s.label for s in specs])
     with _progress(not as_json, "simulating") as update:
-        for spec in specs:
-            def report(done: float, total: float, label: str = spec.label) -> None:
-                update(label, done, total)
-
-            runs.append(session.run(spec, progress=report))
+        for name in chosen:
+            base = _session(config_path, str(traces[name]), name, warmup, seed_list[0],
+                            tick_phase_s, config)
+            tag = f" {name}" if len(chosen) > 1 else ""
+            runs = _run_pool(base, specs, seed_list, tag, update)
+            study.add(base.pool, [base.label(s) for s in specs],
+                      [not base.deployable(s) for s in specs], runs, base.trace.arrival_s)
+    document = study.document()
     if as_json:
-        click.echo(json.dumps(document(runs)))
+        click.echo(json.dumps(document))
     else:
-        print_table(runs, session.pool, session.trace, warmup)
+        from autoscaler.simulations.report import print_report
+
+        print_report(study, traces)
     if out_dir is not None:
-        paths = write_outputs(Path(out_dir), runs, session.pool, session.trace, warmup)
+        from autoscaler.simulations.report import write_outputs
+        from autoscaler.simulations.study import provenance
+
+        document["provenance"] = provenance(Path(config_path), traces, study, tick_phase_s)
+        paths = write_outputs(Path(out_dir), study, document, traces)
         if not as_json:
             click.echo("wrote " + ", ".join(str(p) for p in paths))
 
 
+def _run_pool(
+    base: Any, specs: Sequence[Any], seeds: Sequence[int], tag: str,
+    update: Callable[[str, float, float], None],
+) -> list[list[Any]]:
+    """``runs[spec][seed]`` of one pool; every spec is checked before the first long run."""
+    from autoscaler.simulations.specs import SpecError
+
+    try:
+        for spec in specs:
+            base.controller(spec)
+    except SpecError as exc:
+        raise _fail(f"pool{tag}: {exc}" if tag else str(exc)) from None
+    runs: list[list[Any]] = [[] for _ in specs]
+    for seed in seeds:
+        session = _reseed(base, seed)
+        for k, spec in enumerate(specs):
+            label = session.label(spec) + tag + (f" seed {seed}" if len(seeds) > 1 else "")
+
+            def report(done: float, total: float, label: str = label) -> None:
+                update(label, done, total)
+
+            runs[k].append(session.run(spec, progress=report))
+    return runs
+
+
+def _reseed(session: Any, seed: int) -> Any:
+    from autoscaler.simulations.traces import TraceError
+
+    try:
+        return session.reseeded(seed)
+    except TraceError as exc:
+        raise _fail(str(exc)) from None
+
+
 @click.command()
 @_with_common
+@click.option("--trace", "trace_path", required=True,
+              type=click.Path(exists=True, dir_okay=False), help=_TRACE_HELP)
+@click.option("--pool", "pool_name", default=None, help="pool to tune (if several)")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="seeds boot spread, spot preemptions, tick phase and rate-series arrivals")
 @click.option("--policy", "kind", required=True, help="the policy kind to tune")
 @click.option("--grid", "grid_entries", multiple=True, required=True, metavar="NAME=V1,V2,...",
               help="values to try for one parameter; repeat for a cartesian product")
@@ -141,7 +279,7 @@ def simulate(
               help="processes (default: CPU count)")
 @click.option("--json", "as_json", is_flag=True, help="print every trial as JSON")
 def tune(
-    config_path: str, trace_path: str, pool_name: str | None, seed: int, warmup: float,
+    config_path: str, warmup: float, trace_path: str, pool_name: str | None, seed: int,
     kind: str, grid_entries: Sequence[str], workers: int | None, as_json: bool,
 ) -> None:
     """Sweep a policy's parameters; report the cheapest setting meeting the SLA target and

@@ -26,6 +26,7 @@ from pydantic import (
 from autoscaler.config.durations import Duration
 from autoscaler.config.params import PolicyParams
 from autoscaler.config.plugins import Strict, field_error, plugin_block, registry_of
+from autoscaler.config.plugins import default_registries as default_registries  # re-exported
 from autoscaler.config.providers import (
     ProviderAccount,
     check_groups,

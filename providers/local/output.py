@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Literal
+from typing import TYPE_CHECKING
 
 import structlog
 
-OutputMode = Literal["log", "discard", "inherit"]
+if TYPE_CHECKING:
+    from autoscaler.providers.local.settings import OutputMode
+
 MAX_LINE_BYTES = 8192
 READ_CHUNK_BYTES = 65536
 DRAIN_GRACE_S = 2.0

@@ -17,7 +17,8 @@ import pytest
 from autoscaler.core.model import GroupState, Market
 from autoscaler.ports.clock import ManualClock
 from autoscaler.ports.provider import AccountClient, AccountSpec, GroupId, ManagedGroup
-from autoscaler.providers.local import LocalAccountSettings, LocalClient, LocalSettings
+from autoscaler.providers.local import LocalAccountSettings, LocalSettings
+from autoscaler.providers.local.client import LocalClient
 from autoscaler.testing.conformance import CHECKS, Check
 from tests.contract.support import poll
 
