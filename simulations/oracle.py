@@ -137,16 +137,42 @@ class OraclePolicy:
         end = ready + pool.interval_s + self.params.horizon
         future = self._need(ready, end, pool)
         for_now = math.ceil(ctx.obs.demand / pool.slots_per_instance)
+        drain = self._drain(ctx, ready)
+        future = max(future, drain)
         keep = max(self._need(now, end, pool), for_now)  # the window holds the future one
         desired = max(future, min(ctx.fleet.current, keep))
         return (
             Recommendation(
                 desired,
                 f"true load needs {future} from {pool.boot_time_s:g}s on, keeps {keep}",
-                {"future_need": future, "keep": keep, "for_now": for_now},
+                {"future_need": future, "keep": keep, "for_now": for_now, "drain": drain},
             ),
             None,
         )
+
+    def _drain(self, ctx: PolicyContext, ready: float) -> int:
+        """Instances that serve the known arrivals and clear the backlog left when capacity
+        ordered now lands, within one bin of landing (0 without a backlog).
+
+        Bins are sized from an empty queue, so without this a queue built before the oracle
+        could act (the cold start, a stockout) would drain only through each bin's spare
+        slots, late for as long as it takes. The backlog at landing is fluid: the work
+        waiting now (the last ``depth`` arrivals, FCFS) plus the work arriving until
+        ``ready``, less what the running slots serve meanwhile."""
+        obs, pool = ctx.obs, ctx.pool
+        if obs.depth <= 0:
+            return 0
+        slots = pool.slots_per_instance
+        now_i, ready_i, bin_end_i = (
+            int(x) for x in np.searchsorted(self.arrival, [obs.time, ready, ready + self.params.bin])
+        )
+        head = max(0, now_i - obs.depth)
+        served = ctx.fleet.running * slots * (ready - obs.time)
+        backlog = float(self.work[ready_i] - self.work[head]) - served
+        if backlog <= 0.0:
+            return 0
+        arriving = float(self.work[bin_end_i] - self.work[ready_i])
+        return min(pool.max_instances, math.ceil((backlog + arriving) / (slots * self.params.bin)))
 
 
 def _late(
