@@ -19,11 +19,16 @@ does the load that is really coming need?" with the truth instead of estimates:
   ordering for an earlier surge is useless (it arrives after the surge has started) and
   ordering for a later one is premature (the next ticks will). ``horizon`` covers the boot
   time's spread, so capacity for an instant is ordered before its latest possible boot.
+* **A backlog is drained.** Bins are sized from an empty queue, so when requests are waiting
+  (a cold start at ``capacity.min``, a stockout) the future need is at least what serves the
+  backlog left when capacity ordered now lands, plus the next bin's arrivals, within one bin:
+  the backlog is fluid (the waiting requests' work, the last ``depth`` arrivals FCFS, plus the
+  work arriving until then, less what the running slots serve meanwhile).
 * **Scale-in keeps what the near future needs.** An instance removed now cannot come back
   before ``now + boot``, so the count never drops below the largest need over ``[now, now +
   boot + interval + horizon]``, nor below the requests waiting or in flight right now.
 
-    desired = max(future need, min(current, max(near need, future need, demand / slots)))
+    desired = max(future need, drain, min(current, max(near need, demand / slots)))
 
 It goes through the same guards (stabilization, rate rules, bounds) and allocator as every
 other policy, so its cost is what perfect knowledge of the load is worth under the same
