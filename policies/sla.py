@@ -96,6 +96,7 @@ from autoscaler.core.erlang import min_servers, min_servers_bounds
 from autoscaler.core.model import FleetState, Observation, Recommendation, Term
 from autoscaler.core.policy import PolicyContext, PolicyParams, PoolSettings
 from autoscaler.policies.sla_estimators import Estimators, SlaState
+from autoscaler.policies.sla_growth import Growth
 from autoscaler.policies.sla_params import SlaParams
 
 __all__ = ["SlaParams", "SlaPolicy", "SlaState"]
@@ -118,6 +119,7 @@ class _PoolConstants(NamedTuple):
     boot: float
     ahead: float  # boot + interval: how far the load trend is extrapolated
     backlog_floor: float  # shortest backlog horizon: max(backlog_floor * max_wait, interval)
+    grown_utilisation: float  # step_utilisation * (1 + max_wait / ahead): queueing allowed
     goal: str
 
 
@@ -154,12 +156,18 @@ class SlaPolicy:
             service_time=params.service_time,
             max_dispersion=params.max_dispersion,
             budget_boost=params.budget_boost,
+            growth=Growth(
+                growth_window=params.growth_window,
+                feedback_window=params.feedback_window,
+                share=params.growth_share,
+            ),
         )
         self._budget_share = params.budget_share
         self._burst_ratio = params.burst_ratio
         self._burst_window = params.burst_window
         self._out_tolerance = params.out_tolerance
         self._scale_in_margin = params.scale_in_margin
+        self._step_utilisation = params.step_utilisation
         boost = params.budget_boost  # spare budget that lets the fleet absorb a spike
         self._absorb_budget = 1.0 + (boost - 1.0) / 2 if boost > 1.0 else math.inf
         self._pool: _PoolConstants | None = None
@@ -185,6 +193,8 @@ class SlaPolicy:
             boot=pool.boot_time_s,
             ahead=pool.boot_time_s + pool.interval_s,
             backlog_floor=max(self.params.backlog_floor * pool.max_wait_s, pool.interval_s),
+            grown_utilisation=self._step_utilisation
+            * (1.0 + pool.max_wait_s / (pool.boot_time_s + pool.interval_s)),
             goal=f"P(wait>{pool.max_wait_s:g}s) <= {1 - pool.target:.3g}",
         )
         return cached
@@ -347,7 +357,7 @@ class SlaPolicy:
         obs, pool, fleet = ctx.obs, ctx.pool, ctx.fleet
         k = self._constants(pool)
         estimators = self._estimators
-        state, mu = estimators.update(obs, state, k.max_wait)
+        state, mu = estimators.update(obs, state, k.max_wait, k.ahead, k.miss_budget)
         if state.rate is None or state.load is None or obs.arrival_rate is None or mu is None:
             n = min(math.ceil(obs.demand / k.slots), k.max_instances)
             reason = f"no rate or service measurement: {obs.demand} waiting+in-flight"
@@ -361,6 +371,12 @@ class SlaPolicy:
         budget = estimators.budget(state, k.miss_budget)
         backlog = self._backlog(k, obs, fleet, planned, mu) if obs.depth > 0 else None
         n, c_erlang, c_backlog = self._size(k, planned, mu, peakedness, budget, backlog)
+        # Growth headroom: the fleet carries the load of all but a share p of horizons at
+        # ``step_utilisation`` (the Erlang margin for the current load may already cover it).
+        grown = Growth.held(state.growth) * (1.0 + state.growth.headroom) / k.grown_utilisation
+        n_grown = math.ceil(grown / k.slots - 1e-9)
+        if n_grown > n:
+            n = n_grown if n_grown < k.max_instances else k.max_instances
         arrivals = obs.arrival_rate
         raw = arrivals if arrivals > planned else planned
         burst_until, floor = state.burst_until, state.burst_floor
@@ -399,6 +415,7 @@ class SlaPolicy:
             "erlang_slots": c_erlang,
             "backlog_slots": c_backlog,
             "dispersion": dispersion,
+            "headroom": state.growth.headroom,
         }
         if burst_until != state.burst_until or floor != state.burst_floor:
             state = state._replace(burst_until=burst_until, burst_floor=floor)

@@ -14,6 +14,7 @@ import math
 from typing import NamedTuple
 
 from autoscaler.core.model import Observation
+from autoscaler.policies.sla_growth import Growth, GrowthState
 
 SETTLE_WINDOWS = 3.0  # level and service windows before the load's slope is learned
 
@@ -39,6 +40,7 @@ class SlaState(NamedTuple):
     offered: float = 0.0
     seen: float = 0.0
     started: float = 0.0  # time of the first observation
+    growth: GrowthState = GrowthState()
 
 
 class Weights(NamedTuple):
@@ -66,9 +68,11 @@ class Estimators:
         service_time: float | None,
         max_dispersion: float,
         budget_boost: float,
+        growth: Growth,
     ) -> None:
         """``windows``: level, service, trend, dispersion and budget windows, in seconds."""
         self._windows = windows
+        self._growth = growth
         self._service_time = service_time
         self._max_dispersion = max_dispersion
         self._budget_boost = budget_boost
@@ -88,13 +92,14 @@ class Estimators:
         return weights
 
     def update(
-        self, obs: Observation, state: SlaState, max_wait: float
+        self, obs: Observation, state: SlaState, max_wait: float, ahead: float, miss_budget: float
     ) -> tuple[SlaState, float | None]:
         """Advance the estimators to ``obs.time`` (a repeated or earlier time updates
-        nothing); returns the new state and the service rate per slot."""
+        nothing); returns the new state and the service rate per slot. ``ahead`` (boot +
+        interval) is the growth horizon, ``miss_budget`` is 1 - target."""
         (
             time, rate, load, slope, completions, busy, burst_until, burst_floor,
-            rate_mean, rate_sq, late, offered, seen, started,
+            rate_mean, rate_sq, late, offered, seen, started, growth,
         ) = state
         first = time is None
         if first:
@@ -126,6 +131,7 @@ class Estimators:
                 seen += w.budget * (1.0 - seen)
             if rate is None or w is None:
                 rate = r
+                missing = 0.0
             else:
                 # Burstiness: deviations from the level the tick was forecast at; the level
                 # follows slow drifts, so only short-term peakedness remains.
@@ -138,9 +144,13 @@ class Estimators:
                 if load is not None and w is not None and obs.time - started >= self._settle:
                     slope += w.trend * ((new_load - load) / dt - slope)
                 load = new_load
+                if obs.time - started >= self._settle:  # converging estimates are no growth
+                    growth = self._growth.tick(
+                        growth, obs.time, load, missing * dt, r * dt, ahead, miss_budget
+                    )
         new = SlaState._make((
             obs.time, rate, load, slope, completions, busy, burst_until, burst_floor,
-            rate_mean, rate_sq, late, offered, seen, started,
+            rate_mean, rate_sq, late, offered, seen, started, growth,
         ))
         return new, mu
 

@@ -79,3 +79,26 @@ class SlaParams(PolicyParams):
         le=5,
         description="scale in only to a size that would hold this fraction more load",
     )
+    growth_window: float = Field(
+        default=21600.0,
+        gt=0,
+        description="seconds of memory of how much the load grows within one boot",
+    )
+    growth_share: float = Field(
+        default=1.0,
+        gt=0,
+        le=50,
+        description="headroom covers all but this multiple of the miss budget of the "
+        "horizons' growths (moved by the feedback)",
+    )
+    feedback_window: float = Field(
+        default=21600.0,
+        gt=0,
+        description="seconds of memory of the measured miss share that moves the headroom",
+    )
+    step_utilisation: float = Field(
+        default=0.95,
+        gt=0,
+        le=1,
+        description="the fleet holds the load grown by the headroom at this utilisation",
+    )

@@ -168,9 +168,8 @@ class OraclePolicy:
         if obs.depth <= 0:
             return 0
         slots = pool.slots_per_instance
-        now_i, ready_i, bin_end_i = (
-            int(x) for x in np.searchsorted(self.arrival, [obs.time, ready, ready + self.params.bin])
-        )
+        edges = [obs.time, ready, ready + self.params.bin]
+        now_i, ready_i, bin_end_i = (int(x) for x in np.searchsorted(self.arrival, edges))
         head = max(0, now_i - obs.depth)
         served = ctx.fleet.running * slots * (ready - obs.time)
         backlog = float(self.work[ready_i] - self.work[head]) - served

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from autoscaler.core.erlang import min_servers, wait_tail
 from autoscaler.core.policy import PoolSettings
 from autoscaler.policies.sla import SlaParams, SlaPolicy, SlaState
+from autoscaler.policies.sla_growth import Growth, GrowthState
 from tests.test_policies_builtin import POOL, ctx
 
 
@@ -427,3 +428,75 @@ def test_out_tolerance_scales_out_beyond_twice_the_budget() -> None:
     rate = rate_missing(5, 0.02, 0.05)
     assert decide(2.0, rate, running=5) > 5
     assert decide(2.0, rate, running=5) == decide(1.0, rate, running=5)
+
+
+def learn(
+    growth: Growth, loads: list[float], *, late: float = 0.0, step: float = 5.0
+) -> GrowthState:
+    """Feeds one load per ``step`` seconds (100 requests a tick, ``late`` of them late)."""
+    g = GrowthState()
+    for i, load in enumerate(loads):
+        g = growth.tick(g, i * step, load, late, 100.0, 185.0, 0.01)
+    return g
+
+
+def stepping(hours: float, low: float = 50.0, high: float = 75.0) -> list[float]:
+    """Ten minutes at ``low``, ten at ``high`` (+50 %), ...: a load that steps every 600 s."""
+    return [low if (i * 5.0) % 1200 < 600 else high for i in range(int(hours * 720))]
+
+
+def test_headroom_is_the_growth_within_a_boot_the_load_has_shown() -> None:
+    growth = Growth(growth_window=21600.0, feedback_window=21600.0, share=1.0)
+    assert learn(growth, [60.0] * 2000).headroom == 0.0  # a flat load needs none
+    learned = learn(growth, stepping(4.0))
+    # Horizons that hold a step up grow by 50 %: far more than 1 % of them.
+    assert 0.5 <= learned.headroom <= 0.55
+    assert Growth.held(learned) in (50.0, 75.0)
+
+
+def test_bursts_from_idle_get_no_level_headroom() -> None:
+    """Growth beyond the histogram's range (from near zero) is left to the burst mode."""
+    growth = Growth(growth_window=21600.0, feedback_window=21600.0, share=1.0)
+    spiky = [0.01 if (i * 5) % 300 < 240 else 8.0 for i in range(3000)]
+    assert learn(growth, spiky).headroom == 0.0
+
+
+def test_sustained_misses_raise_the_headroom_and_surplus_lowers_it() -> None:
+    growth = Growth(growth_window=21600.0, feedback_window=3600.0, share=1.0)
+    # Mostly small steps (+10 %) with a rare large one (+50 %) in between.
+    loads = [
+        50.0 if (i * 5.0) % 1200 < 600 else (75.0 if (i * 5.0) % 14400 < 1200 else 55.0)
+        for i in range(6 * 720)
+    ]
+    calm = learn(growth, loads)  # nothing late: surplus
+    missing = learn(growth, loads, late=3.0)  # 3 % late against a 1 % budget
+    assert missing.log_p < 0.0 < calm.log_p
+    assert missing.headroom > calm.headroom
+
+
+def test_the_policy_holds_the_learned_headroom_over_the_recent_peak() -> None:
+    def ticks(hours: float) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = []
+        for i in range(int(hours * 720)):
+            rate = 25.0 if (i * 5.0) % 1200 < 600 else 37.5  # steps of +50 %
+            out.append(
+                {
+                    "t": 5.0 * i,
+                    "arrival": rate,
+                    "completion": rate,
+                    "in_flight": round(rate * 2),
+                    "running": 12,
+                }
+            )
+        return out
+
+    pool = replace(POOL, boot_time_s=180.0, interval_s=5.0, max_wait_s=2.0, max_instances=100)
+    history = [{**tick, "pool": pool} for tick in ticks(4.0)]
+    stepped, _, terms = run(SlaPolicy(SlaParams()), history)
+    # The level (a 60 s average) shows about 95 % of a step within the 180 s boot.
+    assert float(terms["headroom"]) >= 0.4  # type: ignore[arg-type]
+    # The same policy that never saw a step sizes for the Erlang answer alone.
+    flat = [{**tick, "arrival": 37.5, "completion": 37.5, "in_flight": 75} for tick in history]
+    plain, _, plain_terms = run(SlaPolicy(SlaParams()), flat)
+    assert float(plain_terms["headroom"]) == 0.0  # type: ignore[arg-type]
+    assert stepped > plain
