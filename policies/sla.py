@@ -152,10 +152,12 @@ class SlaPolicy:
                 params.trend_window,
                 params.dispersion_window,
                 params.budget_window,
+                params.step_window,
             ),
             service_time=params.service_time,
             max_dispersion=params.max_dispersion,
             budget_boost=params.budget_boost,
+            step_sigma=params.step_sigma,
             growth=Growth(
                 growth_window=params.growth_window,
                 feedback_window=params.feedback_window,
@@ -192,7 +194,11 @@ class SlaPolicy:
             tail=(1.0 - pool.target) * self._budget_share,
             boot=pool.boot_time_s,
             ahead=pool.boot_time_s + pool.interval_s,
-            backlog_floor=max(self.params.backlog_floor * pool.max_wait_s, pool.interval_s),
+            backlog_floor=max(
+                self.params.backlog_floor * pool.max_wait_s,
+                self.params.backlog_drain * pool.boot_time_s,
+                pool.interval_s,
+            ),
             grown_utilisation=self._step_utilisation
             * (1.0 + pool.max_wait_s / (pool.boot_time_s + pool.interval_s)),
             goal=f"P(wait>{pool.max_wait_s:g}s) <= {1 - pool.target:.3g}",
@@ -371,12 +377,6 @@ class SlaPolicy:
         budget = estimators.budget(state, k.miss_budget)
         backlog = self._backlog(k, obs, fleet, planned, mu) if obs.depth > 0 else None
         n, c_erlang, c_backlog = self._size(k, planned, mu, peakedness, budget, backlog)
-        # Growth headroom: the fleet carries the load of all but a share p of horizons at
-        # ``step_utilisation`` (the Erlang margin for the current load may already cover it).
-        grown = Growth.held(state.growth) * (1.0 + state.growth.headroom) / k.grown_utilisation
-        n_grown = math.ceil(grown / k.slots - 1e-9)
-        if n_grown > n:
-            n = n_grown if n_grown < k.max_instances else k.max_instances
         arrivals = obs.arrival_rate
         raw = arrivals if arrivals > planned else planned
         burst_until, floor = state.burst_until, state.burst_floor
@@ -407,6 +407,13 @@ class SlaPolicy:
                 )
                 n = min(current, scaled_in)
             reason = f"{planned:.3g}/s at {1 / mu:.3g}s each for {k.goal}"
+        # Growth headroom, a floor under every mode: the fleet carries the recent peak load
+        # grown by what all but a share p of horizons grew, at ``step_utilisation`` (where
+        # the Erlang margin for the current load already covers it, it adds nothing).
+        grown = Growth.held(state.growth) * (1.0 + state.growth.headroom) / k.grown_utilisation
+        n_grown = math.ceil(grown / k.slots - 1e-9)
+        if n_grown > n:
+            n = n_grown if n_grown < k.max_instances else k.max_instances
         terms: dict[str, Term] = {
             "mode": "burst" if in_burst else "erlang",
             "arrival_rate": planned,

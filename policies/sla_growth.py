@@ -33,7 +33,7 @@ from typing import NamedTuple
 SAMPLES_PER_HORIZON = 4
 BIN_WIDTH = 0.025  # growth histogram bins: 2.5 % of the load
 BINS = 80  # up to +200 %
-LOG_P_RANGE = 3.0  # feedback moves p within exp(-3)..exp(3) (0.05x..20x) of its start value
+LOG_P_RANGE = 4.6  # feedback moves p within exp(-4.6)..exp(4.6) (0.01x..100x) of its start value
 MAX_P = 0.5
 
 

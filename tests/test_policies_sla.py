@@ -500,3 +500,34 @@ def test_the_policy_holds_the_learned_headroom_over_the_recent_peak() -> None:
     plain, _, plain_terms = run(SlaPolicy(SlaParams()), flat)
     assert float(plain_terms["headroom"]) == 0.0  # type: ignore[arg-type]
     assert stepped > plain
+
+
+def test_a_load_step_moves_the_level_within_ticks() -> None:
+    """Poisson-like counts step from 20/s to 30/s: the CUSUM calls the step and the level
+    jumps, where the 60 s average alone would still be far behind after three ticks."""
+    before = steady(20.0, 2.0)
+    after = [
+        {"t": 605.0 + 5 * i, "arrival": 30.0, "completion": 20.0, "in_flight": 40}
+        for i in range(3)
+    ]
+    # Alternate 18/22 before the step so the measured dispersion is Poisson-like, not 0.
+    noisy = [{**tick, "arrival": 18.0 if i % 2 else 22.0} for i, tick in enumerate(before)]
+    _, stepped, _ = run(SlaPolicy(SlaParams()), noisy + after)
+    _, smoothed, _ = run(SlaPolicy(SlaParams(step_sigma=1e6)), noisy + after)
+    assert stepped.rate is not None and smoothed.rate is not None
+    assert stepped.rate > 27.0
+    assert smoothed.rate < 25.0
+
+
+def test_the_backlog_is_cleared_over_a_share_of_the_boot_not_in_seconds() -> None:
+    pool = replace(POOL, boot_time_s=180.0, max_wait_s=2.0, max_instances=400)
+    history = [{**tick, "pool": pool} for tick in steady(20.0, 5.0, running=12)]
+    late = {"t": 605, "depth": 600, "wait": 15.0, "arrival": 20.0, "completion": 20.0,
+            "in_flight": 96, "running": 12, "pool": pool}
+    drained, _, _ = run(SlaPolicy(SlaParams()), [*history, late])
+    flooded, _, _ = run(SlaPolicy(SlaParams(backlog_drain=0.0)), [*history, late])
+    # 12 instances serve 19.2/s of 20/s: 600 waiting + 0.8/s over a 180 s boot = 744 left
+    # when capacity lands. Over a third of the boot (60 s) that is 62 slots beyond the load;
+    # over one tick (5 s), 744.
+    assert 13 <= drained <= 25
+    assert flooded > 4 * drained
