@@ -15,8 +15,11 @@ can be learned from its own recent history:
   the share of that horizon's requests that queue; p starts at ``growth_share`` x the miss
   budget.
 * **Feedback**: the measured miss share over ``feedback_window`` moves p (in log space, by
-  ``(1 - m/e)`` per window): sustained misses lower p (more headroom), sustained surplus raises
-  it (less), between ``P_RANGE`` times its start value.
+  ``(1 - m/e)`` per window, clipped to [``SURPLUS``, 3]): sustained misses lower p (more
+  headroom), sustained surplus raises it (less), within ``LOG_P_RANGE`` of its start value.
+  Surplus relaxes four times slower than a 2x miss tightens: misses come from a few large
+  steps hours apart, and hours without one are no evidence that the next will be small
+  (relaxing at full speed left no headroom on the deepseek-r1 day when its +76 % step came).
 
 What it does not guarantee: the quantile describes the recent past; a step larger than any in
 the window still goes late for a boot. Growth is measured on the estimated load, so its noise
@@ -35,6 +38,7 @@ BIN_WIDTH = 0.025  # growth histogram bins: 2.5 % of the load
 BINS = 80  # up to +200 %
 LOG_P_RANGE = 4.6  # feedback moves p within exp(-4.6)..exp(4.6) (0.01x..100x) of its start value
 MAX_P = 0.5
+SURPLUS = -0.25  # relax 4x slower than a sustained 2x miss tightens: calm hours are not safety
 
 
 class GrowthState(NamedTuple):
@@ -113,6 +117,7 @@ class Growth:
         if not first and fb_offered > 0.0:
             error = fb_late / (fb_offered * miss_budget) - 1.0  # > 0: more late than allowed
             error = error if error < 3.0 else 3.0
+            error = error if error > SURPLUS else SURPLUS
             log_p -= error * step / self._feedback_window
             log_p = LOG_P_RANGE if log_p > LOG_P_RANGE else log_p
             log_p = -LOG_P_RANGE if log_p < -LOG_P_RANGE else log_p

@@ -105,7 +105,7 @@ class SlaParams(PolicyParams):
         description="seconds of memory of how much the load grows within one boot",
     )
     growth_share: float = Field(
-        default=0.25,
+        default=1.0,
         gt=0,
         le=50,
         description="headroom covers all but this multiple of the miss budget of the "
