@@ -26,6 +26,12 @@ stays flat, and only the load needs capacity::
     lam   =  (a + max(0, slope) * (b + D)) * mu      (a falling load is never anticipated:
                                                       removing capacity is immediate)
 
+**Load steps** (``Estimators``): the level would take about ``level_window`` to follow a step,
+longer than a boot can wait. Page's CUSUM of the tick's rate above the level, in units of one
+tick's noise sqrt(z * L / D), less a slack of 1/2, calls a step past ``step_sigma``; the level
+then jumps to a ``step_window`` average of r. Rises only, and not when z > 2 (peaked traffic's
+jumps are bursts, which burst mode sizes).
+
 **Burstiness** (index of dispersion of per-tick counts around the level; 1 for Poisson)::
 
     z = clamp(EWMA((r - L)^2) * D / EWMA(r), 1, max_dispersion)     over dispersion_window
@@ -57,8 +63,12 @@ t - w0 runs out, but new capacity lands only after b. The backlog when it lands,
 running slots fully and booting slots for half the boot::
 
     Q_b = max(0, Q + (lam - s*running*mu)*b - s*booting*mu*b/2)
-    H   = max(t - w0 - b, backlog_floor*t, D)     (max(backlog_floor*t, D) when w0 is unknown)
+    H   = max(t - w0 - b, backlog_floor*t, backlog_drain*b, D)   (without the first term when
+                                                                w0 is unknown)
     c_backlog = a + Q_b / (mu*H)                  (serve backlog and new arrivals within H)
+
+The ``backlog_drain`` floor: the backlog projected to the landing has waited a boot already;
+clearing it within seconds would order a fleet for one tick of work.
 
 **Burst mode** (Knative's panic mode): when the count sized on max(lam, r) reaches
 ``burst_ratio`` x the current count (running + booting, so capacity already ordered counts and
@@ -77,14 +87,22 @@ count it only goes to the size that would still meet the SLA at (1 + ``scale_in_
 and the guards' scale-down stabilization window then acts on the highest recommendation of its
 window::
 
-    desired = min(max, ceil(max(c_erlang, c_backlog) / s))
+**Growth headroom** (``autoscaler.policies.sla_growth``, where the model is described): how much
+the load grew within one boot, learned online as a histogram; its (1 - p) quantile h, p =
+``growth_share`` x e moved by the measured miss share (``feedback_window``), is held over the
+recent peak load, a floor under every mode::
+
+    c_grown = held * (1 + h) / (step_utilisation * (1 + t / (b + D)))
+
+    desired = min(max, max(ceil(max(c_erlang, c_backlog) / s), ceil(c_grown / s)))
 
 Without a measured arrival rate or service rate the policy falls back to depth:
 desired = ceil((Q + in_flight) / s).
 
 Defaults were chosen once, for both traces, on the Azure LLM inference traces 2023 with a GPU
-fleet model (180 s boot, 8 slots per instance, service time from token counts, 5 s ticks);
-see the README for the results.
+fleet model (180 s boot, 8 slots per instance, service time from token counts, 5 s ticks); the
+step, growth and feedback defaults are round values chosen among a few on the ServeGen days
+(whose traffic the policy must learn, not be fitted to); see the README for the results.
 """
 
 from __future__ import annotations

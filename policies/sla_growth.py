@@ -86,10 +86,13 @@ class Growth:
         held = peak
         step = ahead / SAMPLES_PER_HORIZON
         first = g.next_at == -math.inf
+        # Fades and feedback run on the time since the last sample (ticks need not fall on
+        # the sample grid); the newest pending entry is always the last sample.
+        elapsed = now - g.pending[-1][0] if g.pending else step
         hist = list(g.hist) if g.hist else [0.0] * BINS
         total = g.total
         if not first:
-            fade = math.exp(-step / self._growth_window)
+            fade = math.exp(-elapsed / self._growth_window)
             added = False
             kept: list[tuple[float, float, float]] = []
             for t0, a0, top in g.pending:
@@ -110,7 +113,7 @@ class Growth:
         else:
             pending = ()
         pending += ((now, held, load),)
-        fb_fade = 0.0 if first else math.exp(-step / self._feedback_window)
+        fb_fade = 0.0 if first else math.exp(-elapsed / self._feedback_window)
         fb_late = g.fb_late * fb_fade + g.late + late
         fb_offered = g.fb_offered * fb_fade + g.offered + offered
         log_p = g.log_p
@@ -118,7 +121,7 @@ class Growth:
             error = fb_late / (fb_offered * miss_budget) - 1.0  # > 0: more late than allowed
             error = error if error < 3.0 else 3.0
             error = error if error > SURPLUS else SURPLUS
-            log_p -= error * step / self._feedback_window
+            log_p -= error * elapsed / self._feedback_window
             log_p = LOG_P_RANGE if log_p > LOG_P_RANGE else log_p
             log_p = -LOG_P_RANGE if log_p < -LOG_P_RANGE else log_p
         p = self._share * miss_budget * math.exp(log_p)

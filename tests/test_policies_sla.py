@@ -531,3 +531,14 @@ def test_the_backlog_is_cleared_over_a_share_of_the_boot_not_in_seconds() -> Non
     # over one tick (5 s), 744.
     assert 13 <= drained <= 25
     assert flooded > 4 * drained
+
+
+def test_surplus_relaxes_the_headroom_slower_than_misses_tighten_it() -> None:
+    """Misses come from a few large steps hours apart: an hour without one moves p by a
+    quarter of what an hour at twice the budget does (in log space, per feedback window)."""
+    growth = Growth(growth_window=21600.0, feedback_window=3600.0, share=1.0)
+    hour = [60.0] * 720
+    calm = learn(growth, hour)
+    missing = learn(growth, hour, late=2.0)  # 2 % late against a 1 % budget: error 1
+    assert calm.log_p == pytest.approx(0.25, abs=0.02)
+    assert missing.log_p == pytest.approx(-1.0, abs=0.05)
