@@ -92,9 +92,17 @@ the load grew within one boot, learned online as a histogram; its (1 - p) quanti
 ``growth_share`` x e moved by the measured miss share (``feedback_window``), is held over the
 recent peak load, a floor under every mode::
 
-    c_grown = held * (1 + h) / (step_utilisation * (1 + t / (b + D)))
+    c_grown = held * (1 + h) / (step_utilisation * (1 + t / (b + D)))     (only when z <= 5)
 
-    desired = min(max, max(ceil(max(c_erlang, c_backlog) / s), ceil(c_grown / s)))
+Peaked traffic (z > ``PEAKED``) gets no growth floor: its level averages bursts and silences,
+and its growth is a burst's, which burst mode and the sqrt(z) margin size.
+
+**Loose SLAs** (mu * t >= ``LOOSE_SERVICES``): the queue is a buffer, arrivals of one max_wait
+are served in the next, and the Erlang size is capped by a fluid one (``_queue_buffered``)::
+
+    c_fluid = a + (Q + sqrt(2 ln(1/tail) * z * lam * t)) / (mu * t)
+
+    desired = min(max, max(ceil(max(min(c_erlang, c_fluid), c_backlog) / s), ceil(c_grown / s)))
 
 Without a measured arrival rate or service rate the policy falls back to depth:
 desired = ceil((Q + in_flight) / s).
@@ -139,6 +147,10 @@ class _PoolConstants(NamedTuple):
     backlog_floor: float  # shortest backlog horizon: max(backlog_floor * max_wait, interval)
     grown_utilisation: float  # step_utilisation * (1 + max_wait / ahead): queueing allowed
     goal: str
+
+
+PEAKED = 5.0  # index of dispersion above which the growth headroom does not apply
+LOOSE_SERVICES = 10.0  # a wait budget of this many service times makes the queue a buffer
 
 
 def _tail(k: _PoolConstants, budget: float) -> float:
@@ -377,6 +389,34 @@ class SlaPolicy:
             return current
         return self._size(k, inflated, mu, peakedness, budget, backlog)[0]
 
+    @staticmethod
+    def _queue_buffered(
+        k: _PoolConstants,
+        depth: int,
+        planned: float,
+        mu: float,
+        dispersion: float,
+        budget: float,
+        n: int,
+    ) -> int:
+        """At most ``n``: the fleet that serves, within max_wait, the queue plus the work
+        arriving in max_wait with a safety margin (a fluid bound), where the wait budget
+        spans ``LOOSE_SERVICES`` service times or more.
+
+        There the queue is a buffer: arrivals of one max_wait are served in the next, so
+        their count over max_wait matters (mean lam*t, variance z*lam*t), not the instant's
+        Erlang margin for no queueing, whose sqrt(z) burstiness term does not shrink with t.
+        The margin is the normal quantile of the tail sized for, sqrt(2 ln(1/tail))::
+
+            c_fluid = a + (Q + sqrt(2 ln(1/tail)) * sqrt(z * lam * t)) / (mu * t)
+
+        It only lowers the Erlang size (the backlog and growth terms still apply)."""
+        t = k.max_wait
+        spread = math.sqrt(2.0 * math.log(1.0 / _tail(k, budget)) * dispersion * planned * t)
+        slots = planned / mu + (depth + spread) / (mu * t)
+        fluid = math.ceil(slots / k.slots - 1e-9)
+        return fluid if fluid < n else n
+
     def recommend(self, ctx: PolicyContext, state: SlaState) -> tuple[Recommendation, SlaState]:
         obs, pool, fleet = ctx.obs, ctx.pool, ctx.fleet
         k = self._constants(pool)
@@ -425,13 +465,20 @@ class SlaPolicy:
                 )
                 n = min(current, scaled_in)
             reason = f"{planned:.3g}/s at {1 / mu:.3g}s each for {k.goal}"
+            if mu * k.max_wait >= LOOSE_SERVICES:
+                n = self._queue_buffered(k, obs.depth, planned, mu, dispersion, budget, n)
         # Growth headroom, a floor under every mode: the fleet carries the recent peak load
         # grown by what all but a share p of horizons grew, at ``step_utilisation`` (where
         # the Erlang margin for the current load already covers it, it adds nothing).
-        grown = Growth.held(state.growth) * (1.0 + state.growth.headroom) / k.grown_utilisation
-        n_grown = math.ceil(grown / k.slots - 1e-9)
-        if n_grown > n:
-            n = n_grown if n_grown < k.max_instances else k.max_instances
+        # Not for peaked traffic: there the level is an average over bursts and silences,
+        # and its growth is a burst's, which burst mode and the sqrt(z) margin size.
+        if dispersion <= PEAKED:
+            grown = (
+                Growth.held(state.growth) * (1.0 + state.growth.headroom) / k.grown_utilisation
+            )
+            n_grown = math.ceil(grown / k.slots - 1e-9)
+            if n_grown > n:
+                n = n_grown if n_grown < k.max_instances else k.max_instances
         terms: dict[str, Term] = {
             "mode": "burst" if in_burst else "erlang",
             "arrival_rate": planned,

@@ -542,3 +542,44 @@ def test_surplus_relaxes_the_headroom_slower_than_misses_tighten_it() -> None:
     missing = learn(growth, hour, late=2.0)  # 2 % late against a 1 % budget: error 1
     assert calm.log_p == pytest.approx(0.25, abs=0.02)
     assert missing.log_p == pytest.approx(-1.0, abs=0.05)
+
+
+def bursty(pool: PoolSettings, hours: float = 1.0) -> list[dict[str, object]]:
+    """Ten seconds at 16/s, then twenty idle: a mean of 5.3/s in bursts (z far above 5);
+    1 s service."""
+    out: list[dict[str, object]] = []
+    for i in range(int(hours * 720)):
+        rate = 16.0 if (i * 5) % 30 < 10 else 0.0
+        out.append({"t": 5.0 * i, "arrival": rate, "completion": 5.3, "in_flight": 5,
+                    "running": 2, "pool": pool})
+    return out
+
+
+def test_a_loose_sla_is_sized_for_the_work_of_one_wait_not_for_no_queueing() -> None:
+    loose = replace(POOL, max_wait_s=60.0, boot_time_s=180.0, interval_s=5.0, max_instances=40)
+    desired, _, terms = run(SlaPolicy(SlaParams()), bursty(loose))
+    assert float(terms["dispersion"]) > 5.0  # type: ignore[arg-type]
+    erlang = math.ceil(int(terms["erlang_slots"]) / 8)  # type: ignore[call-overload]
+    # The queue buffers a minute of arrivals: 5.3 erlangs plus the spread of a minute's
+    # count fit in fewer instances than Erlang's margin for no queueing (sqrt(z) x).
+    assert desired < erlang
+    lam, mu, z = (float(terms[key]) for key in ("arrival_rate", "service_rate", "dispersion"))  # type: ignore[arg-type]
+    tail = 0.01 * 4.0  # the whole budget boost is saved after an hour without misses
+    fluid = lam / mu + math.sqrt(2 * math.log(1 / tail) * z * lam * 60.0) / (mu * 60.0)
+    assert desired == math.ceil(fluid / 8)
+
+
+def test_peaked_traffic_gets_no_growth_floor() -> None:
+    """Its level's growth within a boot is a burst's; the Erlang margin sizes it alone."""
+    tight = replace(POOL, max_wait_s=2.0, boot_time_s=180.0, interval_s=5.0, max_instances=40)
+    waves = [  # a minute at 40/s, a minute at 2/s: the level more than doubles and halves
+        {**tick, "arrival": 40.0 if (5 * i) % 120 < 60 else 2.0, "completion": 21.0,
+         "in_flight": 21}
+        for i, tick in enumerate(bursty(tight))
+    ]
+    desired, state, terms = run(SlaPolicy(SlaParams()), waves)
+    assert state.growth.headroom > 0.5
+    assert float(terms["dispersion"]) > 5.0  # type: ignore[arg-type]
+    assert state.growth.total > 0  # growth was learned ...
+    slots = max(int(terms["erlang_slots"]), float(terms["backlog_slots"]))  # type: ignore[call-overload, arg-type]
+    assert desired == math.ceil(slots / 8)  # ... and not applied
