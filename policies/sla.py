@@ -26,6 +26,12 @@ stays flat, and only the load needs capacity::
     lam   =  (a + max(0, slope) * (b + D)) * mu      (a falling load is never anticipated:
                                                       removing capacity is immediate)
 
+**Load steps** (``Estimators``): the level would take about ``level_window`` to follow a step,
+longer than a boot can wait. Page's CUSUM of the tick's rate above the level, in units of one
+tick's noise sqrt(z * L / D), less a slack of 1/2, calls a step past ``step_sigma``; the level
+then jumps to a ``step_window`` average of r. Rises only, and not when z > 2 (peaked traffic's
+jumps are bursts, which burst mode sizes).
+
 **Burstiness** (index of dispersion of per-tick counts around the level; 1 for Poisson)::
 
     z = clamp(EWMA((r - L)^2) * D / EWMA(r), 1, max_dispersion)     over dispersion_window
@@ -57,8 +63,12 @@ t - w0 runs out, but new capacity lands only after b. The backlog when it lands,
 running slots fully and booting slots for half the boot::
 
     Q_b = max(0, Q + (lam - s*running*mu)*b - s*booting*mu*b/2)
-    H   = max(t - w0 - b, backlog_floor*t, D)     (max(backlog_floor*t, D) when w0 is unknown)
+    H   = max(t - w0 - b, backlog_floor*t, backlog_drain*b, D)   (without the first term when
+                                                                w0 is unknown)
     c_backlog = a + Q_b / (mu*H)                  (serve backlog and new arrivals within H)
+
+The ``backlog_drain`` floor: the backlog projected to the landing has waited a boot already;
+clearing it within seconds would order a fleet for one tick of work.
 
 **Burst mode** (Knative's panic mode): when the count sized on max(lam, r) reaches
 ``burst_ratio`` x the current count (running + booting, so capacity already ordered counts and
@@ -77,14 +87,30 @@ count it only goes to the size that would still meet the SLA at (1 + ``scale_in_
 and the guards' scale-down stabilization window then acts on the highest recommendation of its
 window::
 
-    desired = min(max, ceil(max(c_erlang, c_backlog) / s))
+**Growth headroom** (``autoscaler.policies.sla_growth``, where the model is described): how much
+the load grew within one boot, learned online as a histogram; its (1 - p) quantile h, p =
+``growth_share`` x e moved by the measured miss share (``feedback_window``), is held over the
+recent peak load, a floor under every mode::
+
+    c_grown = held * (1 + h) / (step_utilisation * (1 + t / (b + D)))     (only when z <= 5)
+
+Peaked traffic (z > ``PEAKED``) gets no growth floor: its level averages bursts and silences,
+and its growth is a burst's, which burst mode and the sqrt(z) margin size.
+
+**Loose SLAs** (mu * t >= ``LOOSE_SERVICES``): the queue is a buffer, arrivals of one max_wait
+are served in the next, and the Erlang size is capped by a fluid one (``_queue_buffered``)::
+
+    c_fluid = a + (Q + sqrt(2 ln(1/tail) * z * lam * t)) / (mu * t)
+
+    desired = min(max, max(ceil(max(min(c_erlang, c_fluid), c_backlog) / s), ceil(c_grown / s)))
 
 Without a measured arrival rate or service rate the policy falls back to depth:
 desired = ceil((Q + in_flight) / s).
 
 Defaults were chosen once, for both traces, on the Azure LLM inference traces 2023 with a GPU
-fleet model (180 s boot, 8 slots per instance, service time from token counts, 5 s ticks);
-see the README for the results.
+fleet model (180 s boot, 8 slots per instance, service time from token counts, 5 s ticks); the
+step, growth and feedback defaults are round values chosen among a few on the ServeGen days
+(whose traffic the policy must learn, not be fitted to); see the README for the results.
 """
 
 from __future__ import annotations
@@ -97,6 +123,7 @@ from autoscaler.core.erlang import min_servers, min_servers_bounds
 from autoscaler.core.model import FleetState, Observation, Recommendation, Term
 from autoscaler.core.policy import PolicyContext, PoolSettings
 from autoscaler.policies.sla_estimators import Estimators, SlaState
+from autoscaler.policies.sla_growth import Growth
 from autoscaler.policies.sla_params import SlaParams
 
 __all__ = ["SlaParams", "SlaPolicy", "SlaState"]
@@ -119,7 +146,12 @@ class _PoolConstants(NamedTuple):
     boot: float
     ahead: float  # boot + interval: how far the load trend is extrapolated
     backlog_floor: float  # shortest backlog horizon: max(backlog_floor * max_wait, interval)
+    grown_utilisation: float  # step_utilisation * (1 + max_wait / ahead): queueing allowed
     goal: str
+
+
+PEAKED = 5.0  # index of dispersion above which the growth headroom does not apply
+LOOSE_SERVICES = 10.0  # a wait budget of this many service times makes the queue a buffer
 
 
 def _tail(k: _PoolConstants, budget: float) -> float:
@@ -151,16 +183,24 @@ class SlaPolicy:
                 params.trend_window,
                 params.dispersion_window,
                 params.budget_window,
+                params.step_window,
             ),
             service_time=params.service_time,
             max_dispersion=params.max_dispersion,
             budget_boost=params.budget_boost,
+            step_sigma=params.step_sigma,
+            growth=Growth(
+                growth_window=params.growth_window,
+                feedback_window=params.feedback_window,
+                share=params.growth_share,
+            ),
         )
         self._budget_share = params.budget_share
         self._burst_ratio = params.burst_ratio
         self._burst_window = params.burst_window
         self._out_tolerance = params.out_tolerance
         self._scale_in_margin = params.scale_in_margin
+        self._step_utilisation = params.step_utilisation
         boost = params.budget_boost  # spare budget that lets the fleet absorb a spike
         self._absorb_budget = 1.0 + (boost - 1.0) / 2 if boost > 1.0 else math.inf
         self._pool: _PoolConstants | None = None
@@ -185,7 +225,13 @@ class SlaPolicy:
             tail=(1.0 - pool.target) * self._budget_share,
             boot=pool.boot_time_s,
             ahead=pool.boot_time_s + pool.interval_s,
-            backlog_floor=max(self.params.backlog_floor * pool.max_wait_s, pool.interval_s),
+            backlog_floor=max(
+                self.params.backlog_floor * pool.max_wait_s,
+                self.params.backlog_drain * pool.boot_time_s,
+                pool.interval_s,
+            ),
+            grown_utilisation=self._step_utilisation
+            * (1.0 + pool.max_wait_s / (pool.boot_time_s + pool.interval_s)),
             goal=f"P(wait>{pool.max_wait_s:g}s) <= {1 - pool.target:.3g}",
         )
         return cached
@@ -344,11 +390,39 @@ class SlaPolicy:
             return current
         return self._size(k, inflated, mu, peakedness, budget, backlog)[0]
 
+    @staticmethod
+    def _queue_buffered(
+        k: _PoolConstants,
+        depth: int,
+        planned: float,
+        mu: float,
+        dispersion: float,
+        budget: float,
+        n: int,
+    ) -> int:
+        """At most ``n``: the fleet that serves, within max_wait, the queue plus the work
+        arriving in max_wait with a safety margin (a fluid bound), where the wait budget
+        spans ``LOOSE_SERVICES`` service times or more.
+
+        There the queue is a buffer: arrivals of one max_wait are served in the next, so
+        their count over max_wait matters (mean lam*t, variance z*lam*t), not the instant's
+        Erlang margin for no queueing, whose sqrt(z) burstiness term does not shrink with t.
+        The margin is the normal quantile of the tail sized for, sqrt(2 ln(1/tail))::
+
+            c_fluid = a + (Q + sqrt(2 ln(1/tail)) * sqrt(z * lam * t)) / (mu * t)
+
+        It only lowers the Erlang size (the backlog and growth terms still apply)."""
+        t = k.max_wait
+        spread = math.sqrt(2.0 * math.log(1.0 / _tail(k, budget)) * dispersion * planned * t)
+        slots = planned / mu + (depth + spread) / (mu * t)
+        fluid = math.ceil(slots / k.slots - 1e-9)
+        return fluid if fluid < n else n
+
     def recommend(self, ctx: PolicyContext, state: SlaState) -> tuple[Recommendation, SlaState]:
         obs, pool, fleet = ctx.obs, ctx.pool, ctx.fleet
         k = self._constants(pool)
         estimators = self._estimators
-        state, mu = estimators.update(obs, state, k.max_wait)
+        state, mu = estimators.update(obs, state, k.max_wait, k.ahead, k.miss_budget)
         if state.rate is None or state.load is None or obs.arrival_rate is None or mu is None:
             n = min(math.ceil(obs.demand / k.slots), k.max_instances)
             reason = f"no rate or service measurement: {obs.demand} waiting+in-flight"
@@ -392,6 +466,20 @@ class SlaPolicy:
                 )
                 n = min(current, scaled_in)
             reason = f"{planned:.3g}/s at {1 / mu:.3g}s each for {k.goal}"
+            if mu * k.max_wait >= LOOSE_SERVICES:
+                n = self._queue_buffered(k, obs.depth, planned, mu, dispersion, budget, n)
+        # Growth headroom, a floor under every mode: the fleet carries the recent peak load
+        # grown by what all but a share p of horizons grew, at ``step_utilisation`` (where
+        # the Erlang margin for the current load already covers it, it adds nothing).
+        # Not for peaked traffic: there the level is an average over bursts and silences,
+        # and its growth is a burst's, which burst mode and the sqrt(z) margin size.
+        if dispersion <= PEAKED:
+            grown = (
+                Growth.held(state.growth) * (1.0 + state.growth.headroom) / k.grown_utilisation
+            )
+            n_grown = math.ceil(grown / k.slots - 1e-9)
+            if n_grown > n:
+                n = n_grown if n_grown < k.max_instances else k.max_instances
         terms: dict[str, Term] = {
             "mode": "burst" if in_burst else "erlang",
             "arrival_rate": planned,
@@ -400,6 +488,7 @@ class SlaPolicy:
             "erlang_slots": c_erlang,
             "backlog_slots": c_backlog,
             "dispersion": dispersion,
+            "headroom": state.growth.headroom,
         }
         if burst_until != state.burst_until or floor != state.burst_floor:
             state = state._replace(burst_until=burst_until, burst_floor=floor)

@@ -14,7 +14,9 @@ import math
 from typing import NamedTuple
 
 from autoscaler.core.model import Observation
+from autoscaler.policies.sla_growth import Growth, GrowthState
 
+STEP_DISPERSION = 2.0  # above this index of dispersion, rate jumps are bursts, not steps
 SETTLE_WINDOWS = 3.0  # level and service windows before the load's slope is learned
 
 
@@ -39,6 +41,9 @@ class SlaState(NamedTuple):
     offered: float = 0.0
     seen: float = 0.0
     started: float = 0.0  # time of the first observation
+    growth: GrowthState = GrowthState()
+    fast: float = 0.0  # short EWMA of the arrival rate (``step_window``): a step's new level
+    rise: float = 0.0  # CUSUM of the rate's excess over the level, in units of tick noise
 
 
 class Weights(NamedTuple):
@@ -49,6 +54,7 @@ class Weights(NamedTuple):
     trend: float
     dispersion: float
     budget: float
+    step: float
 
 
 class Estimators:
@@ -62,13 +68,18 @@ class Estimators:
     def __init__(
         self,
         *,
-        windows: tuple[float, float, float, float, float],
+        windows: tuple[float, float, float, float, float, float],
         service_time: float | None,
         max_dispersion: float,
         budget_boost: float,
+        step_sigma: float,
+        growth: Growth,
     ) -> None:
-        """``windows``: level, service, trend, dispersion and budget windows, in seconds."""
+        """``windows``: level, service, trend, dispersion, budget and step windows, in
+        seconds."""
         self._windows = windows
+        self._step_sigma = step_sigma
+        self._growth = growth
         self._service_time = service_time
         self._max_dispersion = max_dispersion
         self._budget_boost = budget_boost
@@ -88,13 +99,14 @@ class Estimators:
         return weights
 
     def update(
-        self, obs: Observation, state: SlaState, max_wait: float
+        self, obs: Observation, state: SlaState, max_wait: float, ahead: float, miss_budget: float
     ) -> tuple[SlaState, float | None]:
         """Advance the estimators to ``obs.time`` (a repeated or earlier time updates
-        nothing); returns the new state and the service rate per slot."""
+        nothing); returns the new state and the service rate per slot. ``ahead`` (boot +
+        interval) is the growth horizon, ``miss_budget`` is 1 - target."""
         (
             time, rate, load, slope, completions, busy, burst_until, burst_floor,
-            rate_mean, rate_sq, late, offered, seen, started,
+            rate_mean, rate_sq, late, offered, seen, started, growth, fast, rise,
         ) = state
         first = time is None
         if first:
@@ -125,24 +137,56 @@ class Estimators:
                 offered += w.budget * (r - offered)
                 seen += w.budget * (1.0 - seen)
             if rate is None or w is None:
-                rate = r
+                rate = fast = r
+                missing = 0.0
             else:
                 # Burstiness: deviations from the level the tick was forecast at; the level
                 # follows slow drifts, so only short-term peakedness remains.
                 deviation = r - rate
                 rate_mean += w.dispersion * (r - rate_mean)
                 rate_sq += w.dispersion * (deviation * deviation - rate_sq)
-                rate += w.level * deviation
+                fast += w.step * (r - fast)
+                rise = self._rise(rate, r, rise, rate_mean, rate_sq, dt)
+                if rise > self._step_sigma:
+                    rise = 0.0
+                    rate = fast if fast > rate else rate
+                else:
+                    rate += w.level * deviation
             if mu is not None:
                 new_load = rate / mu
                 if load is not None and w is not None and obs.time - started >= self._settle:
                     slope += w.trend * ((new_load - load) / dt - slope)
                 load = new_load
+                if obs.time - started >= self._settle:  # converging estimates are no growth
+                    growth = self._growth.tick(
+                        growth, obs.time, load, missing * dt, r * dt, ahead, miss_budget
+                    )
         new = SlaState._make((
             obs.time, rate, load, slope, completions, busy, burst_until, burst_floor,
-            rate_mean, rate_sq, late, offered, seen, started,
+            rate_mean, rate_sq, late, offered, seen, started, growth, fast, rise,
         ))
         return new, mu
+
+    @staticmethod
+    def _rise(level: float, r: float, rise: float, mean: float, sq: float, dt: float) -> float:
+        """Page's CUSUM of the tick's rate above the level, in units of one tick's noise
+        ``sqrt(z * level / dt)`` (counts with index of dispersion z; Poisson: 1) less a
+        slack of half a unit. The caller calls a step once it exceeds ``step_sigma`` and
+        moves the level to the short average at once: a step of s units shows after about
+        ``step_sigma / (s - 0.5)`` ticks, where the level (``level_window``) takes about a
+        window, longer than a boot can wait. Only rises: a fall costs no lateness, and the
+        guards' scale-down window would hold the capacity anyway.
+
+        Peaked traffic (z above ``STEP_DISPERSION``) has no steps to call: its jumps are
+        bursts, which the burst mode sizes."""
+        if level <= 0.0 or mean <= 1e-9:
+            return 0.0
+        z = sq * dt / mean
+        if z > STEP_DISPERSION:
+            return 0.0
+        z = z if z > 1.0 else 1.0
+        rise += (r - level) / math.sqrt(z * level / dt) - 0.5
+        return rise if rise > 0.0 else 0.0
 
     def service_rate(self, completions: float, busy: float) -> float | None:
         if busy > 1e-9 and completions > 1e-9:

@@ -60,6 +60,14 @@ class SlaParams(PolicyParams):
         le=10,
         description="shortest backlog clearing horizon, as a fraction of max_wait",
     )
+    backlog_drain: float = Field(
+        default=1 / 3,
+        ge=0,
+        le=10,
+        description="shortest backlog clearing horizon, as a fraction of the boot time: the "
+        "backlog left when capacity lands has waited a boot already, and clearing it within "
+        "seconds would order a fleet for one tick of work",
+    )
     burst_ratio: float = Field(
         default=2.0, gt=1, description="burst when the raw-rate size reaches this x current"
     )
@@ -78,4 +86,39 @@ class SlaParams(PolicyParams):
         ge=0,
         le=5,
         description="scale in only to a size that would hold this fraction more load",
+    )
+    step_window: float = Field(
+        default=5.0,
+        gt=0,
+        description="seconds of memory of the short arrival average a load step moves to",
+    )
+    step_sigma: float = Field(
+        default=6.0,
+        gt=0,
+        description="a load step: the CUSUM of the rate's excess over the level passes this "
+        "many standard deviations of one tick's noise (the level then jumps to the short "
+        "average)",
+    )
+    growth_window: float = Field(
+        default=21600.0,
+        gt=0,
+        description="seconds of memory of how much the load grows within one boot",
+    )
+    growth_share: float = Field(
+        default=1.0,
+        gt=0,
+        le=50,
+        description="headroom covers all but this multiple of the miss budget of the "
+        "horizons' growths (moved by the feedback)",
+    )
+    feedback_window: float = Field(
+        default=3600.0,
+        gt=0,
+        description="seconds of memory of the measured miss share that moves the headroom",
+    )
+    step_utilisation: float = Field(
+        default=0.95,
+        gt=0,
+        le=1,
+        description="the fleet holds the load grown by the headroom at this utilisation",
     )

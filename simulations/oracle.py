@@ -19,11 +19,16 @@ does the load that is really coming need?" with the truth instead of estimates:
   ordering for an earlier surge is useless (it arrives after the surge has started) and
   ordering for a later one is premature (the next ticks will). ``horizon`` covers the boot
   time's spread, so capacity for an instant is ordered before its latest possible boot.
+* **A backlog is drained.** Bins are sized from an empty queue, so when requests are waiting
+  (a cold start at ``capacity.min``, a stockout) the future need is at least what serves the
+  backlog left when capacity ordered now lands, plus the next bin's arrivals, within one bin:
+  the backlog is fluid (the waiting requests' work, the last ``depth`` arrivals FCFS, plus the
+  work arriving until then, less what the running slots serve meanwhile).
 * **Scale-in keeps what the near future needs.** An instance removed now cannot come back
   before ``now + boot``, so the count never drops below the largest need over ``[now, now +
   boot + interval + horizon]``, nor below the requests waiting or in flight right now.
 
-    desired = max(future need, min(current, max(near need, future need, demand / slots)))
+    desired = max(future need, drain, min(current, max(near need, demand / slots)))
 
 It goes through the same guards (stabilization, rate rules, bounds) and allocator as every
 other policy, so its cost is what perfect knowledge of the load is worth under the same
@@ -138,16 +143,41 @@ class OraclePolicy:
         end = ready + pool.interval_s + self.params.horizon
         future = self._need(ready, end, pool)
         for_now = math.ceil(ctx.obs.demand / pool.slots_per_instance)
+        drain = self._drain(ctx, ready)
+        future = max(future, drain)
         keep = max(self._need(now, end, pool), for_now)  # the window holds the future one
         desired = max(future, min(ctx.fleet.current, keep))
         return (
             Recommendation(
                 desired,
                 f"true load needs {future} from {pool.boot_time_s:g}s on, keeps {keep}",
-                {"future_need": future, "keep": keep, "for_now": for_now},
+                {"future_need": future, "keep": keep, "for_now": for_now, "drain": drain},
             ),
             None,
         )
+
+    def _drain(self, ctx: PolicyContext, ready: float) -> int:
+        """Instances that serve the known arrivals and clear the backlog left when capacity
+        ordered now lands, within one bin of landing (0 without a backlog).
+
+        Bins are sized from an empty queue, so without this a queue built before the oracle
+        could act (the cold start, a stockout) would drain only through each bin's spare
+        slots, late for as long as it takes. The backlog at landing is fluid: the work
+        waiting now (the last ``depth`` arrivals, FCFS) plus the work arriving until
+        ``ready``, less what the running slots serve meanwhile."""
+        obs, pool = ctx.obs, ctx.pool
+        if obs.depth <= 0:
+            return 0
+        slots = pool.slots_per_instance
+        edges = [obs.time, ready, ready + self.params.bin]
+        now_i, ready_i, bin_end_i = (int(x) for x in np.searchsorted(self.arrival, edges))
+        head = max(0, now_i - obs.depth)
+        served = ctx.fleet.running * slots * (ready - obs.time)
+        backlog = float(self.work[ready_i] - self.work[head]) - served
+        if backlog <= 0.0:
+            return 0
+        arriving = float(self.work[bin_end_i] - self.work[ready_i])
+        return min(pool.max_instances, math.ceil((backlog + arriving) / (slots * self.params.bin)))
 
 
 def _late(
