@@ -117,3 +117,22 @@ def test_a_value_of_the_wrong_type_is_refused() -> None:
 def test_text_that_is_not_json_is_refused() -> None:
     with pytest.raises(StateCodecError, match="not JSON"):
         StateCodec().loads(b"\x80\x04\x95 a pickle")
+
+
+class Inner(NamedTuple):
+    x: float = 0.0
+
+
+class Outer(NamedTuple):
+    inner: Inner = Inner()
+    history: tuple[Inner, ...] = ()
+
+
+def test_state_types_nested_in_a_registered_one_are_registered_through_its_annotations() -> None:
+    """A policy's state may hold other named tuples (``sla`` holds its growth learner's) without
+    listing them: what the annotations name is registered, and nothing else."""
+    codec = StateCodec([Outer])
+    state = ControllerState(Outer(Inner(1.5), (Inner(-math.inf),)), GuardState())
+    assert codec.loads(codec.dumps(state)) == state
+    with pytest.raises(StateCodecError, match="not a registered state type"):
+        StateCodec().encode(ControllerState(Outer(), GuardState()))

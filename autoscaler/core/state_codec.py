@@ -53,6 +53,13 @@ def is_state_type(cls: type) -> bool:
     )
 
 
+def _state_types_in(hint: Any) -> list[type]:
+    """The named tuples and dataclasses an annotation mentions (in unions and containers)."""
+    if isinstance(hint, type) and is_state_type(hint):
+        return [hint]
+    return [t for arg in typing.get_args(hint) for t in _state_types_in(arg)]
+
+
 class StateCodec:
     """Encodes and decodes controller state made of registered named tuples and dataclasses.
 
@@ -70,8 +77,12 @@ class StateCodec:
             self.register(cls)
 
     def register(self, cls: type) -> None:
+        """Register ``cls`` and, through its annotations, the state types nested in it (a
+        policy's state that holds another named tuple need not list that one)."""
         if not isinstance(cls, type) or not is_state_type(cls):
             raise StateCodecError(f"only named tuples and dataclasses are state types: {cls!r}")
+        if cls in self._layout:
+            return
         self._by_name[type_name(cls)] = cls
         self._layout[cls] = (type_name(cls), _fields(cls), not dataclasses.is_dataclass(cls))
         try:
@@ -79,6 +90,9 @@ class StateCodec:
         except Exception:  # unresolvable annotations: fields are checked by name only
             hints = None
         self._hints[cls] = hints
+        for hint in (hints or {}).values():
+            for nested in _state_types_in(hint):
+                self.register(nested)
 
     # ------------------------------------------------------------------ encode
 
