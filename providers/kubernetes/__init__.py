@@ -22,6 +22,7 @@ chooses scale-in victims, not this adapter.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
@@ -39,6 +40,15 @@ DEFAULT_PENDING_TIMEOUT_S = 300.0
 EXTRA = "kubernetes"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+def sdk_missing() -> str | None:
+    """Why the SDK cannot be used (the extra to install), or None. Looks it up without
+    importing it (~0.5 s), so `validate` refuses what `run` would refuse, cheaply."""
+    if importlib.util.find_spec("kubernetes_asyncio") is None:
+        return (f"the kubernetes provider needs kubernetes-asyncio: "
+                f"pip install 'queue-autoscaler[{EXTRA}]'")
+    return None
 
 
 class KubernetesAccountSettings(BaseModel):
@@ -113,14 +123,18 @@ class KubernetesProvider:
     def check_group(cls, group: ManagedGroup, account: BaseModel) -> Sequence[tuple[str, str]]:
         if not isinstance(group.settings, KubernetesGroupSettings):
             return [("", "kubernetes provider settings expected")]
-        return []
+        missing = sdk_missing()
+        return [("", missing)] if missing else []
 
     @classmethod
     def client(
         cls, account: AccountSpec, groups: Sequence[ManagedGroup], clock: Clock
     ) -> KubernetesClient:
-        # The SDK is imported when the client starts, not here: `validate` and the simulator
-        # never pay for it, and a missing extra is reported by `start` naming the extra.
+        # The SDK is imported when the client starts, not here: building the daemon stays
+        # fast; a missing extra refuses the build (`run` exits 2) naming the extra.
+        missing = sdk_missing()
+        if missing:
+            raise ValueError(missing)
         from autoscaler.providers.kubernetes.client import KubernetesClient
 
         return KubernetesClient(account, groups, clock)

@@ -40,11 +40,6 @@ FIELD_MANAGER = "queue-autoscaler"
 log = structlog.get_logger("autoscaler.providers.kubernetes")
 
 
-def missing_sdk_message() -> str:
-    return (f"the kubernetes provider needs kubernetes-asyncio: "
-            f"pip install 'queue-autoscaler[{EXTRA}]'")
-
-
 @dataclass(eq=False)
 class _Group:
     id: GroupId
@@ -99,14 +94,16 @@ class KubernetesClient:
             from kubernetes_asyncio import client as k8s
             from kubernetes_asyncio import config as k8s_config
         except ImportError as exc:
-            raise ProviderError(missing_sdk_message(), account=self.account,
+            raise ProviderError(f"the kubernetes provider needs kubernetes-asyncio: pip "
+                                f"install 'queue-autoscaler[{EXTRA}]'", account=self.account,
                                 operation="start") from exc
         configuration = k8s.Configuration()
         s = self._settings
         try:
             if s.kubeconfig is None and s.context is None and os.environ.get(
                     "KUBERNETES_SERVICE_HOST"):
-                k8s_config.load_incluster_config(client_configuration=configuration)
+                k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+                    client_configuration=configuration)
                 source = "in-cluster"
             else:
                 await k8s_config.load_kube_config(

@@ -53,7 +53,14 @@ def retry_after(headers: Mapping[str, str] | None) -> float | None:
 
 
 def map_error(exc: BaseException, *, account: str, group: str, operation: str) -> ProviderError:
-    """The one class of our tree for a failure of a Kubernetes API call."""
+    """The one class of our tree for a failure of a Kubernetes API call, chained to it (also
+    when a describe returns the error for its group instead of raising it)."""
+    error = _classify(exc, account=account, group=group, operation=operation)
+    error.__cause__ = exc
+    return error
+
+
+def _classify(exc: BaseException, *, account: str, group: str, operation: str) -> ProviderError:
     where: dict[str, Any] = {"account": account, "group": group, "operation": operation}
     status = getattr(exc, "status", None)
     if isinstance(status, int) and status > 0:
