@@ -26,13 +26,13 @@ from autoscaler.core.model import GroupState, Market
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.errors import Denied, NotFound, ProviderError
 from autoscaler.ports.provider import AccountSpec, GroupId, ManagedGroup
-from autoscaler.providers.kubernetes import (
+from autoscaler.providers.kubernetes.errors import map_error
+from autoscaler.providers.kubernetes.pods import PodView, UnschedulableTracker, count_pods
+from autoscaler.providers.kubernetes.settings import (
     EXTRA,
     KubernetesAccountSettings,
     KubernetesGroupSettings,
 )
-from autoscaler.providers.kubernetes.errors import map_error
-from autoscaler.providers.kubernetes.pods import PodView, UnschedulableTracker, count_pods
 
 MAX_CONCURRENT_CALLS = 8
 FIELD_MANAGER = "queue-autoscaler"
