@@ -248,3 +248,42 @@ def test_a_missing_sdk_is_refused_naming_the_extra(tmp_path: Path) -> None:
                           timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "pip install 'queue-autoscaler[kubernetes]'" in done.stdout + done.stderr
+
+
+async def test_a_burst_of_429_is_retried_after_retry_after_and_applied_once(
+    api: FakeKubeApi, kubeconfig_file: Path, registries: dict[str, Registry[Any]],
+) -> None:
+    """Three throttled PATCHes, then accepted: one change, one scale action, each retry at
+    least Retry-After later (the daemon's loop clock; small values keep the test short)."""
+    from autoscaler.runtime.actuator import RetryPolicy
+    from autoscaler.runtime.metrics import PrometheusTelemetry
+
+    spot = api.add("serving", "deployments", "chat-spot")
+    api.add("serving", "statefulsets", "chat-od")
+    queue = reset_queue("k8s-429")
+    for _ in range(3):
+        queue.put(0.0, 1.0)
+    config = parse_config(CONFIG.format(kubeconfig=kubeconfig_file, queue="k8s-429"),
+                          registries=registries)
+    telemetry = PrometheusTelemetry()
+    daemon = Daemon.build(config, registries=registries, telemetry=telemetry)
+    daemon.loop.retry = RetryPolicy(base_s=0.01, cap_s=0.02)
+    await daemon.start()
+    try:
+        [first] = await daemon.loop.tick()
+        assert first.decision is not None and first.decision.targets["spot"] == 3
+        api.fail_next(429, count=3, headers={"Retry-After": "0.05"})
+        with capture_logs() as logs:
+            await daemon.loop.settle()
+        failed = [e for e in logs if e["event"] == "resize_failed"]
+        assert [e["error_class"] for e in failed] == ["throttled"] * 3
+        assert all(e["retry_in_s"] >= 0.05 for e in failed)
+        patches = [r for r in api.requests if r[0] == "PATCH"]
+        assert len(patches) == 4 and (spot.replicas, spot.patches) == (3, 1)
+        [second] = await daemon.loop.tick()  # the fleet now says 3: nothing more to do
+        await daemon.loop.settle()
+        assert not second.changed and spot.patches == 1
+        assert telemetry.registry.get_sample_value(
+            "autoscaler_scale_actions_total", {"pool": "chat", "direction": "up"}) == 1
+    finally:
+        await daemon.close(0.0)
