@@ -287,3 +287,36 @@ async def test_a_burst_of_429_is_retried_after_retry_after_and_applied_once(
             "autoscaler_scale_actions_total", {"pool": "chat", "direction": "up"}) == 1
     finally:
         await daemon.close(0.0)
+
+
+async def test_the_shipped_role_grants_exactly_what_the_client_calls(
+    api: FakeKubeApi, open_client: Callable[..., Any],
+) -> None:
+    """deploy/kubernetes/rbac.yaml grants get+patch on the scale subresources and list on pods,
+    nothing more (least privilege), and that is exactly what describe and resize use."""
+    import yaml
+
+    api.add("serving", "deployments", "d")
+    api.add("serving", "statefulsets", "s")
+    client = await open_client([("spot", {"namespace": "serving", "deployment": "d"}),
+                                ("od", {"namespace": "serving", "statefulset": "s"})])
+    for gid in (SPOT, GroupId("p", "od")):
+        await client.resize(gid, 1, "r")
+        await state_of(client, gid)
+    verbs = {"GET": "get", "PATCH": "patch"}
+    used = set()
+    for method, path in api.requests:
+        parts = path.strip("/").split("/")
+        if parts[0] == "api":  # /api/v1/namespaces/NS/pods
+            used.add(("", parts[4], "list"))
+        else:  # /apis/apps/v1/namespaces/NS/RESOURCE/NAME/scale
+            used.add(("apps", f"{parts[5]}/{parts[7]}", verbs[method]))
+    root = Path(__file__).resolve().parents[2]
+    docs = list(yaml.safe_load_all((root / "deploy/kubernetes/rbac.yaml").read_text()))
+    [role] = [d for d in docs if d["kind"] == "Role"]
+    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"]
+               for r in rule["resources"] for v in rule["verbs"]}
+    assert granted == used
+    keda = yaml.safe_load((root / "deploy/kubernetes/keda-scaledobject.yaml").read_text())
+    [trigger] = keda["spec"]["triggers"]
+    assert trigger["type"] == "external" and trigger["metadata"]["pool"] == "chat"
