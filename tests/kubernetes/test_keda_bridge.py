@@ -256,3 +256,25 @@ pools:
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert f"--listen 127.0.0.1:{port}" in done.stderr
 
+
+
+async def test_a_pool_whose_ticks_fail_serves_its_last_value_then_unavailable(
+    bridge: tuple[KedaBridge, KedaClient], api: FakeKubeApi, clock: ManualClock,
+) -> None:
+    b, keda = bridge
+    queue = reset_queue("keda-chat")
+    for _ in range(2):
+        queue.put(clock.wall(), 1.0)
+    await b.tick()
+    await api.stop()  # the cluster's API goes away: the fleet cannot be described
+    clock.advance(10)
+    [tick] = await b.tick()
+    assert tick.decision is None and tick.errors
+    assert await keda.metrics("chat", "m") == [("m", 2, 2.0)]  # the last value, still fresh
+    clock.advance(b.board.stale_after_s)
+    await b.tick()
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await keda.metrics("chat", "m")
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE  # KEDA's fallback applies
+    details = str(info.value.details())
+    assert "last decision is" in details and "describe" in details
