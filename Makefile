@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench lint clean keda-stubs
 
 # autoscaler/{policies,providers,simulations} link to the top-level folders; ruff does not
 # follow links, so the folders are named once each.
@@ -19,7 +19,7 @@ $(BIN)/python:
 BUILT_FROM := setup.py $(wildcard simulations/*.c simulations/*.h)
 
 $(STAMP): pyproject.toml $(BUILT_FROM) | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,kubernetes,keda]'
 	touch $(STAMP)
 
 ## Run the whole loop for about a minute on the embedded default (memory queue, local fleet).
@@ -41,6 +41,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+## Regenerate the committed KEDA external-scaler messages from their .proto (grpcio-tools).
+KEDA_DIR := autoscaler/runtime/keda
+keda-stubs: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I$(KEDA_DIR) --python_out=$(KEDA_DIR) \
+		--pyi_out=$(KEDA_DIR) $(KEDA_DIR)/externalscaler.proto
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
