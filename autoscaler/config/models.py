@@ -302,7 +302,8 @@ class StockoutWindow(Strict):
 
 
 class GroupSimulation(Strict):
-    """Simulator-only behaviour of a group (ignored by the daemon): spot preemptions, stockouts.
+    """Simulator-only behaviour of a group (ignored by the daemon): spot preemptions, stockouts,
+    stalled boots.
 
     Preemptions are a Poisson process per instance-hour; after ``preemption_notice`` the
     instance is gone and requests still in flight on it are re-queued at the head of the queue.
@@ -311,6 +312,10 @@ class GroupSimulation(Strict):
     preemptions_per_hour: float = Field(default=0.0, ge=0)
     preemption_notice: Duration = 120.0
     stockouts: tuple[StockoutWindow, ...] = ()
+    boot_stalls: tuple[StockoutWindow, ...] = ()
+    """Windows in which launches are accepted but do not come up until the window ends (then
+    boot as usual): a cloud that takes instances it cannot provision, which only
+    ``capacity.boot_timeout`` catches."""
 
 
 class GroupConfig(Strict):
