@@ -164,6 +164,23 @@ async def test_preempted_spot_is_replaced_and_a_stockout_falls_back_then_returns
     await daemon.close(1.0)
 
 
+async def test_instances_a_cloud_evicts_from_the_group_are_asked_back(
+    registries: dict[str, Registry[Any]],
+) -> None:
+    backlog(4)
+    daemon = Daemon.build(config(registries), registries=registries)
+    await daemon.start()
+    a, b = FakeProvider.clients["cloud-a"], FakeProvider.clients["cloud-b"]
+    await run_ticks(daemon, 12)
+    assert a.preempt(SPOT, 2, shrink=True) == 2 and a.groups[SPOT].desired == 2
+    ticks = await run_ticks(daemon, 1)
+    assert ticks[0].submitted == ("spot",)  # the described size differs from the target
+    assert a.groups[SPOT].desired == 4 and b.groups[OD].desired == 0
+    await run_ticks(daemon, 11)
+    assert len(a.live(SPOT)) == 4
+    await daemon.close(1.0)
+
+
 async def test_on_demand_base_and_group_floor_reach_the_groups(
     registries: dict[str, Registry[Any]],
 ) -> None:

@@ -10,8 +10,9 @@ group never delays another pool. Each actuator:
 - retries by class of error (``autoscaler.ports.errors``): exponential backoff with jitter for
   ``Transient``/``Conflict``/unclassified, at least ``retry_after_s`` for ``Throttled``, a long
   backoff logged once per change for ``Denied``/``NotFound``; ``CapacityUnavailable`` is not
-  retried but holds the group unavailable (with the reason) in ``Unavailability``, so the next
-  decision's allocator moves the shortfall to the next group;
+  retried but holds the group unavailable (with the reason) in ``Unavailability``, and its
+  outcome makes the loop re-allocate the pool's decision at once, so the shortfall lands on
+  the next group without waiting for the next tick;
 - reports every final outcome through a callback; the loop (never this task) folds successes
   into controller state.
 

@@ -7,6 +7,12 @@ not be described is skipped for this tick: we never act on unknown fleet state.
 
 Controller state is owned by this loop: actuators report outcomes, and the next tick (or
 ``settle``) folds each accepted decision in with ``PoolController.applied``.
+
+Spot fallback: groups that report failed launches, refuse a resize with
+``CapacityUnavailable`` or keep instances booting past the pool's ``boot_timeout`` are held
+unavailable (``autoscaler.core.availability``); the allocator then gives their shortfall to
+the next group in the same tick (a refused resize re-allocates the last decision at once,
+without re-running the policy or the guards).
 """
 
 from __future__ import annotations
