@@ -32,6 +32,7 @@ from autoscaler.config.providers import (
     record_account_kinds,
     resolve_kind,
 )
+from autoscaler.config.spot import check_spot_knobs
 from autoscaler.config.yaml_lines import ConfigFileError, LocatedDocument, load_yaml, parse_yaml
 from autoscaler.core.model import Market
 from autoscaler.registry import (
@@ -400,34 +401,9 @@ class PoolConfig(Strict):
                 f"the groups' max sizes add up to {sum(m or 0 for m in bounded)}, "
                 f"below capacity.min ({self.capacity.min})"
             )
-        self._spot_knobs()
+        check_spot_knobs(self)
         return self
 
-    def _spot_knobs(self) -> None:
-        """Group floors and the on-demand base must be reachable within the pool's bounds."""
-        floors = sum(g.min for g in self.groups)
-        if floors > self.capacity.min:
-            raise field_error(
-                "pool", ("capacity", "min"),
-                f"must cover the groups' min sizes (they add up to {floors}): the pool "
-                f"could never shrink to {self.capacity.min}", self.capacity.min,
-            )
-        base = self.capacity.on_demand_base
-        if base == 0:
-            return
-        on_demand = [g for g in self.groups if g.market == Market.ON_DEMAND]
-        if not on_demand:
-            raise field_error(
-                "pool", ("capacity", "on_demand_base"),
-                "needs at least one group with market: on-demand", base,
-            )
-        limits = [g.max for g in on_demand]
-        if all(m is not None for m in limits) and sum(m or 0 for m in limits) < base:
-            raise field_error(
-                "pool", ("capacity", "on_demand_base"),
-                f"exceeds what the on-demand groups can hold (their max sizes add up to "
-                f"{sum(m or 0 for m in limits)})", base,
-            )
 
 
 class Config(Strict):
