@@ -230,3 +230,14 @@ def test_boot_watch_times_the_wait_since_the_last_progress() -> None:
     assert reason is not None and "1 instance(s) not running after 30s" in reason
     assert watch.observe("g", state(0, 3, pending=1), 60.0) is None  # once per timeout
     assert watch.observe("g", state(0, 4), 61.0) is None
+
+
+def test_validate_summary_shows_the_spot_knobs(registries: dict[str, Registry[Any]]) -> None:
+    from autoscaler.cli.validate import summarize
+
+    cfg = config(registries, capacity=", min: 1, on_demand_base: 1, boot_timeout: 45s",
+                 od=", min: 1")
+    line = summarize(cfg)[1]
+    assert "boot 10s, boot timeout 45s, on-demand base 1;" in line
+    assert "od (cloud-b, on-demand, $4/h, min 1)" in line
+    assert "boot timeout 30s" in summarize(config(registries))[1]  # 3 x boot_time
