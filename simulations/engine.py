@@ -228,13 +228,14 @@ class _Loop:
 
     def tick(self, t: float, state: Any) -> Any:
         obs = self.observe(t)
-        fleet_state = self.fleet.state(t)
+        fleet_state = self.fleet.view(t)
         decision, state = self.controller.decide(obs, fleet_state, state)
         if decision.changes(fleet_state):
             self.actions += 1
-        for g, runtime in enumerate(self.fleet.groups):
-            runtime.desired = int(decision.targets.get(runtime.config.name, runtime.desired))
-            self.fleet.reconcile(g, t)
+        if self.fleet.actuate(decision.targets, t):
+            # A launch failed just now: the shortfall moves in this tick, like the daemon's.
+            moved = self.controller.allocator.allocate(decision.desired, self.fleet.view(t))
+            self.fleet.actuate(moved, t)
         # The simulated fleet takes every target at once, so every decision is applied.
         state = self.controller.applied(state, decision)
         self.record_fleet(t)

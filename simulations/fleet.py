@@ -34,11 +34,13 @@ from __future__ import annotations
 import heapq
 import math
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from autoscaler.config.models import GroupConfig, PoolConfig, StockoutWindow
+from autoscaler.core.availability import BootWatch, Holds, overlay
 from autoscaler.core.model import FleetState, GroupState, scale_in_key
 from autoscaler.simulations import kernel
 from autoscaler.simulations.kernel import F64, I8, I64
@@ -169,6 +171,13 @@ class GroupRuntime:
     stocked_out: StockoutWindow | None = None
     """The stockout window a launch has failed in, once one has: what the provider knows."""
 
+    def stall_end(self, t: float) -> float | None:
+        """The end of the boot-stall window ``t`` falls in, if any."""
+        for window in self.config.simulation.boot_stalls:
+            if window.start <= t < window.end:
+                return float(window.end)
+        return None
+
     def stockout(self, t: float) -> StockoutWindow | None:
         """The configured window ``t`` falls in, if any: launches fail inside it."""
         for window in self.config.simulation.stockouts:
@@ -206,6 +215,12 @@ class SimFleet:
             if rate > 0:
                 runtime.ordinals = Ordinals(rate, seed, runtime.config.name)
         self.preempted: list[Preemption] = []
+        # The daemon's view of availability, shared code: capacity holds with their backoff
+        # and the boot watchdog (``autoscaler.core.availability``), keyed by group name.
+        self.holds: Holds[str] = Holds()
+        timeout = pool.capacity.boot_timeout_s
+        self.watch: BootWatch[str] | None = BootWatch(timeout) if timeout is not None else None
+        self.boot_timeouts = 0
         self.instances: dict[int, Instance] = {}
         self.by_uid: dict[int, Instance] = {}
         self.free: list[int] = []
@@ -279,6 +294,9 @@ class SimFleet:
         boot = 0.0 if warm else self.boot_time
         if not warm and self.boot_spread > 0:
             boot += self._boot_offset(t)
+        stall = None if warm else runtime.stall_end(t)
+        if stall is not None:
+            boot += stall - t  # comes up a boot after the stall ends
         self._seq += 1
         inst = Instance(index, group, t, t + boot, uid=self._seq)
         self.instances[index] = inst
@@ -449,7 +467,29 @@ class SimFleet:
             )
         return FleetState(tuple(groups))
 
+    def view(self, t: float) -> FleetState:
+        """What the controller decides on: ``state`` with the capacity holds laid over, as the
+        daemon's loop does (a group that reports failed launches, or whose instances stay
+        booting past ``capacity.boot_timeout``, is held unavailable with the 60 s doubling
+        backoff)."""
+        raw = self.state(t)
+        fleet, marked = overlay([(g.name, g) for g in raw.groups], t, self.holds, self.watch)
+        self.boot_timeouts += sum(1 for m in marked if m.cause == "boot_timeout")
+        return fleet
+
     # ------------------------------------------------------------------ actuation
+
+    def actuate(self, targets: Mapping[str, int], t: float) -> bool:
+        """Set every group's desired size and reconcile; True when a group that was available
+        had a launch fail just now (the engine then moves its shortfall in the same tick, as
+        the daemon does on a refused resize)."""
+        failed = False
+        for g, runtime in enumerate(self.groups):
+            runtime.desired = int(targets.get(runtime.config.name, runtime.desired))
+            before = runtime.stocked_out
+            self.reconcile(g, t)
+            failed = failed or (before is None and runtime.stocked_out is not None)
+        return failed
 
     def reconcile(self, group: int, t: float) -> None:
         """Move the group towards its desired size, as an Auto Scaling group would.

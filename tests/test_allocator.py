@@ -116,3 +116,87 @@ def test_a_real_scale_in_is_not_held_back() -> None:
         GroupState("od", Market.ON_DEMAND, 2, 0, 2),
     ))
     assert Allocator(groups).allocate(3, fleet) == {"spot": 3, "od": 0}
+
+
+def _spec(name: str, market: Market, price: float, *, min_: int = 0,
+          max_: int | None = None) -> GroupSpec:
+    return GroupSpec(name, market, price, max_, min_)
+
+
+SPOT_OD = [
+    _spec("spot", Market.SPOT, 1.0),
+    _spec("od-b", Market.ON_DEMAND, 5.0),
+    _spec("od-a", Market.ON_DEMAND, 4.0, max_=2),
+]
+
+
+def _empty(groups: list[GroupSpec], **unavailable: bool) -> FleetState:
+    return FleetState(tuple(
+        GroupState(g.name, g.market, 0, 0, 0, available=not unavailable.get(
+            g.name.replace("-", "_"), False))
+        for g in groups
+    ))
+
+
+def test_on_demand_base_fills_on_demand_first_and_is_not_counted_toward_spot() -> None:
+    allocator = Allocator(SPOT_OD, on_demand_base=3)
+    # Below the base everything is on-demand, cheapest on-demand group first.
+    assert allocator.allocate(2, _empty(SPOT_OD)) == {"spot": 0, "od-a": 2, "od-b": 0}
+    assert allocator.allocate(3, _empty(SPOT_OD)) == {"spot": 0, "od-a": 2, "od-b": 1}
+    # Above it, the rest goes spot first.
+    assert allocator.allocate(10, _empty(SPOT_OD)) == {"spot": 7, "od-a": 2, "od-b": 1}
+
+
+def test_on_demand_base_that_on_demand_cannot_take_goes_to_spot() -> None:
+    allocator = Allocator(SPOT_OD, on_demand_base=3)
+    fleet = _empty(SPOT_OD, od_a=True, od_b=True)  # both on-demand groups failing launches
+    targets = allocator.allocate(5, fleet)
+    assert targets["spot"] == 5 and sum(targets.values()) == 5
+
+
+def test_group_min_is_a_floor_even_when_spot_is_unavailable() -> None:
+    groups = [_spec("spot", Market.SPOT, 1.0, min_=1), _spec("od", Market.ON_DEMAND, 4.0, min_=1)]
+    allocator = Allocator(groups)
+    assert allocator.allocate(2, _empty(groups)) == {"spot": 1, "od": 1}
+    assert allocator.allocate(5, _empty(groups)) == {"spot": 4, "od": 1}
+    # spot stocked out with nothing running: its floor is still asked for, the rest moves.
+    assert allocator.allocate(5, _empty(groups, spot=True)) == {"spot": 1, "od": 4}
+
+
+def test_on_demand_floors_count_toward_the_base() -> None:
+    groups = [_spec("spot", Market.SPOT, 1.0), _spec("od", Market.ON_DEMAND, 4.0, min_=2)]
+    assert Allocator(groups, on_demand_base=3).allocate(6, _empty(groups)) == {
+        "spot": 3, "od": 3}
+    assert Allocator(groups, on_demand_base=1).allocate(6, _empty(groups)) == {
+        "spot": 4, "od": 2}
+
+
+def test_return_to_spot_with_a_base_keeps_on_demand_until_spot_runs() -> None:
+    groups = [_spec("spot", Market.SPOT, 1.0), _spec("od", Market.ON_DEMAND, 4.0)]
+    allocator = Allocator(groups, on_demand_base=1)
+    returned = FleetState((
+        GroupState("spot", Market.SPOT, 0, 0, 0),
+        GroupState("od", Market.ON_DEMAND, 4, 0, 4),
+    ))
+    assert allocator.allocate(4, returned) == {"spot": 3, "od": 4}
+    ready = FleetState((
+        GroupState("spot", Market.SPOT, 3, 0, 3),
+        GroupState("od", Market.ON_DEMAND, 4, 0, 4),
+    ))
+    assert allocator.allocate(4, ready) == {"spot": 3, "od": 1}
+
+
+@given(st.integers(min_value=0, max_value=60), st.integers(min_value=0, max_value=6),
+       st.booleans(), st.booleans(), st.integers(min_value=0, max_value=3))
+def test_floors_base_and_limits_hold_together(
+    desired: int, base: int, spot_ok: bool, od_ok: bool, floor: int,
+) -> None:
+    groups = [_spec("spot", Market.SPOT, 1.0, min_=floor, max_=20),
+              _spec("od", Market.ON_DEMAND, 4.0, min_=floor)]
+    targets = Allocator(groups, on_demand_base=base).allocate(
+        desired, _empty(groups, spot=not spot_ok, od=not od_ok))
+    assert targets["spot"] >= floor and targets["od"] >= floor
+    assert targets["spot"] <= 20
+    assert sum(targets.values()) == max(desired, 2 * floor)
+    if od_ok:  # the base is honoured whenever on-demand can launch (after spot's floor)
+        assert targets["od"] >= min(base, desired - floor)

@@ -32,14 +32,19 @@ def summarize(config: Config) -> list[str]:
              f"metrics on {config.controller.metrics_address}"]
     for pool in config.pools:
         groups = ", ".join(
-            f"{g.name} ({g.provider}, {g.market.value}, ${g.hourly_price:g}/h)" for g in pool.groups
+            f"{g.name} ({g.provider}, {g.market.value}, ${g.hourly_price:g}/h"
+            f"{f', min {g.min}' if g.min else ''})" for g in pool.groups
         )
+        timeout = pool.capacity.boot_timeout_s
+        spot = f", boot timeout {format_duration(timeout)}" if timeout is not None else ""
+        if pool.capacity.on_demand_base:
+            spot += f", on-demand base {pool.capacity.on_demand_base}"
         lines.append(
             f"pool {pool.name}: queue {pool.queue.kind}; "
             f"SLA {pool.sla.target:.2%} within {format_duration(pool.sla.max_wait)}; "
             f"{pool.capacity.min}..{pool.capacity.max} instances x "
             f"{pool.capacity.slots_per_instance} slots, "
-            f"boot {format_duration(pool.capacity.boot_time)}; "
+            f"boot {format_duration(pool.capacity.boot_time)}{spot}; "
             f"policy {pool.policy.kind}; groups: {groups}"
         )
     return lines

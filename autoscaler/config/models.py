@@ -33,6 +33,7 @@ from autoscaler.config.providers import (
     record_account_kinds,
     resolve_kind,
 )
+from autoscaler.config.spot import check_spot_knobs
 from autoscaler.config.yaml_lines import ConfigFileError, LocatedDocument, load_yaml, parse_yaml
 from autoscaler.core.model import Market
 from autoscaler.registry import (
@@ -131,12 +132,24 @@ class SlaConfig(Strict):
 
 
 class CapacityConfig(Strict):
+    """Bounds of the pool's total, what an instance holds, and the spot-fallback knobs.
+
+    ``on_demand_base``: the first instances of the desired total always go on on-demand
+    groups (never counted toward spot); it does not raise the total (``min`` does).
+    ``boot_timeout``: a group whose instances stay booting or pending longer is held
+    unavailable (the capacity-failure backoff) and its shortfall moves to the next group;
+    default 3 x ``boot_time``, none when ``boot_time`` is 0 (an instant boot has nothing to
+    time out).
+    """
+
     min: int = Field(default=0, ge=0)
     max: int = Field(ge=1)
     initial: int | None = Field(default=None, ge=0)
     slots_per_instance: int = Field(default=1, ge=1, le=4096)
     boot_time: Duration = 0.0
     boot_time_spread: Duration = 0.0
+    on_demand_base: int = Field(default=0, ge=0)
+    boot_timeout: Duration | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> CapacityConfig:
@@ -152,11 +165,30 @@ class CapacityConfig(Strict):
                 "capacity", ("boot_time_spread",), "must not exceed boot_time",
                 self.boot_time_spread,
             )
+        if self.on_demand_base > self.max:
+            raise field_error(
+                "capacity", ("on_demand_base",), f"must not exceed max ({self.max})",
+                self.on_demand_base,
+            )
+        slowest = self.boot_time + self.boot_time_spread
+        if self.boot_timeout is not None and self.boot_timeout <= slowest:
+            raise field_error(
+                "capacity", ("boot_timeout",),
+                f"must exceed the slowest normal boot (boot_time + boot_time_spread = "
+                f"{slowest:g}s), or every boot would time out", self.boot_timeout,
+            )
         return self
 
     @property
     def initial_instances(self) -> int:
         return self.min if self.initial is None else self.initial
+
+    @property
+    def boot_timeout_s(self) -> float | None:
+        """The effective boot timeout: the configured one, else 3 x boot_time (None: none)."""
+        if self.boot_timeout is not None:
+            return float(self.boot_timeout)
+        return 3.0 * float(self.boot_time) if self.boot_time > 0 else None
 
 
 class PolicyBlock(Strict):
@@ -272,7 +304,8 @@ class StockoutWindow(Strict):
 
 
 class GroupSimulation(Strict):
-    """Simulator-only behaviour of a group (ignored by the daemon): spot preemptions, stockouts.
+    """Simulator-only behaviour of a group (ignored by the daemon): spot preemptions, stockouts,
+    stalled boots.
 
     Preemptions are a Poisson process per instance-hour; after ``preemption_notice`` the
     instance is gone and requests still in flight on it are re-queued at the head of the queue.
@@ -281,6 +314,10 @@ class GroupSimulation(Strict):
     preemptions_per_hour: float = Field(default=0.0, ge=0)
     preemption_notice: Duration = 120.0
     stockouts: tuple[StockoutWindow, ...] = ()
+    boot_stalls: tuple[StockoutWindow, ...] = ()
+    """Windows in which launches are accepted but do not come up until the window ends (then
+    boot as usual): a cloud that takes instances it cannot provision, which only
+    ``capacity.boot_timeout`` catches."""
 
 
 class GroupConfig(Strict):
@@ -292,6 +329,7 @@ class GroupConfig(Strict):
     kind: str
     market: Market = Market.ON_DEMAND
     hourly_price: float = Field(default=0.0, ge=0)
+    min: int = Field(default=0, ge=0)
     max: int | None = Field(default=None, ge=0)
     simulation: GroupSimulation = Field(default_factory=GroupSimulation)
     settings: BaseModel
@@ -301,7 +339,7 @@ class GroupConfig(Strict):
     def _resolve(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             raise ValueError("must be a mapping")
-        keys = ("name", "market", "hourly_price", "max", "simulation")
+        keys = ("name", "market", "hourly_price", "min", "max", "simulation")
         common = {k: data[k] for k in keys if k in data}
         rest = {k: v for k, v in data.items() if k not in common and k != "provider"}
         if "kind" in rest:
@@ -320,6 +358,13 @@ class GroupConfig(Strict):
             raise field_error("group", ("provider",), str(exc), account) from None
         block = plugin_block({"kind": kind, **rest}, info, "providers", "kind", "GroupSettings")
         return {**common, "provider": account, **block}
+
+    @model_validator(mode="after")
+    def _min_within_max(self) -> GroupConfig:
+        if self.max is not None and self.min > self.max:
+            raise field_error("group", ("min",), f"must not exceed the group's max ({self.max})",
+                              self.min)
+        return self
 
 
 def _first_repeat(names: Iterable[str]) -> tuple[int, str] | None:
@@ -357,7 +402,9 @@ class PoolConfig(Strict):
                 f"the groups' max sizes add up to {sum(m or 0 for m in bounded)}, "
                 f"below capacity.min ({self.capacity.min})"
             )
+        check_spot_knobs(self)
         return self
+
 
 
 class Config(Strict):

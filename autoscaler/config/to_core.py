@@ -60,11 +60,13 @@ def capacity_spec(capacity: CapacityConfig) -> CapacitySpec:
         slots_per_instance=capacity.slots_per_instance,
         boot_time_s=float(capacity.boot_time),
         initial=capacity.initial_instances,
+        on_demand_base=capacity.on_demand_base,
+        boot_timeout_s=capacity.boot_timeout_s,
     )
 
 
 def group_spec(group: GroupConfig) -> GroupSpec:
-    return GroupSpec(group.name, group.market, group.hourly_price, group.max)
+    return GroupSpec(group.name, group.market, group.hourly_price, group.max, group.min)
 
 
 def pool_spec(pool: PoolConfig, interval_s: float) -> PoolSpec:

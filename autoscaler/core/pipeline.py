@@ -44,7 +44,7 @@ class PoolController:
         self.guards = Guards(
             spec.capacity, spec.behavior, measure_grace_s=2.0 * spec.interval_s
         )
-        self.allocator = Allocator(spec.groups)
+        self.allocator = Allocator(spec.groups, spec.capacity.on_demand_base)
         self._name = spec.name  # read every tick: a plain attribute
 
     def initial_state(self) -> ControllerState:

@@ -59,13 +59,20 @@ class BehaviorSpec:
 
 @dataclass(frozen=True, slots=True)
 class CapacitySpec:
-    """Hard bounds and what one instance holds."""
+    """Hard bounds and what one instance holds.
+
+    ``on_demand_base``: the first instances of the desired total always go on on-demand groups
+    (never counted toward spot). ``boot_timeout_s``: a group whose instances stay booting (or
+    pending) longer is held unavailable like a capacity failure; None: never.
+    """
 
     max: int
     min: int = 0
     slots_per_instance: int = 1
     boot_time_s: float = 0.0
     initial: int = 0
+    on_demand_base: int = 0
+    boot_timeout_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +85,14 @@ class SlaSpec:
 
 @dataclass(frozen=True, slots=True)
 class GroupSpec:
-    """One instance group as the allocator sees it (``max`` None: unbounded)."""
+    """One instance group as the allocator sees it (``max`` None: unbounded; ``min``: a floor
+    its target never goes below, whatever the pool's desired total)."""
 
     name: str
     market: Market = Market.ON_DEMAND
     hourly_price: float = 0.0
     max: int | None = None
+    min: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,9 @@ group never delays another pool. Each actuator:
 - retries by class of error (``autoscaler.ports.errors``): exponential backoff with jitter for
   ``Transient``/``Conflict``/unclassified, at least ``retry_after_s`` for ``Throttled``, a long
   backoff logged once per change for ``Denied``/``NotFound``; ``CapacityUnavailable`` is not
-  retried but holds the group unavailable (with the reason) in ``Unavailability``, so the next
-  decision's allocator moves the shortfall to the next group;
+  retried but holds the group unavailable (with the reason) in ``Unavailability``, and its
+  outcome makes the loop re-allocate the pool's decision at once, so the shortfall lands on
+  the next group without waiting for the next tick;
 - reports every final outcome through a callback; the loop (never this task) folds successes
   into controller state.
 
@@ -25,10 +26,11 @@ import asyncio
 import random
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 
+from autoscaler.core.availability import Holds
 from autoscaler.core.model import Decision
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.errors import (
@@ -63,43 +65,21 @@ class RetryPolicy:
         return nominal * rng.uniform(0.5, 1.0)
 
 
-@dataclass(frozen=True, slots=True)
-class _Mark:
-    until: float
-    reason: str
-    hold: float
-
-
-@dataclass(slots=True)
-class Unavailability:
-    """Groups held unavailable after a capacity failure: until when, and why.
+class Unavailability(Holds[GroupId]):
+    """Groups held unavailable after a capacity failure: until when, and why (the hold and
+    its backoff are ``autoscaler.core.availability.Holds``, shared with the simulator).
 
     Marked by an actuator on ``CapacityUnavailable``, or by the loop when a describe first
-    reports a group unavailable (a cloud that accepted a size it cannot launch). The hold
-    starts at ``unavailable_s`` and doubles (capped) when the group fails again soon after its
-    last hold ended, so a stockout is probed rarely instead of every tick; it starts over once
-    the group has gone ``unavailable_cap_s`` without failing. A successful resize does not
-    end a hold: a resize down to what runs succeeds during a stockout too.
+    reports a group unavailable (a cloud that accepted a size it cannot launch) or its boot
+    watchdog fires. The hold starts at ``unavailable_s`` and doubles (capped) when the group
+    fails again soon after its last hold ended, so a stockout is probed rarely instead of every
+    tick; it starts over once the group has gone ``unavailable_cap_s`` without failing. A
+    successful resize does not end a hold: a resize down to what runs succeeds during a
+    stockout too.
     """
 
-    policy: RetryPolicy
-    marks: dict[GroupId, _Mark] = field(default_factory=dict)
-
-    def mark(self, group: GroupId, now: float, reason: str) -> float:
-        previous = self.marks.get(group)
-        if previous is None or now - previous.until > self.policy.unavailable_cap_s:
-            hold = self.policy.unavailable_s
-        else:
-            hold = min(self.policy.unavailable_cap_s, 2 * previous.hold)
-        self.marks[group] = _Mark(now + hold, reason, hold)
-        return hold
-
-    def reason(self, group: GroupId, now: float) -> str | None:
-        """The reason while the hold lasts, else None."""
-        mark = self.marks.get(group)
-        if mark is None or now >= mark.until:
-            return None
-        return mark.reason
+    def __init__(self, policy: RetryPolicy) -> None:
+        super().__init__(policy.unavailable_s, policy.unavailable_cap_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +188,11 @@ class GroupActuator:
         """Wait until nothing is queued or in progress: every target accepted or dropped.
         A group whose calls keep failing never settles: use ``reported`` there."""
         await self._idle.wait()
+
+    def waiting(self, first_outcome: bool = False) -> bool:
+        """Whether ``settled()`` (or with ``first_outcome``, ``reported()``) would wait."""
+        event = self._reported if first_outcome else self._idle
+        return not event.is_set()
 
     async def reported(self) -> None:
         """Wait until the latest submission has had at least one outcome (``--once``)."""

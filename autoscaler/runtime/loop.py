@@ -7,6 +7,12 @@ not be described is skipped for this tick: we never act on unknown fleet state.
 
 Controller state is owned by this loop: actuators report outcomes, and the next tick (or
 ``settle``) folds each accepted decision in with ``PoolController.applied``.
+
+Spot fallback: groups that report failed launches, refuse a resize with
+``CapacityUnavailable`` or keep instances booting past the pool's ``boot_timeout`` are held
+unavailable (``autoscaler.core.availability``); the allocator then gives their shortfall to
+the next group in the same tick (a refused resize re-allocates the last decision at once,
+without re-running the policy or the guards).
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ from typing import Any
 
 import structlog
 
+from autoscaler.core.availability import BootWatch, overlay
 from autoscaler.core.model import Decision, FleetState, GroupState, Observation
 from autoscaler.core.pipeline import ControllerState, PoolController
 from autoscaler.ports.clock import Clock
-from autoscaler.ports.errors import ProviderError, error_kind
+from autoscaler.ports.errors import CapacityUnavailable, ProviderError, error_kind
 from autoscaler.ports.provider import GroupId
 from autoscaler.ports.source import QueueSampler
 from autoscaler.ports.telemetry import Telemetry
@@ -151,6 +158,9 @@ class ControlLoop:
         self.actuators: dict[GroupId, GroupActuator] = {}
         self._outcomes: list[Outcome] = []
         self._describe_errors: dict[GroupId, str] = {}
+        self._watches: dict[str, BootWatch[GroupId]] = {}
+        self._last: dict[str, tuple[Decision, FleetState]] = {}
+        """Per pool, the latest decision sent to the gate and the fleet it was made on."""
         self._seq = 0
         self.persistence: ControllerPersistence | None = None  # controller.state_store
 
@@ -164,7 +174,7 @@ class ControlLoop:
             account = self._account_of[group]
             actuator = GroupActuator(
                 group, account.name, account.ready, self.clock, self.telemetry,
-                self.unavailability, self._outcomes.append,
+                self.unavailability, self._on_outcome,
                 deadline_s=account.spec.resize_timeout_s, policy=self.retry,
             )
             self.actuators[group] = actuator
@@ -233,9 +243,14 @@ class ControlLoop:
     async def settle(self, *, first_outcome: bool = False) -> list[Outcome]:
         """Wait for the actuators (``--once``, tests): until every target is accepted or
         dropped, or with ``first_outcome`` until each has had one attempt. Then fold."""
-        waits = [a.reported() if first_outcome else a.settled() for a in self.actuators.values()]
-        await asyncio.gather(*waits)
-        return self.fold_outcomes()
+        while True:  # an outcome may submit more (a capacity failure moves the shortfall)
+            actuators = list(self.actuators.values())
+            await asyncio.gather(*(a.reported() if first_outcome else a.settled()
+                                   for a in actuators))
+            if len(self.actuators) == len(actuators) and not any(
+                a.waiting(first_outcome) for a in actuators
+            ):
+                return self.fold_outcomes()
 
     async def stop_actuators(self, timeout_s: float) -> None:
         await asyncio.gather(*(a.stop(timeout_s) for a in self.actuators.values()))
@@ -276,24 +291,54 @@ class ControlLoop:
         return str(exc)
 
     def _fleet(self, rt: PoolRuntime, described: Mapping[GroupId, GroupState]) -> FleetState:
-        """The pool's groups as described, with the capacity holds laid over: a group stays
-        unavailable for its whole hold even if a describe says otherwise in between (after
-        its shortfall was withdrawn, say), so the allocator does not flap back every tick."""
+        """The pool's groups as described, with the capacity holds laid over (see
+        ``autoscaler.core.availability.overlay``): a group that reports failed launches, or
+        whose instances stay booting past the pool's ``boot_timeout``, is held unavailable
+        for the backoff, and this tick's decision already routes its shortfall elsewhere."""
+        watch = self._watches.get(rt.name)
+        timeout = rt.controller.spec.capacity.boot_timeout_s
+        if watch is None and timeout is not None:
+            watch = self._watches[rt.name] = BootWatch(timeout)
+        fleet, marked = overlay([(gid, described[gid]) for gid in rt.groups],
+                                self.clock.monotonic(), self.unavailability, watch)
+        for mark in marked:
+            log.warning("group_unavailable", pool=rt.name, group=str(mark.key),
+                        error_class="capacity_unavailable" if mark.cause == "capacity"
+                        else "boot_timeout", error=mark.reason, unavailable_for_s=mark.hold_s)
+        return fleet
+
+    def _on_outcome(self, outcome: Outcome) -> None:
+        """An actuator's outcome: queued for ``fold_outcomes``; a capacity failure also moves
+        the pool's shortfall to its next group at once (the actuator marked the hold), rather
+        than a tick later."""
+        self._outcomes.append(outcome)
+        if isinstance(outcome.error, CapacityUnavailable):
+            self._reallocate(outcome.ticket.pool, str(outcome.group))
+
+    def _reallocate(self, pool: str, group: str) -> None:
+        """Re-run the allocator on the pool's last decision and fleet with the new hold laid
+        over, and submit what changed. The policy and guards are not re-run: the desired total
+        stands, only its spread changes."""
+        last = self._last.get(pool)
+        rt = self._by_name.get(pool)
+        if last is None or rt is None:
+            return
+        decision, fleet = last
         now = self.clock.monotonic()
-        groups = []
-        for gid in rt.groups:
-            state = described[gid]
-            reason = self.unavailability.reason(gid, now)
-            if reason is None and not state.available:
-                reason = state.reason or "the provider reports failed launches"
-                hold = self.unavailability.mark(gid, now, reason)
-                log.warning("group_unavailable", pool=rt.name, group=str(gid),
-                            error_class="capacity_unavailable", error=reason,
-                            unavailable_for_s=hold)
-            if reason is not None and state.available:
-                state = replace(state, available=False, reason=reason)
-            groups.append(state)
-        return FleetState(tuple(groups))
+        held = FleetState(tuple(
+            replace(g, available=False, reason=reason)
+            if g.available and (reason := self.unavailability.reason(gid, now)) is not None
+            else g
+            for gid, g in zip(rt.groups, fleet.groups, strict=True)
+        ))
+        targets = rt.controller.allocator.allocate(decision.desired, held)
+        if targets == dict(decision.targets):
+            return
+        log.info("shortfall_moved", pool=pool, unavailable_group=group,
+                 old_targets=dict(decision.targets), targets=targets)
+        moved = replace(decision, targets=targets,
+                        reason=f"{decision.reason}; {group} unavailable: shortfall moved")
+        self._actuate(PoolTick(pool, None, held), moved, held)
 
     def _decide(
         self, rt: PoolRuntime, obs: Observation | None,
@@ -335,6 +380,7 @@ class ControlLoop:
             if target != state.desired or (busy is not None and busy != target):
                 plan[gid] = target
         tick = replace(tick, decision=decision, changed=bool(plan))
+        self._last[rt.name] = (decision, fleet)
         if not plan:
             return tick
         obs = tick.observation

@@ -7,7 +7,8 @@ product's order, ``scale_in_key``) for ``drain_s`` seconds; a capacity limit lea
 ``desired`` pending and reports the group unavailable with a reason, like an Auto Scaling group
 that accepted a size it cannot launch (or, with ``capacity_mode="raise"``, refuses the resize
 with ``CapacityUnavailable``). Errors of every class can be injected per operation, and calls can
-be made slow (``asyncio.sleep`` on the loop clock: virtual under ``looptime``).
+be made slow (``asyncio.sleep`` on the loop clock: virtual under ``looptime``). ``preempt``
+interrupts spot instances and ``stall`` keeps launches booting, for the spot-fallback tests.
 
 Register it in a test registry: ``registries["providers"].register("fake", FakeProvider)``;
 clients built for an account are kept in ``FakeProvider.clients`` by account name.
@@ -77,6 +78,8 @@ class FakeGroup:
     desired: int = 0
     instances: list[FakeInstance] = field(default_factory=list)
     refuse: str | None = None
+    stalled: bool = False
+    """Instances launched while stalled stay booting until ``stall(..., False)``."""
     changes: int = 0
     """Resizes that changed ``desired`` (what the product counts as a scale action)."""
     request_ids: list[str] = field(default_factory=list)
@@ -127,6 +130,36 @@ class FakeClient:
     def set_capacity(self, group: GroupId, capacity: int | None) -> None:
         """How many instances the cloud can hold in the group (None: unlimited)."""
         self.groups[group].capacity = capacity
+
+    def stall(self, group: GroupId, stalled: bool = True) -> None:
+        """Launches in the group stay booting (a cloud that accepted instances it cannot bring
+        up); unstalling lets the stuck ones finish their boot from now."""
+        fake = self.groups[group]
+        fake.stalled = stalled
+        if not stalled:
+            now = self.clock.monotonic()
+            for inst in fake.instances:
+                if inst.ready_at == float("inf"):
+                    inst.ready_at = now + fake.spec.boot_time_s
+
+    def preempt(
+        self, group: GroupId, count: int, notice_s: float = 0.0, *, shrink: bool = False
+    ) -> int:
+        """Spot interruptions: the ``count`` newest running instances leave (draining for
+        ``notice_s``). ``desired`` stays, so the cloud launches replacements, as an Auto
+        Scaling group or a MIG does; with ``shrink`` the group's size drops with them instead
+        (a cloud that deletes evicted instances from the group), and only the autoscaler's
+        next resize replaces them. Returns how many were preempted."""
+        now = self.clock.monotonic()
+        fake = self.groups[group]
+        running = [i for i in self.live(group) if i.ready_at <= now]
+        victims = sorted(running, key=lambda i: (i.started_at, i.id))[-count:] if count else []
+        for inst in victims:
+            inst.draining_until = now + notice_s
+        if shrink:
+            fake.desired -= len(victims)
+        self._reconcile(fake)
+        return len(victims)
 
     def live(self, group: GroupId) -> list[FakeInstance]:
         """Instances not draining, in launch order."""
@@ -222,8 +255,8 @@ class FakeClient:
         if group.capacity is not None:
             room = min(room, group.capacity - len(live))
         for _ in range(max(0, room)):
-            boot = group.spec.boot_time_s
-            group.instances.append(FakeInstance(next(self._ids), now, now + boot))
+            ready = float("inf") if group.stalled else now + group.spec.boot_time_s
+            group.instances.append(FakeInstance(next(self._ids), now, ready))
 
     def _state(self, group: FakeGroup) -> GroupState:
         now = self.clock.monotonic()
