@@ -15,7 +15,6 @@ method. Binds 127.0.0.1 on a free port, in the test's own event loop.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import uuid

@@ -23,6 +23,7 @@ and the simulator never pay for it; a missing SDK names the ``azure`` extra to i
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from typing import ClassVar, Literal
 
@@ -92,11 +93,23 @@ class AzureProvider:
     def client(
         cls, account: AccountSpec, groups: Sequence[ManagedGroup], clock: Clock
     ) -> AccountClient:
-        try:
-            from autoscaler.providers.azure.client import AzureClient
-        except ImportError as exc:
+        missing = [name for name in SDK_MODULES if not _installed(name)]
+        if missing:
             raise ConfigError(
-                f"account {account.name!r}: the azure provider needs azure-mgmt-compute, "
-                f"azure-identity and aiohttp ({EXTRA_HINT}): {exc}"
-            ) from exc
+                f"account {account.name!r}: the azure provider needs {', '.join(missing)} "
+                f"({EXTRA_HINT})")
+        from autoscaler.providers.azure.client import AzureClient
+
         return AzureClient(account, groups, clock)
+
+
+SDK_MODULES = ("azure.mgmt.compute", "azure.identity", "aiohttp")
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (the SDK is slow to import:
+    ``start`` imports it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError, AttributeError):
+        return False
