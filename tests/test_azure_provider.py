@@ -270,9 +270,13 @@ async def test_describe_errors_map_to_the_tree(
     daemon = Daemon.build(config(registries, fake, FIXED_4), registries=registries)
     await daemon.start()
     client = AzureForTests.clients[-1]
-    fake.inject("GET", status, code, f"{code} said Azure")
-    result = await _describe_one(client, GroupId("chat", "spot"))
-    assert type(result) is expected and code in str(result) and "chat/spot" in str(result)
+    fake.inject("GET", status, code, f"{code} said Azure")  # the resource group's list
+    groups = [GroupId("chat", "spot"), GroupId("chat", "od")]
+    result = await client.describe(groups)
+    for gid in groups:  # one failed list call: each of its groups gets its own error
+        error = result[gid]
+        assert type(error) is expected and code in str(error) and str(gid) in str(error)
+        assert error.__cause__ is not None
     await daemon.close(1.0)
 
 

@@ -186,8 +186,8 @@ class AzureClient:
         scale_sets: dict[GroupId, Mapping[str, Any]] = {}
         for (rg, gids), sets in zip(by_rg.items(), listed, strict=True):
             for gid in gids:
-                if isinstance(sets, ProviderError):
-                    result[gid] = sets
+                if isinstance(sets, Exception):
+                    result[gid] = self._mapped(sets, gid, "describe")
                     continue
                 vmss = sets.get(self._settings(gid, "describe").vmss.lower())
                 if vmss is None:
@@ -201,17 +201,24 @@ class AzureClient:
         result.update(zip(scale_sets, states, strict=True))
         return result
 
+    def _mapped(self, exc: Exception, gid: GroupId, operation: str) -> ProviderError:
+        """``exc`` as the tree's error for ``gid``, chained as ``raise ... from`` would."""
+        error = map_error(exc, account=self.account, group=str(gid), operation=operation)
+        if error is not exc:
+            error.__cause__ = exc
+        return error
+
     async def _list_sets(
         self, rg: str, gids: Sequence[GroupId]
-    ) -> dict[str, Mapping[str, Any]] | ProviderError:
-        """The resource group's scale sets by lower-case name, or the error for all its groups."""
-        where = str(gids[0]) if len(gids) == 1 else f"{len(gids)} groups in {rg}"
+    ) -> dict[str, Mapping[str, Any]] | Exception:
+        """The resource group's scale sets by lower-case name, or the SDK's failure (mapped
+        by the caller for each of the resource group's groups)."""
         try:
             pages = self._sdk(gids[0], "describe").virtual_machine_scale_sets.list(rg)
             return {str(s.get("name", "")).lower(): s
                     for s in [_plain(m) async for m in pages]}
-        except Exception as exc:  # every SDK failure, mapped once below
-            return map_error(exc, account=self.account, group=where, operation="describe")
+        except Exception as exc:  # every SDK failure, mapped once by the caller
+            return exc
 
     async def _state(self, gid: GroupId, vmss: Mapping[str, Any]) -> GroupState | ProviderError:
         settings = self._settings(gid, "describe")
@@ -220,7 +227,7 @@ class AzureClient:
                 settings.resource_group, settings.vmss, expand="instanceView")
             vms = [_plain(m) async for m in pages]
         except Exception as exc:  # every SDK failure, mapped once
-            return map_error(exc, account=self.account, group=str(gid), operation="describe")
+            return self._mapped(exc, gid, "describe")
         sku = vmss.get("sku")
         if isinstance(sku, Mapping):
             self._skus[gid] = sku
