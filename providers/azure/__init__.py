@@ -25,53 +25,22 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel
 
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.errors import ConfigError
 from autoscaler.ports.provider import AccountClient, AccountSpec, ManagedGroup
+from autoscaler.providers.azure.settings import (
+    AzureAccountSettings,
+    AzureGroupSettings,
+    group_problems,
+)
 
-Credential = Literal["default", "environment", "workload_identity", "managed_identity", "cli"]
+__all__ = ["AzureAccountSettings", "AzureGroupSettings", "AzureProvider"]
+
 EXTRA_HINT = "pip install 'queue-autoscaler[azure]'"
-
-
-class AzureAccountSettings(BaseModel):
-    """The keys of an ``azure`` account."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    subscription_id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z-]+$",
-                                 description="the subscription holding the scale sets")
-    base_url: str | None = Field(
-        default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
-        description="ARM endpoint (default https://management.azure.com)")
-    credential: Credential = Field(
-        default="default", description="default (DefaultAzureCredential's chain), environment, "
-        "workload_identity, managed_identity or cli")
-    managed_identity_client_id: str | None = Field(
-        default=None, min_length=1, description="client id of a user-assigned managed identity")
-
-    @model_validator(mode="after")
-    def _identity_needs_managed(self) -> AzureAccountSettings:
-        if self.managed_identity_client_id is not None and self.credential not in (
-            "default", "managed_identity"
-        ):
-            raise ValueError("managed_identity_client_id applies only to credential: "
-                             f"managed_identity or default, not {self.credential!r}")
-        return self
-
-
-class AzureGroupSettings(BaseModel):
-    """The keys of an ``azure`` group (Azure's own naming rules, checked at load time)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    resource_group: str = Field(min_length=1, max_length=90, pattern=r"^[-\w.()]*[-\w()]$",
-                                description="the scale set's resource group")
-    vmss: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][-\w.]*$",
-                      description="the scale set's name")
 
 
 class AzureProvider:
@@ -83,11 +52,7 @@ class AzureProvider:
 
     @classmethod
     def check_group(cls, group: ManagedGroup, account: BaseModel) -> Sequence[tuple[str, str]]:
-        if not isinstance(group.settings, AzureGroupSettings):
-            return [("", "azure provider settings expected")]
-        if not isinstance(account, AzureAccountSettings):
-            return [("provider", "an azure group needs an account of kind azure")]
-        return []
+        return group_problems(group, account)
 
     @classmethod
     def client(

@@ -37,8 +37,12 @@ from autoscaler.core.model import GroupState
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.errors import NotFound, ProviderError
 from autoscaler.ports.provider import AccountSpec, GroupId, ManagedGroup
-from autoscaler.providers.azure import AzureAccountSettings, AzureGroupSettings, AzureProvider
 from autoscaler.providers.azure.errors import map_error
+from autoscaler.providers.azure.settings import (
+    AzureAccountSettings,
+    AzureGroupSettings,
+    group_problems,
+)
 from autoscaler.providers.azure.states import group_state
 
 if TYPE_CHECKING:
@@ -94,7 +98,7 @@ class AzureClient:
         if not isinstance(settings, AzureAccountSettings):
             raise TypeError(f"account {account.name!r}: azure account settings expected")
         problems = [f"group {g.id}: {message}" for g in groups
-                    for _, message in AzureProvider.check_group(g, settings)]
+                    for _, message in group_problems(g, settings)]
         seen: dict[tuple[str, str], GroupId] = {}
         for g in groups:
             key = self._key(g)
