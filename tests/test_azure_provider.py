@@ -333,3 +333,21 @@ async def test_no_token_in_any_log_line_or_error(
     assert logs and errors
     assert not [e for e in logs if token in repr(e)]
     assert not [e for e in errors if token in e]
+
+
+async def test_a_resize_before_any_describe_reads_the_sku_first(
+    registries: dict[str, Registry[Any]], fake: AzureFake,
+) -> None:
+    """The PATCH carries the SKU's name and tier (as ``az vmss scale`` does): a client that
+    has not described the group yet GETs it once, under the actuation's request id."""
+    daemon = Daemon.build(config(registries, fake, FIXED_4), registries=registries)
+    await daemon.start()
+    client = AzureForTests.clients[-1]
+    await client.resize(GroupId("chat", "od"), 2, "req-7")
+    await client.resize(GroupId("chat", "od"), 2, "req-7")  # a retry: the same change
+    calls = [(r.method, r.path.rsplit("/", 1)[-1], r.request_id) for r in fake.requests]
+    assert calls == [("GET", "chat-od", "req-7"), ("PATCH", "chat-od", "req-7"),
+                     ("PATCH", "chat-od", "req-7")]
+    assert fake.requests[1].body["sku"]["name"] == "Standard_NC24ads_A100_v4"
+    assert fake.get("rg", "chat-od").capacity == 2 and len(fake.get("rg", "chat-od").vms) == 2
+    await daemon.close(1.0)

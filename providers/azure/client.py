@@ -257,6 +257,7 @@ class AzureClient:
                 current = await sdk.virtual_machine_scale_sets.get(
                     settings.resource_group, settings.vmss, request_id=request_id)
                 known = _plain(current).get("sku") or {}
+                self._skus[group] = known
             sku = Sku(name=known.get("name"), tier=known.get("tier"), capacity=target)
             await sdk.virtual_machine_scale_sets.begin_update(
                 settings.resource_group, settings.vmss, VirtualMachineScaleSetUpdate(sku=sku),
