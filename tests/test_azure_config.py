@@ -138,3 +138,16 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
     seconds = retry_after_s({"Retry-After": when})
     assert seconds is not None and 55.0 <= seconds <= 61.0
     assert retry_after_s({}) is None and retry_after_s({"Retry-After": "soon"}) is None
+
+
+def test_two_groups_on_one_scale_set_are_refused_at_build(
+    registries: dict[str, Registry[Any]],
+) -> None:
+    from autoscaler.runtime.app import BuildError, Daemon
+
+    text = ISSUE_SHAPE + """      - {name: od2, provider: az-prod, market: on-demand, hourly_price: 4.0,
+         resource_group: RG, vmss: Chat-OD}
+"""
+    config = parse_config(text, registries=registries)
+    with pytest.raises(BuildError, match="chat/od and chat/od2 both resize scale set 'chat-od'"):
+        Daemon.build(config, registries=registries)

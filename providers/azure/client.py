@@ -101,6 +101,8 @@ class AzureClient:
                     for _, message in group_problems(g, settings)]
         seen: dict[tuple[str, str], GroupId] = {}
         for g in groups:
+            if not isinstance(g.settings, AzureGroupSettings):
+                continue  # already a problem above
             key = self._key(g)
             if key in seen:
                 problems.append(f"groups {seen[key]} and {g.id} both resize scale set "
