@@ -145,9 +145,9 @@ def test_two_groups_on_one_scale_set_are_refused_at_build(
 ) -> None:
     from autoscaler.runtime.app import BuildError, Daemon
 
-    text = ISSUE_SHAPE + """      - {name: od2, provider: az-prod, market: on-demand, hourly_price: 4.0,
-         resource_group: RG, vmss: Chat-OD}
-"""
+    text = ISSUE_SHAPE + (
+        "      - {name: od2, provider: az-prod, market: on-demand, hourly_price: 4.0,\n"
+        "         resource_group: RG, vmss: Chat-OD}\n")
     config = parse_config(text, registries=registries)
     with pytest.raises(BuildError, match="chat/od and chat/od2 both resize scale set 'chat-od'"):
         Daemon.build(config, registries=registries)
