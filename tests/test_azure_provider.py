@@ -223,10 +223,14 @@ async def test_a_throttled_describe_skips_the_tick_and_never_resizes_twice(
     await daemon.loop.tick()
     await daemon.loop.settle()
     throttle(fake, "GET", times=6, retry_after_s=5)
-    for _ in range(6):
-        await asyncio.sleep(1.0)
-        await daemon.loop.tick()
-        await daemon.loop.settle()
+    with capture_logs() as logs:
+        for _ in range(6):
+            await asyncio.sleep(1.0)
+            await daemon.loop.tick()
+            await daemon.loop.settle()
+    assert not fake.faults  # every throttled answer was received by a describe
+    errors = [(e["group"], e["error_class"]) for e in logs if e["event"] == "provider_error"]
+    assert sorted(errors) == [("od", "throttled"), ("spot", "throttled")]  # once per change
     assert len(fake.writes()) == 1 and fake.get("rg", "chat-spot").capacity == 4
     await daemon.close(1.0)
 
