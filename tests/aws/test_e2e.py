@@ -20,7 +20,6 @@ from structlog.testing import capture_logs
 
 from autoscaler.config.models import Config, parse_config
 from autoscaler.registry import Registry
-from autoscaler.runtime.app import Daemon
 from tests.aws.support import MotoCloud
 from tests.aws.test_daemon import started
 
