@@ -190,7 +190,8 @@ class AwsClient:
                             error_class=exc.kind, error=str(exc))
                 return state
         activities = page.get("Activities", [])
-        self._count_interruptions(group, activities)
+        if self._market[group] is Market.SPOT:
+            self._count_interruptions(group, activities)
         failure = launch_failure(activities)
         other = other_failure(activities)
         if other is not None and self._logged_failures.get(group) != other:

@@ -61,8 +61,12 @@ CAPACITY_MESSAGE = re.compile(
     re.IGNORECASE,
 )
 LAUNCH = re.compile(r"^Launching a new EC2 instance", re.IGNORECASE)
+# Without Capacity Rebalancing an interrupted spot instance is replaced only after its EC2
+# health check fails, so the cause then reads "... in response to an EC2 health check
+# indicating it has been terminated or stopped": counted only for spot groups.
 SPOT_INTERRUPTION = re.compile(
-    r"spot instance interruption|rebalance recommendation|interruption notice", re.IGNORECASE)
+    r"spot instance interruption|rebalance recommendation|interruption notice"
+    r"|health.check indicating it has been terminated or stopped", re.IGNORECASE)
 REASON_CHARS = 300
 
 
@@ -126,7 +130,8 @@ def other_failure(activities: Sequence[Mapping[str, Any]]) -> str | None:
 
 def spot_interruptions(activities: Sequence[Mapping[str, Any]]) -> list[str]:
     """Ids of activities that terminated an instance for a spot interruption (or the rebalance
-    recommendation that precedes one): the preemptions that are visible through the API."""
+    recommendation that precedes one): the preemptions that are visible through the API.
+    Call it for spot groups only: on-demand instances also fail EC2 health checks."""
     return [
         str(a.get("ActivityId", ""))
         for a in activities

@@ -64,24 +64,36 @@ def error_xml(code: str, message: str) -> str:
             "</ErrorResponse>")
 
 
-def activity_xml(asg: str, status: str, message: str, desired: int, had: int) -> str:
+def member_xml(asg: str, description: str, cause: str, status: str, message: str,
+               activity_id: str) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     return (
-        f'<DescribeScalingActivitiesResponse xmlns="{NS}"><DescribeScalingActivitiesResult>'
-        "<Activities><member>"
-        f"<ActivityId>{uuid.uuid4()}</ActivityId><AutoScalingGroupName>{asg}"
-        "</AutoScalingGroupName>"
-        "<Description>Launching a new EC2 instance.  Status Reason: "
-        f"{message}</Description>"
-        f"<Cause>At {now} an instance was started in response to a difference between desired "
-        f"and actual capacity, increasing the capacity from {had} to {desired}.</Cause>"
+        f"<member><ActivityId>{activity_id}</ActivityId>"
+        f"<AutoScalingGroupName>{asg}</AutoScalingGroupName>"
+        f"<Description>{description}</Description><Cause>{cause}</Cause>"
         f"<StartTime>{now}</StartTime><EndTime>{now}</EndTime>"
         f"<StatusCode>{status}</StatusCode><StatusMessage>{message}</StatusMessage>"
-        "<Progress>100</Progress><Details>{}</Details>"
-        "</member></Activities></DescribeScalingActivitiesResult>"
+        "<Progress>100</Progress><Details>{}</Details></member>"
+    )
+
+
+def activities_xml(members: list[str]) -> str:
+    return (
+        f'<DescribeScalingActivitiesResponse xmlns="{NS}"><DescribeScalingActivitiesResult>'
+        f"<Activities>{''.join(members)}</Activities></DescribeScalingActivitiesResult>"
         f"<ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId></ResponseMetadata>"
         "</DescribeScalingActivitiesResponse>"
     )
+
+
+def activity_xml(asg: str, status: str, message: str, desired: int, had: int) -> str:
+    """One launch activity, as AWS writes it when the ASG tries to reach ``desired``."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return activities_xml([member_xml(
+        asg, f"Launching a new EC2 instance.  Status Reason: {message}",
+        f"At {now} an instance was started in response to a difference between desired "
+        f"and actual capacity, increasing the capacity from {had} to {desired}.",
+        status, message, str(uuid.uuid4()))])
 
 
 def ok_xml(action: str) -> str:
@@ -96,6 +108,7 @@ class MotoCloud:
         self.throttles: Counter[str] = Counter()
         self.throttled: Counter[str] = Counter()
         self.stocked_out: dict[str, str] = {}
+        self.history: dict[str, list[str]] = {}
         self.setup = boto3.client("autoscaling", region_name=REGION, endpoint_url=url)
         self.ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=url)
         self._template = False
@@ -135,6 +148,20 @@ class MotoCloud:
         group = self.group(name)
         group.set_desired_capacity(group.desired_capacity)
 
+    def interrupt(self, name: str) -> str:
+        """EC2 reclaims one spot instance: it leaves the group, the ASG has not replaced it
+        yet, and the group's activities record the termination. Returns its id."""
+        group = self.group(name)
+        state = group.instance_states.pop()
+        self.ec2.terminate_instances(InstanceIds=[state.instance.id])
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.history.setdefault(name, []).insert(0, member_xml(
+            name, f"Terminating EC2 instance: {state.instance.id}",
+            f"At {now} an instance was taken out of service in response to an EC2 health "
+            "check indicating it has been terminated or stopped.", "Successful", "",
+            str(uuid.uuid4())))
+        return str(state.instance.id)
+
     def throttle(self, action: str, times: int) -> None:
         self.throttles[action] += times
 
@@ -161,6 +188,9 @@ class MotoCloud:
                 return response(request.url, 200, activity_xml(
                     name, "Failed", self.stocked_out[name], self.desired(name),
                     len(group.instance_states)))
+        if action == "DescribeScalingActivities" and name in self.history:
+            self.sent[action] += 1
+            return response(request.url, 200, activities_xml(self.history[name]))
         self.sent[action] += 1
         return None
 

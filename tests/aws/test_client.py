@@ -154,3 +154,22 @@ async def test_spot_stockout_reason_is_the_activity_message(
     assert isinstance(state, GroupState) and not state.available
     assert state.reason.startswith("Could not launch Spot Instances. SpotMaxPriceTooLow")
     assert SPOT_STOCKOUT not in state.reason
+
+
+async def test_spot_interruptions_are_counted_once_each(
+    two: tuple[AwsClient, list[GroupId]], cloud: MotoCloud
+) -> None:
+    client, (a, _) = two
+    await client.resize(a, 3, "r")
+    cloud.interrupt("asg-a")
+    with capture_logs() as logs:
+        state = (await client.describe([a]))[a]
+        await client.describe([a])  # the same activity again: not a second preemption
+    assert isinstance(state, GroupState)
+    assert (state.desired, state.running, state.pending, state.available) == (3, 2, 1, True)
+    assert client.preemptions[a] == 1
+    [event] = [e for e in logs if e["event"] == "spot_interruptions"]
+    assert event["group"] == "chat/a" and event["count"] == 1
+    cloud.interrupt("asg-a")
+    await client.describe([a])
+    assert client.preemptions[a] == 2

@@ -104,7 +104,12 @@ def test_spot_interruptions_are_terminations_that_name_them() -> None:
               "an EC2 instance rebalance recommendation.")
     scale_in = activity("Successful", "", description="Terminating EC2 instance: i-0def",
                         cause="a user request update of AutoScalingGroup constraints")
-    assert spot_interruptions([interrupted, scale_in]) == [interrupted["ActivityId"]]
+    health = activity(
+        "Successful", "", description="Terminating EC2 instance: i-0fed",
+        cause="At 2024-05-01T10:02:00Z an instance was taken out of service in response to "
+              "an EC2 health check indicating it has been terminated or stopped.")
+    assert spot_interruptions([interrupted, scale_in, health]) == [
+        interrupted["ActivityId"], health["ActivityId"]]
 
 
 def client_error(code: str, message: str = "m", status: int = 400) -> ClientError:
