@@ -101,6 +101,21 @@ def ok_xml(action: str) -> str:
             f"</RequestId></ResponseMetadata></{action}Response>")
 
 
+_SETUP: dict[str, tuple[Any, Any]] = {}
+
+
+def setup_clients(url: str) -> tuple[Any, Any]:
+    """Plain boto3 clients for arranging moto's state, built once per server (building a
+    client loads the service's model: the slowest part of a test's set-up)."""
+    if url not in _SETUP:
+        keys = {"aws_access_key_id": "AKIATESTSETUP0000000", "aws_secret_access_key": "x"}
+        _SETUP[url] = (
+            boto3.client("autoscaling", region_name=REGION, endpoint_url=url, **keys),
+            boto3.client("ec2", region_name=REGION, endpoint_url=url, **keys),
+        )
+    return _SETUP[url]
+
+
 class MotoCloud:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -109,8 +124,7 @@ class MotoCloud:
         self.throttled: Counter[str] = Counter()
         self.stocked_out: dict[str, str] = {}
         self.history: dict[str, list[str]] = {}
-        self.setup = boto3.client("autoscaling", region_name=REGION, endpoint_url=url)
-        self.ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=url)
+        self.setup, self.ec2 = setup_clients(url)
         self._template = False
 
     # ---------------------------------------------------------------- set-up (plain boto3)

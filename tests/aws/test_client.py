@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
@@ -53,19 +54,19 @@ async def test_resize_sets_the_desired_capacity_and_describe_reads_it(
     assert cloud.sent["DescribeScalingActivities"] == 0  # no group is short
 
 
-async def test_describe_of_250_groups_is_three_calls(cloud: MotoCloud) -> None:
-    names = [f"g{i:03}" for i in range(250)]
+async def test_describe_of_201_groups_is_three_calls(cloud: MotoCloud) -> None:
+    names = [f"g{i:03}" for i in range(201)]
     cloud.create(*(f"asg-{n}" for n in names))
     managed = groups(names)
     client = await open_client(cloud, managed)
     try:
-        await client.resize(managed[249].id, 2, "r")
+        await client.resize(managed[200].id, 2, "r")
         states = await client.describe([g.id for g in managed])
     finally:
         await client.close(0.0)
-    assert len(states) == 250 and all(isinstance(s, GroupState) for s in states.values())
+    assert len(states) == 201 and all(isinstance(s, GroupState) for s in states.values())
     assert [s.desired for s in states.values() if isinstance(s, GroupState)].count(2) == 1
-    assert cloud.sent["DescribeAutoScalingGroups"] == 3  # 100 + 100 + 50 names
+    assert cloud.sent["DescribeAutoScalingGroups"] == 3  # 100 + 100 + 1 names
 
 
 async def test_a_missing_group_is_not_found_and_the_others_are_described(
@@ -173,3 +174,49 @@ async def test_spot_interruptions_are_counted_once_each(
     cloud.interrupt("asg-a")
     await client.describe([a])
     assert client.preemptions[a] == 2
+
+
+async def test_a_named_profile_supplies_the_credentials(
+    cloud: MotoCloud, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No key in the environment: the account's ``profile`` is read from the shared files."""
+    cloud.create("asg-a")
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(key)
+    credentials = tmp_path / "aws-credentials"
+    credentials.write_text("[gpu-fleet]\naws_access_key_id = AKIAPROFILEKEY000000\n"
+                           "aws_secret_access_key = profile-secret-never-logged\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    [managed] = groups(["a"])
+    account = AccountSpec("aws-test", "aws", AwsAccountSettings(
+        region=REGION, endpoint_url=cloud.url, profile="gpu-fleet"))
+    client = AwsProvider.client(account, [managed], ManualClock())
+    with capture_logs() as logs:
+        await client.start()
+        state = (await client.describe([managed.id]))[managed.id]
+    await client.close(0.0)
+    assert isinstance(state, GroupState)
+    assert "profile-secret-never-logged" not in repr(logs) and "AKIAPROFILEKEY" not in repr(logs)
+
+    missing = AwsProvider.client(AccountSpec("aws-test", "aws", AwsAccountSettings(
+        region=REGION, endpoint_url=cloud.url, profile="no-such-profile")), [managed],
+        ManualClock())
+    with pytest.raises(Denied, match="no-such-profile"):
+        await missing.start()
+        await missing.describe([managed.id])
+    await missing.close(0.0)
+
+
+async def test_no_credentials_at_all_is_denied(
+    cloud: MotoCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cloud.create("asg-a")
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(key)
+    [managed] = groups(["a"])
+    client = AwsProvider.client(AccountSpec("aws-test", "aws", AwsAccountSettings(
+        region=REGION, endpoint_url=cloud.url)), [managed], ManualClock())
+    await client.start()
+    with pytest.raises(Denied, match="credentials"):
+        await client.describe([managed.id])
+    await client.close(0.0)
