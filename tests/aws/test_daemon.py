@@ -6,6 +6,7 @@ Ticks are driven one at a time on the loop's real clock; the memory queue gives 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -123,4 +124,32 @@ async def test_a_throttling_burst_is_retried_with_backoff_and_acts_once(
     assert (cloud.desired("chat-spot"), cloud.instances("chat-spot")) == (4, 4)
     failed = [e for e in logs if e["event"] == "resize_failed"]
     assert [e["error_class"] for e in failed] == ["throttled"] and failed[0]["retry_in_s"] > 0
+    await daemon.close(1.0)
+
+
+async def test_stockout_and_return_moves_capacity_back_without_a_dip(
+    registries: dict[str, Registry[Any]], cloud: MotoCloud
+) -> None:
+    """Spot is short, on-demand takes the load; spot returns: capacity moves back to spot and
+    the instances in service never drop below the 4 the queue needs."""
+    cloud.create("chat-spot", "chat-od")
+    cloud.stock_out("chat-spot")
+    backlog("aws-return", 4)
+    daemon = await started(config(registries, cloud, "aws-return"), registries, cloud)
+    daemon.loop.unavailability.policy = RetryPolicy(unavailable_s=1.0, unavailable_cap_s=1.0)
+    for _ in range(2):
+        await daemon.loop.tick()
+        await daemon.loop.settle()
+    assert (cloud.instances("chat-spot"), cloud.instances("chat-od")) == (0, 4)
+    cloud.restock("chat-spot")
+    in_service = []
+    for _ in range(8):
+        await asyncio.sleep(0.6)  # past the spot group's (shortened) unavailability hold
+        await daemon.loop.tick()
+        await daemon.loop.settle()
+        in_service.append((cloud.instances("chat-spot"), cloud.instances("chat-od")))
+        if in_service[-1] == (4, 0):
+            break
+    assert in_service[-1] == (4, 0), in_service
+    assert all(spot + od >= 4 for spot, od in in_service), in_service
     await daemon.close(1.0)

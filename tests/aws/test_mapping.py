@@ -6,6 +6,8 @@ moto cannot produce these states (every instance it launches is ``InService`` at
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +175,14 @@ pools:
     result = CliRunner().invoke(main, ["validate", str(path)])
     assert result.exit_code == 2
     assert "queue-autoscaler[aws]" in result.stderr and f"{path}:9:" in result.stderr
+
+
+def test_validate_and_the_client_module_import_no_sdk() -> None:
+    """aiobotocore (and botocore's models) load when an account starts, not when a config is
+    validated or the simulator imports the provider registry."""
+    code = ("import sys; from autoscaler.providers.aws import AwsProvider; "
+            "import autoscaler.providers.aws.client; "
+            "print(sorted(m for m in sys.modules if 'boto' in m))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
