@@ -82,6 +82,8 @@ class AwsClient:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        if self._client is not None:
+            return
         if missing_sdk():
             raise ProviderError(missing_sdk(), account=self.account, operation="start")
         from aiobotocore.config import AioConfig

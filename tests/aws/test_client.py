@@ -220,3 +220,19 @@ async def test_no_credentials_at_all_is_denied(
     with pytest.raises(Denied, match="credentials"):
         await client.describe([managed.id])
     await client.close(0.0)
+
+
+async def test_a_launch_failing_for_another_reason_stays_available_and_is_logged_once(
+    two: tuple[AwsClient, list[GroupId]], cloud: MotoCloud
+) -> None:
+    """A deleted AMI needs a human, not the next group: logged, the group stays available."""
+    client, (a, _) = two
+    cloud.stock_out("asg-a", "The image id '[ami-0123]' does not exist. Launching EC2 "
+                    "instance failed.")
+    await client.resize(a, 2, "r")
+    with capture_logs() as logs:
+        for _ in range(2):
+            state = (await client.describe([a]))[a]
+            assert isinstance(state, GroupState) and state.available and state.pending == 2
+    [event] = [e for e in logs if e["event"] == "aws_launch_failing"]
+    assert "ami-0123" in event["reason"] and event["asg"] == "asg-a"
