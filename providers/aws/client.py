@@ -49,7 +49,7 @@ log = structlog.get_logger("autoscaler.providers.aws")
 NAMES_PER_CALL = 100  # DescribeAutoScalingGroups' limit on AutoScalingGroupNames
 ACTIVITIES_PER_CALL = 20
 ACTIVITY_CALLS_AT_ONCE = 8
-RETRY_ATTEMPTS = 4  # the first call and three retries
+RETRY_ATTEMPTS = 3  # the first call and two retries (botocore's standard default)
 
 
 class AwsClient:

@@ -102,6 +102,7 @@ def ok_xml(action: str) -> str:
 
 
 _SETUP: dict[str, tuple[Any, Any]] = {}
+_TEMPLATES: set[str] = set()
 
 
 def setup_clients(url: str) -> tuple[Any, Any]:
@@ -125,16 +126,15 @@ class MotoCloud:
         self.stocked_out: dict[str, str] = {}
         self.history: dict[str, list[str]] = {}
         self.setup, self.ec2 = setup_clients(url)
-        self._template = False
 
     # ---------------------------------------------------------------- set-up (plain boto3)
 
     def create(self, *names: str, max_size: int = 20, desired: int = 0) -> None:
-        if not self._template:
+        if self.url not in _TEMPLATES:
             self.ec2.create_launch_template(
                 LaunchTemplateName="gpu-template",
                 LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "g5.xlarge"})
-            self._template = True
+            _TEMPLATES.add(self.url)
         for name in names:
             self.setup.create_auto_scaling_group(
                 AutoScalingGroupName=name, LaunchTemplate={"LaunchTemplateName": "gpu-template"},
@@ -223,7 +223,7 @@ def moto_server() -> Iterator[str]:
 
 
 def reset(url: str) -> None:
-    import urllib.request
-
-    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"),
-                           timeout=10).close()
+    """Forget every Auto Scaling group (moto's server runs in this process). Only that
+    backend: re-creating EC2's (AMIs, instance types) would cost seconds per test; its
+    launch template and the instances of earlier tests stay, belonging to no group."""
+    autoscaling_backends[DEFAULT_ACCOUNT_ID][REGION].reset()

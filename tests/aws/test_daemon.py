@@ -106,20 +106,20 @@ async def test_a_spot_stockout_puts_the_shortfall_on_demand_within_one_tick(
 async def test_a_throttling_burst_is_retried_with_backoff_and_acts_once(
     registries: dict[str, Registry[Any]], cloud: MotoCloud
 ) -> None:
-    """Five throttled answers: botocore makes four attempts inside the call, the actuator backs
+    """Four throttled answers: botocore makes three attempts inside the call, the actuator backs
     off and calls again, botocore retries once more, then the one SetDesiredCapacity lands."""
     cloud.create("chat-spot", "chat-od")
     backlog("aws-throttle", 4)
     daemon = await started(config(registries, cloud, "aws-throttle"), registries, cloud)
     daemon.loop.retry = RetryPolicy(base_s=0.2, cap_s=1.0)
-    cloud.throttle("SetDesiredCapacity", 5)
+    cloud.throttle("SetDesiredCapacity", 4)
     with capture_logs() as logs:
         await daemon.loop.tick()
         await daemon.loop.settle()
         for _ in range(3):  # later ticks resubmit the same target: still one change
             await daemon.loop.tick()
             await daemon.loop.settle()
-    assert cloud.throttled["SetDesiredCapacity"] == 5
+    assert cloud.throttled["SetDesiredCapacity"] == 4
     assert cloud.sent["SetDesiredCapacity"] == 1
     assert (cloud.desired("chat-spot"), cloud.instances("chat-spot")) == (4, 4)
     failed = [e for e in logs if e["event"] == "resize_failed"]
