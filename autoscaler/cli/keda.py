@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import sys
 
 import click
 
-from autoscaler.config.models import load_config
-from autoscaler.config.yaml_lines import ConfigFileError
-from autoscaler.runtime.app import EXIT_INVALID
+from autoscaler.cli.common import EXIT_INVALID, config_or_exit
+from autoscaler.ports.provider import missing_extra
 from autoscaler.runtime.logs import configure_logging
 
 
@@ -23,17 +21,11 @@ from autoscaler.runtime.logs import configure_logging
 def keda_scaler(config_path: str, listen: str) -> None:
     """Serve each pool's guarded desired instance count to KEDA (a ScaledObject trigger of
     type `external` with metadata `pool: NAME`); this process never resizes anything."""
-    missing = [m for m in ("grpc", "google.protobuf") if importlib.util.find_spec(m) is None]
+    missing = missing_extra("autoscaler keda-scaler", "keda", ("grpc", "google.protobuf"))
     if missing:
-        click.echo("error: autoscaler keda-scaler needs grpcio and protobuf: "
-                   "pip install 'queue-autoscaler[keda]'", err=True)
+        click.echo(f"error: {missing}", err=True)
         sys.exit(EXIT_INVALID)
-    try:
-        config = load_config(config_path)
-    except ConfigFileError as exc:
-        for message in exc.messages:
-            click.echo(message, err=True)
-        sys.exit(EXIT_INVALID)
+    config = config_or_exit(config_path)
     configure_logging(config.controller.log_level)
     from autoscaler.runtime.keda.server import serve_keda
 

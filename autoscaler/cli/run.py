@@ -7,9 +7,8 @@ import sys
 
 import click
 
-from autoscaler.config.models import load_config
-from autoscaler.config.yaml_lines import ConfigFileError
-from autoscaler.runtime.app import EXIT_INVALID, run_daemon
+from autoscaler.cli.common import config_or_exit
+from autoscaler.runtime.app import run_daemon
 from autoscaler.runtime.logs import configure_logging
 
 
@@ -21,12 +20,7 @@ from autoscaler.runtime.logs import configure_logging
               help="Run one tick, print one JSON line per pool on stdout, exit.")
 def run(config_path: str, dry_run: bool, once: bool) -> None:
     """Run the autoscaler daemon on a config file (JSON logs on stderr)."""
-    try:
-        config = load_config(config_path)
-    except ConfigFileError as exc:
-        for message in exc.messages:
-            click.echo(message, err=True)
-        sys.exit(EXIT_INVALID)
+    config = config_or_exit(config_path)
     configure_logging(config.controller.log_level)
     sys.exit(asyncio.run(run_daemon(config, dry_run=dry_run, once=once)))
 

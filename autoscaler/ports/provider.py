@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.util
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -168,3 +169,21 @@ class AccountExecutor:
     def shutdown(self) -> None:
         """Refuse new calls; calls already running finish in their threads."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def missing_extra(what: str, extra: str, modules: Sequence[str]) -> str | None:
+    """Why ``what`` cannot run here (the modules missing and the extra to install), or None.
+
+    Looks the modules up without importing them: cloud SDKs take seconds to import, and config
+    validation (``validate``, the simulator) must refuse what ``run`` would refuse cheaply."""
+    missing = [m for m in modules if not _findable(m)]
+    if not missing:
+        return None
+    return f"{what} needs {', '.join(missing)}: pip install 'queue-autoscaler[{extra}]'"
+
+
+def _findable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError, AttributeError):  # a parent package that is not one
+        return False

@@ -7,14 +7,14 @@ which extra to install, as ``run`` would).
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from autoscaler.ports.provider import missing_extra
+
 REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
-EXTRA_HINT = "pip install 'queue-autoscaler[aws]'"
 
 
 class AwsAccountSettings(BaseModel):
@@ -69,6 +69,4 @@ class AwsGroupSettings(BaseModel):
 
 def missing_sdk() -> str:
     """'' when aiobotocore is importable, else the message naming the extra to install."""
-    if importlib.util.find_spec("aiobotocore") is None:
-        return f"the aws provider needs aiobotocore: {EXTRA_HINT}"
-    return ""
+    return missing_extra("the aws provider", "aws", ("aiobotocore",)) or ""

@@ -23,7 +23,6 @@ and the simulator never pay for it; a missing SDK names the ``azure`` extra to i
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -31,7 +30,7 @@ from pydantic import BaseModel
 
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.errors import ConfigError
-from autoscaler.ports.provider import AccountClient, AccountSpec, ManagedGroup
+from autoscaler.ports.provider import AccountClient, AccountSpec, ManagedGroup, missing_extra
 from autoscaler.providers.azure.settings import (
     AzureAccountSettings,
     AzureGroupSettings,
@@ -40,7 +39,6 @@ from autoscaler.providers.azure.settings import (
 
 __all__ = ["AzureAccountSettings", "AzureGroupSettings", "AzureProvider"]
 
-EXTRA_HINT = "pip install 'queue-autoscaler[azure]'"
 
 
 class AzureProvider:
@@ -58,23 +56,12 @@ class AzureProvider:
     def client(
         cls, account: AccountSpec, groups: Sequence[ManagedGroup], clock: Clock
     ) -> AccountClient:
-        missing = [name for name in SDK_MODULES if not _installed(name)]
+        missing = missing_extra("the azure provider", "azure", SDK_MODULES)
         if missing:
-            raise ConfigError(
-                f"account {account.name!r}: the azure provider needs {', '.join(missing)} "
-                f"({EXTRA_HINT})")
+            raise ConfigError(f"account {account.name!r}: {missing}")
         from autoscaler.providers.azure.client import AzureClient
 
         return AzureClient(account, groups, clock)
 
 
 SDK_MODULES = ("azure.mgmt.compute", "azure.identity", "aiohttp")
-
-
-def _installed(module: str) -> bool:
-    """Whether ``module`` can be imported, without importing it (the SDK is slow to import:
-    ``start`` imports it)."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError, AttributeError):
-        return False

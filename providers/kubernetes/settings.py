@@ -5,12 +5,12 @@ import cycle through the package."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from autoscaler.config.durations import Duration
+from autoscaler.ports.provider import missing_extra
 
 DEFAULT_PENDING_TIMEOUT_S = 300.0
 EXTRA = "kubernetes"
@@ -21,10 +21,7 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 def sdk_missing() -> str | None:
     """Why the SDK cannot be used (the extra to install), or None. Looks it up without
     importing it (a slow import), so `validate` refuses what `run` would refuse, cheaply."""
-    if importlib.util.find_spec("kubernetes_asyncio") is None:
-        return (f"the kubernetes provider needs kubernetes-asyncio: "
-                f"pip install 'queue-autoscaler[{EXTRA}]'")
-    return None
+    return missing_extra("the kubernetes provider", EXTRA, ("kubernetes_asyncio",))
 
 
 class KubernetesAccountSettings(BaseModel):
