@@ -56,6 +56,7 @@ class Mig:
     target_size: int = 0
     instances: list[Instance] = field(default_factory=list)
     failing: tuple[str, str] | None = None
+    resize_error: tuple[str, str] | None = None  # resize operations end DONE with this error
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Injected:
     status: int
     reason: str
     headers: tuple[tuple[str, str], ...] = ()
+    after: bool = False  # carry the call out, then answer the error (a lost response)
 
 
 class FakeCompute:
@@ -133,10 +135,11 @@ class FakeCompute:
                         inst.deleting_until = now
 
     def inject(self, verb: str, status: int, reason: str, count: int = 1,
-               headers: tuple[tuple[str, str], ...] = ()) -> None:
-        """The next ``count`` calls of ``verb`` answer with this HTTP error."""
+               headers: tuple[tuple[str, str], ...] = (), *, after: bool = False) -> None:
+        """The next ``count`` calls of ``verb`` answer with this HTTP error (``after``: the
+        call is carried out first, as when a response is lost on its way back)."""
         with self.lock:
-            self.injected.extend([Injected(verb, status, reason, headers)] * count)
+            self.injected.extend([Injected(verb, status, reason, headers, after)] * count)
 
     def live(self, name: str) -> list[Instance]:
         with self.lock:
@@ -209,6 +212,10 @@ class FakeCompute:
 
     def _handle(self, method: str, path: str, query: dict[str, list[str]],
                 headers: Any) -> tuple[int, dict[str, Any], tuple[tuple[str, str], ...]]:
+        if path == "/token" and self.token is not None:  # an OAuth2 token endpoint
+            self.requests.append((method, "token", query))
+            return 200, {"access_token": self.token, "expires_in": 3600,
+                         "token_type": "Bearer"}, ()
         m = PATH.match(path)
         if m is None:
             return 404, error(404, "notFound", f"no route {path}"), ()
@@ -221,8 +228,15 @@ class FakeCompute:
         for i, inj in enumerate(self.injected):
             if inj.verb == kind:
                 del self.injected[i]
+                if inj.after:
+                    self._route(m, kind, query)
                 return inj.status, error(inj.status, inj.reason, f"injected {inj.reason}"), \
                     inj.headers
+        return self._route(m, kind, query)
+
+    def _route(self, m: re.Match[str], kind: str, query: dict[str, list[str]],
+               ) -> tuple[int, dict[str, Any], tuple[tuple[str, str], ...]]:
+        coll = m["coll"]
         location = f"{m['scope']}/{m['loc']}"
         if coll == "operations":
             op = self.operations.get((m["project"], location, m["name"]))
@@ -256,8 +270,9 @@ class FakeCompute:
         if request_id and request_id in self.by_request_id:
             name = self.by_request_id[request_id]
             return 200, self.operations[(mig.project, mig.location, name)], ()
-        self._resize(mig, size)
-        self.applied.append((mig.name, size, request_id))
+        if mig.resize_error is None:
+            self._resize(mig, size)
+            self.applied.append((mig.name, size, request_id))
         name = f"operation-{next(self._ids)}-{uuid.uuid4().hex[:8]}"
         scope = mig.location.split("/")[0][:-1]
         op = {
@@ -267,6 +282,10 @@ class FakeCompute:
             scope: f"{ROOT}/projects/{mig.project}/{mig.location}",
             "selfLink": f"{ROOT}/projects/{mig.project}/{mig.location}/operations/{name}",
         }
+        if mig.resize_error is not None:
+            code, message = mig.resize_error
+            op.update(status="DONE", progress=100, httpErrorStatusCode=403,
+                      error={"errors": [{"code": code, "message": message}]})
         self.operations[(mig.project, mig.location, name)] = op
         if request_id:
             self.by_request_id[request_id] = name
