@@ -75,6 +75,37 @@ def request_uuid(request_id: str) -> str:
         return str(uuid.uuid5(uuid.NAMESPACE_URL, f"autoscaler:{request_id}"))
 
 
+def credentials_from_file(path: str) -> Any:
+    """Credentials from a file of a known ``type``, each through its own loader (the generic
+    ``load_credentials_from_file`` is deprecated: it accepts any configuration unchecked).
+    Service-account keys, workload identity federation configs (``external_account``: a file
+    or URL source, or AWS) and gcloud's authorized-user files are accepted."""
+    import json
+
+    with open(path, encoding="utf-8") as handle:
+        kind = json.load(handle).get("type")
+    if kind == "service_account":
+        from google.oauth2 import service_account
+
+        return service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
+            path, scopes=SCOPES)
+    if kind == "external_account":
+        from google.auth import aws, identity_pool
+
+        with open(path, encoding="utf-8") as handle:
+            source = json.load(handle).get("credential_source") or {}
+        loader = aws.Credentials if source.get("environment_id", "").startswith("aws") else (
+            identity_pool.Credentials)
+        return loader.from_file(path, scopes=SCOPES)  # type: ignore[no-untyped-call]
+    if kind == "authorized_user":
+        from google.oauth2 import credentials
+
+        return credentials.Credentials.from_authorized_user_file(  # type: ignore[no-untyped-call]
+            path, scopes=SCOPES)
+    raise ValueError(f"credentials type {kind!r} is not one of service_account, "
+                     "external_account, authorized_user")
+
+
 class _Sdk:
     """The four REST clients of one account (made in a worker thread, by ``start``)."""
 
@@ -184,12 +215,10 @@ class GcpClient:
         path = self.settings.credentials_file
         try:
             if path is not None:
-                credentials, _ = google.auth.load_credentials_from_file(  # type: ignore[no-untyped-call]
-                    path, scopes=SCOPES)
-                return credentials, "credentials_file"
+                return credentials_from_file(path), "credentials_file"
             credentials, _ = google.auth.default(scopes=SCOPES)
             return credentials, "default"
-        except (auth_exc.GoogleAuthError, OSError, ValueError) as exc:
+        except (auth_exc.GoogleAuthError, OSError, ValueError, KeyError) as exc:
             # The exception's text is not repeated for a file: some parsers quote what they
             # could not parse, and that may be key material.
             what = f"credentials_file {path!r}" if path is not None else (

@@ -66,6 +66,7 @@ class Injected:
     reason: str
     headers: tuple[tuple[str, str], ...] = ()
     after: bool = False  # carry the call out, then answer the error (a lost response)
+    mig: str | None = None  # only calls on this MIG (None: any)
 
 
 class FakeCompute:
@@ -77,7 +78,10 @@ class FakeCompute:
         self.boot_s = boot_s
         self.drain_s = drain_s
         self.hold_drains = False
-        self.token = token  # when set, requests must carry "Bearer <token>"
+        # When set: requests must carry a bearer credential (this token from ``/token``, or
+        # the self-signed JWT google-auth makes from a service-account key); each seen is kept.
+        self.token = token
+        self.authorizations: list[str] = []
         self.migs: dict[tuple[str, str, str], Mig] = {}
         self.operations: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.by_request_id: dict[str, str] = {}
@@ -135,11 +139,12 @@ class FakeCompute:
                         inst.deleting_until = now
 
     def inject(self, verb: str, status: int, reason: str, count: int = 1,
-               headers: tuple[tuple[str, str], ...] = (), *, after: bool = False) -> None:
+               headers: tuple[tuple[str, str], ...] = (), *, after: bool = False,
+               mig: str | None = None) -> None:
         """The next ``count`` calls of ``verb`` answer with this HTTP error (``after``: the
         call is carried out first, as when a response is lost on its way back)."""
         with self.lock:
-            self.injected.extend([Injected(verb, status, reason, headers, after)] * count)
+            self.injected.extend([Injected(verb, status, reason, headers, after, mig)] * count)
 
     def live(self, name: str) -> list[Instance]:
         with self.lock:
@@ -222,11 +227,15 @@ class FakeCompute:
         coll, verb = m["coll"], m["verb"]
         kind = verb or ("get" if coll == "instanceGroupManagers" else "operation")
         self.requests.append((method, kind, query))
-        if self.token is not None and headers.get("Authorization") != f"Bearer {self.token}":
+        authorization = headers.get("Authorization") or ""
+        if self.token is not None and authorization.startswith("Bearer ") and len(
+                authorization) > len("Bearer "):
+            self.authorizations.append(authorization.removeprefix("Bearer "))
+        elif self.token is not None:
             return 401, error(401, "required", "Request is missing required authentication "
                                                 "credential."), ()
         for i, inj in enumerate(self.injected):
-            if inj.verb == kind:
+            if inj.verb == kind and inj.mig in (None, m["name"]):
                 del self.injected[i]
                 if inj.after:
                     self._route(m, kind, query)
