@@ -348,3 +348,15 @@ async def test_a_credentials_file_of_an_unknown_type_is_denied(
         await client.start()
     await client.close(1.0)
     assert SECRET not in str(info.value)
+
+
+def test_a_missing_sdk_is_a_clear_error_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch, clock: ManualClock,
+) -> None:
+    monkeypatch.setitem(sys.modules, "google.cloud.compute_v1", None)  # as if not installed
+    group = ManagedGroup(ZONAL, Market.SPOT, GcpGroupSettings(mig="mz", zone="us-central1-a"))
+    settings = GcpAccountSettings(project=PROJECT)
+    [(field, message)] = GcpProvider.check_group(group, settings)
+    assert field == "" and "queue-autoscaler[gcp]" in message
+    with pytest.raises(ValueError, match=r"queue-autoscaler\[gcp\]"):
+        GcpProvider.client(AccountSpec("gcp-prod", "gcp", settings), [group], clock)
