@@ -20,64 +20,26 @@ counts as a capacity failure and how far ``resize`` waits are written in
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import BaseModel
 
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.provider import AccountSpec, ManagedGroup
+from autoscaler.providers.gcp.settings import (
+    EXTRA_HINT,
+    GcpAccountSettings,
+    GcpGroupSettings,
+    check_group,
+    sdk_missing,
+)
 
 if TYPE_CHECKING:
     from autoscaler.providers.gcp.client import GcpClient
 
-# Compute Engine resource names (RFC 1035 labels) and location names.
-NAME = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
-ZONE = r"^[a-z]+-[a-z]+[0-9]+-[a-z]$"
-REGION = r"^[a-z]+-[a-z]+[0-9]+$"
-# Project ids, including legacy domain-scoped ones (``example.com:my-project``).
-PROJECT = r"^([a-z0-9.-]+:)?[a-z][-a-z0-9]{4,28}[a-z0-9]$"
-
-
-EXTRA_HINT = "install the gcp extra: pip install 'queue-autoscaler[gcp]'"
-
-
-def sdk_missing() -> bool:
-    """True when google-cloud-compute is not installed (looked up, not imported: cheap)."""
-    try:
-        return importlib.util.find_spec("google.cloud.compute_v1") is None
-    except ModuleNotFoundError:
-        return True
-
-
-class GcpAccountSettings(BaseModel):
-    """The keys of a ``kind: gcp`` account."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    project: str = Field(pattern=PROJECT, description="the project that holds the MIGs")
-    credentials_file: str | None = Field(
-        default=None, min_length=1,
-        description="a credentials JSON file (default: the google.auth default chain)")
-    endpoint: HttpUrl | None = Field(
-        default=None, description="Compute API root override (private endpoint, emulator)")
-
-
-class GcpGroupSettings(BaseModel):
-    """The keys of a group on a ``gcp`` account: ``mig`` and its ``zone`` or ``region``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    mig: str = Field(pattern=NAME, description="the managed instance group's name")
-    zone: str | None = Field(default=None, pattern=ZONE, description="a zonal MIG's zone")
-    region: str | None = Field(default=None, pattern=REGION,
-                               description="a regional MIG's region")
-
-    @property
-    def location(self) -> str:
-        """``zones/ZONE`` or ``regions/REGION``: the MIG's place, unique with its name."""
-        return f"zones/{self.zone}" if self.zone is not None else f"regions/{self.region}"
+__all__ = ["EXTRA_HINT", "GcpAccountSettings", "GcpGroupSettings", "GcpProvider",
+           "sdk_missing"]
 
 
 class GcpProvider:
@@ -89,15 +51,7 @@ class GcpProvider:
 
     @classmethod
     def check_group(cls, group: ManagedGroup, account: BaseModel) -> Sequence[tuple[str, str]]:
-        settings = group.settings
-        if not isinstance(settings, GcpGroupSettings):
-            return [("", "gcp provider settings expected")]
-        if sdk_missing():
-            return [("", f"the gcp provider needs google-cloud-compute: {EXTRA_HINT}")]
-        if (settings.zone is None) == (settings.region is None):
-            return [("zone", "a gcp group needs exactly one of `zone` (a zonal MIG) or "
-                             "`region` (a regional MIG)")]
-        return []
+        return check_group(group)
 
     @classmethod
     def client(

@@ -41,14 +41,14 @@ from autoscaler.core.model import GroupState
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.errors import Denied, NotFound, ProviderError, Transient
 from autoscaler.ports.provider import AccountExecutor, AccountSpec, GroupId, ManagedGroup
-from autoscaler.providers.gcp import (
+from autoscaler.providers.gcp.errors import map_api_error, map_operation_errors
+from autoscaler.providers.gcp.settings import (
     EXTRA_HINT,
     GcpAccountSettings,
     GcpGroupSettings,
-    GcpProvider,
+    check_group,
     sdk_missing,
 )
-from autoscaler.providers.gcp.errors import map_api_error, map_operation_errors
 from autoscaler.providers.gcp.state import (
     SUMMARY_BOOTING,
     SUMMARY_CREATING,
@@ -148,7 +148,7 @@ class GcpClient:
         self._clock = clock
         self._credentials = credentials
         problems = [f"group {g.id}: {message}" for g in groups
-                    for _, message in GcpProvider.check_group(g, settings)]
+                    for _, message in check_group(g)]
         if problems:
             raise ValueError("; ".join(problems))
         self.groups: dict[GroupId, ManagedGroup] = {g.id: g for g in groups}
