@@ -41,6 +41,13 @@ STOCKOUT = ("ZONE_RESOURCE_POOL_EXHAUSTED",
             "The zone does not have enough resources available to fulfill the request.")
 
 
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog (5) drops the SYNs of concurrent describes past it, which
+    # then wait a TCP retransmit (1 s): a fake's artifact, not the provider's.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 @dataclass
 class Instance:
     name: str
@@ -90,7 +97,7 @@ class FakeCompute:
         self.injected: list[Injected] = []
         self.lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
