@@ -69,6 +69,10 @@ def map_api_error(exc: BaseException, *, account: str, group: str,
     if isinstance(exc, gexc.ServerError | gexc.ServiceUnavailable | gexc.DeadlineExceeded
                   | gexc.RetryError):
         return Transient(message, **where)
+    if isinstance(exc, auth_exc.RefreshError) and getattr(exc, "retryable", False):
+        # google-auth marks a refresh that may pass (a metadata server or STS hiccup).
+        return Transient(f"credentials refresh failed, retryable ({type(exc).__name__})",
+                         **where)
     if isinstance(exc, auth_exc.DefaultCredentialsError | auth_exc.RefreshError):
         # Their text names files and endpoints, not secrets; the class is what matters.
         return Denied(f"credentials unusable ({type(exc).__name__}): {exc}", **where)

@@ -360,3 +360,14 @@ def test_a_missing_sdk_is_a_clear_error_naming_the_extra(
     assert field == "" and "queue-autoscaler[gcp]" in message
     with pytest.raises(ValueError, match=r"queue-autoscaler\[gcp\]"):
         GcpProvider.client(AccountSpec("gcp-prod", "gcp", settings), [group], clock)
+
+
+def test_credential_refresh_failures_are_denied_unless_marked_retryable() -> None:
+    from google.auth import exceptions as auth_exc
+
+    from autoscaler.providers.gcp.errors import map_api_error
+
+    where = {"account": "a", "group": "p/g", "operation": "describe"}
+    assert isinstance(map_api_error(auth_exc.RefreshError("invalid_grant"), **where), Denied)
+    retryable = auth_exc.RefreshError("metadata server unavailable", retryable=True)
+    assert isinstance(map_api_error(retryable, **where), Transient)
