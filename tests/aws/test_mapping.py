@@ -6,6 +6,7 @@ moto cannot produce these states (every instance it launches is ``InService`` at
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,6 @@ from autoscaler.ports.errors import (
     Throttled,
     Transient,
 )
-from autoscaler.providers.aws import settings as aws_settings
 from autoscaler.providers.aws.errors import map_error
 from autoscaler.providers.aws.states import (
     count,
@@ -159,7 +159,7 @@ def test_validate_never_repeats_an_endpoint_password() -> None:
 
 
 def test_a_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(aws_settings.importlib.util, "find_spec",
+    monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name: None if name == "aiobotocore" else object())
     path = tmp_path / "aws.yaml"
     path.write_text("""providers:
