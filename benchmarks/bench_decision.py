@@ -2,7 +2,8 @@
 (plus ``applied`` on the ticks that change the count, as the daemon does).
 
 1000 pools (two groups each: spot then on-demand), each ticked with its own slowly varying
-observation (2 to ~70 erlangs of offered load, 2 s requests, a queue that comes and goes), for
+observation (2 to ~70 erlangs of offered load, 2 s requests, a queue that comes and goes) and
+the fleet its previous decision asked for (as a provider would describe it once resized), for
 the ``threshold`` and ``sla`` policies, alternating for a few rounds in one run (the machines
 are shared and noisy: compare the figures of one run). Prints per-round medians over ticks of
 the per-pool time (wall time of one tick over all pools / number of pools), their ratio, and
@@ -20,6 +21,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Mapping
 
 from autoscaler.config.models import Config
 from autoscaler.config.plugins import default_registries
@@ -51,11 +53,11 @@ def _config(policy: str) -> Config:
     return Config.model_validate({"pools": pools}, context={"registries": default_registries()})
 
 
-def _observation(i: int, tick: int) -> tuple[Observation, FleetState]:
+def _observation(i: int, tick: int) -> Observation:
     rate = 2.0 + (i % 50) * 0.5 * (1.0 + 0.3 * math.sin(tick / 10.0 + i))
     busy = int(rate * 2.0)
     depth = int(max(0.0, 10.0 * math.sin(tick / 7.0 + i)))
-    obs = Observation(
+    return Observation(
         time=tick * INTERVAL,
         depth=depth,
         oldest_wait_s=depth * 0.3 if depth else None,
@@ -63,14 +65,17 @@ def _observation(i: int, tick: int) -> tuple[Observation, FleetState]:
         arrival_rate=rate,
         completion_rate=busy / 2.0,
     )
-    running = max(1, busy // 8 + 1)
-    fleet = FleetState(
+
+
+def _fleet(targets: Mapping[str, int]) -> FleetState:
+    """The fleet as the provider describes it after the last decision was carried out (all
+    running: the guards then see no change they did not make, as in the daemon)."""
+    return FleetState(
         (
-            GroupState("spot", Market.SPOT, running, 0, running),
-            GroupState("od", Market.ON_DEMAND, 0, 0, 0),
+            GroupState("spot", Market.SPOT, targets["spot"], 0, targets["spot"]),
+            GroupState("od", Market.ON_DEMAND, targets["od"], 0, targets["od"]),
         )
     )
-    return obs, fleet
 
 
 def measure(policy: str) -> tuple[list[float], list[float]]:
@@ -80,17 +85,18 @@ def measure(policy: str) -> tuple[list[float], list[float]]:
     policies = default_registries()["policies"]
     controllers = [controller_for(pool, INTERVAL, policies) for pool in config.pools]
     states: list[ControllerState] = [c.initial_state() for c in controllers]
-    inputs = [[_observation(i, tick) for i in range(POOLS)] for tick in range(TICKS)]
+    targets: list[Mapping[str, int]] = [{"spot": 1, "od": 0} for _ in range(POOLS)]
     per_pool: list[float] = []
     cpu_per_pool: list[float] = []
     for tick in range(TICKS):
-        row = inputs[tick]
+        row = [(_observation(i, tick), _fleet(targets[i])) for i in range(POOLS)]
         start, cpu_start = time.perf_counter(), time.thread_time()
         for i, controller in enumerate(controllers):
             obs, fleet = row[i]
             decision, states[i] = controller.decide(obs, fleet, states[i])
-            if decision.desired != decision.current:  # the daemon records what it applied
+            if decision.changes(fleet):  # the daemon records what it applied
                 states[i] = controller.applied(states[i], decision)
+            targets[i] = decision.targets
         per_pool.append((time.perf_counter() - start) / POOLS)
         cpu_per_pool.append((time.thread_time() - cpu_start) / POOLS)
     return per_pool[10:], cpu_per_pool[10:]
