@@ -21,11 +21,19 @@ class ActuationGate(Protocol):
         """A short reason for logs while closed (``dry_run``, ``not_leader``)."""
         ...
 
+    async def confirm(self) -> bool:
+        """Asked by a group actuator right before each resize call: whether it may go ahead
+        (leader election reads its fencing token here; a queued resize is dropped if not)."""
+        ...
+
 
 class OpenGate:
     """Always open: a single daemon that owns its fleets."""
 
     def is_open(self) -> bool:
+        return True
+
+    async def confirm(self) -> bool:
         return True
 
     @property
@@ -37,6 +45,9 @@ class DryRunGate:
     """Never open: decide and log, never resize (``--dry-run``)."""
 
     def is_open(self) -> bool:
+        return False
+
+    async def confirm(self) -> bool:
         return False
 
     @property
