@@ -44,7 +44,7 @@ from autoscaler.ports.errors import (
 )
 from autoscaler.ports.provider import AccountClient, GroupId
 from autoscaler.ports.telemetry import Telemetry
-from autoscaler.runtime.gate import ActuationGate
+from autoscaler.runtime.gate import ActuationGate, may_actuate
 
 log = structlog.get_logger("autoscaler.runtime")
 
@@ -231,7 +231,7 @@ class GroupActuator:
                 await asyncio.sleep(delay)  # a newer submit waits the hold-off too
                 continue
             work, self._wanted = self._wanted, None
-            if self._gate is not None and not await self._gate.confirm():
+            if self._gate is not None and not await may_actuate(self._gate):
                 log.warning("resize_dropped", group=str(self.group), target=work.target,
                             reason=self._gate.why_closed or "not_confirmed")
                 self._reported.set()

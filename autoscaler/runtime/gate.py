@@ -8,7 +8,7 @@ every worker honours: the same idea).
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class ActuationGate(Protocol):
@@ -21,19 +21,27 @@ class ActuationGate(Protocol):
         """A short reason for logs while closed (``dry_run``, ``not_leader``)."""
         ...
 
+
+@runtime_checkable
+class FencedGate(ActuationGate, Protocol):
+    """A gate that can confirm with its authority right before each resize call (leader
+    election reads its fencing token there), so a deposed actor's queued resizes are dropped."""
+
     async def confirm(self) -> bool:
-        """Asked by a group actuator right before each resize call: whether it may go ahead
-        (leader election reads its fencing token here; a queued resize is dropped if not)."""
         ...
+
+
+async def may_actuate(gate: ActuationGate) -> bool:
+    """Asked by a group actuator right before each resize call."""
+    if not gate.is_open():
+        return False
+    return await gate.confirm() if isinstance(gate, FencedGate) else True
 
 
 class OpenGate:
     """Always open: a single daemon that owns its fleets."""
 
     def is_open(self) -> bool:
-        return True
-
-    async def confirm(self) -> bool:
         return True
 
     @property
@@ -45,9 +53,6 @@ class DryRunGate:
     """Never open: decide and log, never resize (``--dry-run``)."""
 
     def is_open(self) -> bool:
-        return False
-
-    async def confirm(self) -> bool:
         return False
 
     @property

@@ -23,6 +23,7 @@ the server's clock runs fast by more than the margin.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Callable
 
@@ -108,7 +109,9 @@ class RedisLease:
         if self.token is None:
             return False
         value = await self._client.get(self.key)
-        if value is None or value.decode(errors="replace") != self.token:
+        if isinstance(value, bytes):
+            value = value.decode(errors="replace")
+        if value != self.token:
             self.token = None
         return self.token is not None
 
@@ -208,10 +211,8 @@ class LeaderGate:
         period = self.ttl_s / 3
         if self._leader:  # wake at the local expiry if that comes first
             period = max(0.0, min(period, self._valid_until - self.clock.monotonic()))
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=period)
-        except TimeoutError:
-            pass
         if self._leader and self.clock.monotonic() >= self._valid_until:
             self._set(False, "lease_expired")
 
