@@ -76,6 +76,25 @@ class StateStoreConfig(Strict):
         return value
 
 
+class LeaderElectionConfig(Strict):
+    """One actor among replicas: a Redis lease (``autoscaler.runtime.leader``).
+
+    Every replica samples, decides and exports metrics; only the lease holder resizes.
+    Failover takes at most ``ttl`` plus one renewal period (``ttl / 3``).
+    """
+
+    url: str
+    key: str = Field(default="autoscaler:leader", min_length=1, max_length=200)
+    ttl: Duration = Field(default=10.0, ge=0.3, le=3600.0)
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        checked = StateStoreConfig._redis_url(value)
+        assert checked is not None
+        return checked
+
+
 class ControllerConfig(Strict):
     """Loop-wide settings."""
 
@@ -86,6 +105,8 @@ class ControllerConfig(Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     state_store: StateStoreConfig | None = Field(default_factory=StateStoreConfig)
     """``none`` (or null) disables persistence; see ``StateStoreConfig``."""
+    leader_election: LeaderElectionConfig | None = None
+    """Absent: this daemon acts alone (no lease)."""
 
     @field_validator("state_store", mode="before")
     @classmethod

@@ -44,6 +44,7 @@ from autoscaler.ports.errors import (
 )
 from autoscaler.ports.provider import AccountClient, GroupId
 from autoscaler.ports.telemetry import Telemetry
+from autoscaler.runtime.gate import ActuationGate, may_actuate
 
 log = structlog.get_logger("autoscaler.runtime")
 
@@ -125,8 +126,10 @@ class GroupActuator:
         deadline_s: float,
         policy: RetryPolicy | None = None,
         seed: int | None = None,
+        gate: ActuationGate | None = None,
     ) -> None:
         self.group = group
+        self._gate = gate
         self.account = account
         self._client = client
         self._clock = clock
@@ -228,6 +231,11 @@ class GroupActuator:
                 await asyncio.sleep(delay)  # a newer submit waits the hold-off too
                 continue
             work, self._wanted = self._wanted, None
+            if self._gate is not None and not await may_actuate(self._gate):
+                log.warning("resize_dropped", group=str(self.group), target=work.target,
+                            reason=self._gate.why_closed or "not_confirmed")
+                self._reported.set()
+                continue  # a deposed leader's queued resize is never carried out
             self._current = work
             try:
                 error, late = await self._call(work)

@@ -29,6 +29,7 @@ from autoscaler.registry import Registry, RegistryError
 from autoscaler.runtime.accounts import AccountRuntime
 from autoscaler.runtime.clock import LoopClock
 from autoscaler.runtime.gate import ActuationGate, DryRunGate, OpenGate
+from autoscaler.runtime.leader import LeaderGate, RedisLease
 from autoscaler.runtime.loop import ControlLoop, PoolRuntime
 from autoscaler.runtime.metrics import PrometheusTelemetry
 from autoscaler.runtime.persistence import build_persistence
@@ -171,13 +172,33 @@ async def run_daemon(
     """The daemon: serve metrics, tick until a signal, drain within ``drain_timeout``."""
     ctl = config.controller
     telemetry = NullTelemetry() if once else PrometheusTelemetry()
+    leader: LeaderGate | None = None
+    if ctl.leader_election is not None and not dry_run:
+        election = ctl.leader_election
+        leader = LeaderGate(
+            RedisLease(election.url, election.key, election.ttl), LoopClock(),
+            on_change=telemetry.record_leader if isinstance(telemetry, PrometheusTelemetry)
+            else None,
+        )
+    elif isinstance(telemetry, PrometheusTelemetry):
+        telemetry.record_leader(not dry_run)
     try:
-        daemon = Daemon.build(config, registries=registries, telemetry=telemetry, dry_run=dry_run)
+        daemon = Daemon.build(config, registries=registries, telemetry=telemetry, dry_run=dry_run,
+                              gate=leader)
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     if once:
-        return await run_once(daemon, out or sys.stdout)
+        if leader is None:
+            return await run_once(daemon, out or sys.stdout)
+        # One look among replicas: act only if the lease is free now, then hand it back.
+        stop = asyncio.Event()
+        stop.set()
+        await leader.step()
+        try:
+            return await run_once(daemon, out or sys.stdout)
+        finally:
+            await leader.run(stop)  # with stop set: releases the lease, closes its client
     assert isinstance(telemetry, PrometheusTelemetry)
     try:
         port = telemetry.serve(ctl.metrics_host, ctl.metrics_port)
@@ -194,6 +215,8 @@ async def run_daemon(
     clock = daemon.loop.clock
     try:
         try:
+            if leader is not None:
+                sup.spawn("leader-lease", leader.run(sup.stop))
             await daemon.start()
             sup.spawn("control-loop", daemon.loop.run(sup.stop))
             await sup.stop.wait()

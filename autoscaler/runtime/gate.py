@@ -8,7 +8,7 @@ every worker honours: the same idea).
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class ActuationGate(Protocol):
@@ -20,6 +20,22 @@ class ActuationGate(Protocol):
     def why_closed(self) -> str:
         """A short reason for logs while closed (``dry_run``, ``not_leader``)."""
         ...
+
+
+@runtime_checkable
+class FencedGate(ActuationGate, Protocol):
+    """A gate that can confirm with its authority right before each resize call (leader
+    election reads its fencing token there), so a deposed actor's queued resizes are dropped."""
+
+    async def confirm(self) -> bool:
+        ...
+
+
+async def may_actuate(gate: ActuationGate) -> bool:
+    """Asked by a group actuator right before each resize call."""
+    if not gate.is_open():
+        return False
+    return await gate.confirm() if isinstance(gate, FencedGate) else True
 
 
 class OpenGate:

@@ -175,7 +175,7 @@ class ControlLoop:
             actuator = GroupActuator(
                 group, account.name, account.ready, self.clock, self.telemetry,
                 self.unavailability, self._on_outcome,
-                deadline_s=account.spec.resize_timeout_s, policy=self.retry,
+                deadline_s=account.spec.resize_timeout_s, policy=self.retry, gate=self.gate,
             )
             self.actuators[group] = actuator
         return actuator

@@ -77,6 +77,12 @@ class PrometheusTelemetry:
             buckets=TICK_BUCKETS,
             registry=r,
         )
+        self.leader = Gauge(
+            "autoscaler_leader",
+            "1 on the replica that may resize groups (the lease holder, or a lone daemon "
+            "not in dry run), 0 on standbys",
+            registry=r,
+        )
         self.tick_overruns = Counter(
             "autoscaler_tick_overruns",
             "Interval slots skipped because a tick ran past the next one",
@@ -119,6 +125,9 @@ class PrometheusTelemetry:
 
     def record_provider_error(self, pool: str, group: str, operation: str, error: str) -> None:
         self.provider_errors.labels(pool, group, operation, error).inc()
+
+    def record_leader(self, leader: bool) -> None:
+        self.leader.set(1 if leader else 0)
 
     def record_tick(self, duration_s: float) -> None:
         self.tick_duration.observe(duration_s)

@@ -1,0 +1,230 @@
+"""One actor among replicas: a Redis lease behind the actuation gate.
+
+``RedisLease`` holds ``key`` with ``SET NX PX ttl``; its value is ``<holder>:<fence>``, where
+``fence`` comes from ``INCR <key>:fence`` on every acquisition, so each term of leadership has a
+token no earlier term had. Renew and release are compare-and-set Lua scripts: only the holder
+whose exact value is in the key may extend or delete it.
+
+``LeaderGate`` is the ``ActuationGate`` of a replica that takes part: every replica samples,
+decides and exports metrics (warm state); only the one whose lease is valid is open. Its
+``run`` coroutine is a supervised root task: acquire when free, renew every ``ttl / 3``, release
+on shutdown. ``confirm`` is called by each group actuator right before a resize: it reads the
+key, so a replica whose lease was deleted or taken over drops its queued resizes at once
+instead of at its next renewal.
+
+What is not guaranteed: the providers do not check the fencing token, so a resize that passed
+``confirm`` just before the lease changed hands can still land (a window of one Redis round trip
+plus the call). A replica that cannot reach Redis keeps acting until its local copy of the lease
+expires (measured from when the renewal was *sent*, minus a margin for clock-rate drift), while
+another replica may acquire it only after the server-side expiry: the two never overlap unless
+the server's clock runs fast by more than the margin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+import structlog
+
+from autoscaler.ports.clock import Clock
+from autoscaler.sources.redis.settings import redact_url
+
+log = structlog.get_logger("autoscaler.runtime")
+
+DRIFT_MARGIN = 0.1
+"""Fraction of the TTL given up locally: the lease is treated as lost this much earlier."""
+
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  local fence = redis.call('INCR', KEYS[2])
+  redis.call('SET', KEYS[1], ARGV[1] .. ':' .. fence, 'PX', ARGV[2])
+  return fence
+end
+return 0
+"""
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class RedisLease:
+    """The lease primitives on one Redis server (see the module docstring)."""
+
+    def __init__(self, url: str, key: str, ttl_s: float, *, holder: str | None = None) -> None:
+        if ttl_s <= 0:
+            raise ValueError("ttl_s must be > 0")
+        self.url = url
+        self.key = key
+        self.ttl_ms = max(1, round(ttl_s * 1000))
+        self.holder = holder or uuid.uuid4().hex
+        self.token: str | None = None
+        """``<holder>:<fence>`` while held (as last known here), else None."""
+        self._client = aioredis.Redis.from_url(
+            url, socket_connect_timeout=ttl_s / 3, socket_timeout=ttl_s / 3,
+            health_check_interval=0,
+        )
+        self._acquire = self._client.register_script(_ACQUIRE)
+        self._renew = self._client.register_script(_RENEW)
+        self._release = self._client.register_script(_RELEASE)
+
+    @property
+    def location(self) -> str:
+        return f"{redact_url(self.url)} {self.key}"
+
+    @property
+    def fence(self) -> int | None:
+        return None if self.token is None else int(self.token.rpartition(":")[2])
+
+    async def acquire(self) -> bool:
+        fence = int(await self._acquire(keys=[self.key, self.key + ":fence"],
+                                        args=[self.holder, self.ttl_ms]))
+        self.token = f"{self.holder}:{fence}" if fence else None
+        return self.token is not None
+
+    async def renew(self) -> bool:
+        """Extend the lease if this holder's token is still the key's value."""
+        if self.token is None:
+            return False
+        if not int(await self._renew(keys=[self.key], args=[self.token, self.ttl_ms])):
+            self.token = None
+        return self.token is not None
+
+    async def holds(self) -> bool:
+        """Whether the key still carries this holder's token (one GET: the fencing check)."""
+        if self.token is None:
+            return False
+        value = await self._client.get(self.key)
+        if isinstance(value, bytes):
+            value = value.decode(errors="replace")
+        if value != self.token:
+            self.token = None
+        return self.token is not None
+
+    async def release(self) -> None:
+        token, self.token = self.token, None
+        if token is not None:
+            await self._release(keys=[self.key], args=[token])
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class LeaderGate:
+    """The actuation gate of a replica in leader election (see the module docstring)."""
+
+    def __init__(
+        self,
+        lease: RedisLease,
+        clock: Clock,
+        *,
+        on_change: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.lease = lease
+        self.clock = clock
+        self.ttl_s = lease.ttl_ms / 1000
+        self._valid_until = 0.0
+        self._leader = False
+        self._on_change = on_change
+        if on_change is not None:
+            on_change(False)
+
+    # ------------------------------------------------------------------ ActuationGate
+
+    def is_open(self) -> bool:
+        return self._leader and self.clock.monotonic() < self._valid_until
+
+    @property
+    def why_closed(self) -> str:
+        return "" if self.is_open() else "not_leader"
+
+    async def confirm(self) -> bool:
+        """Right before a resize: still the leader, by the key itself (the fencing check)."""
+        if not self.is_open():
+            return False
+        try:
+            async with asyncio.timeout(self.ttl_s / 3):
+                held = await self.lease.holds()
+        except Exception as exc:  # cannot tell: do not act on a lease we cannot confirm
+            log.warning("leader_confirm_failed", lease=self.lease.location, error=repr(exc))
+            return False
+        if not held:
+            self._set(False, "lease_taken")
+        return held
+
+    # ------------------------------------------------------------------ the lease task
+
+    async def step(self) -> None:
+        """One acquire-or-renew round; errors keep the local lease until it expires."""
+        sent = self.clock.monotonic()
+        try:
+            async with asyncio.timeout(self.ttl_s / 3):
+                if self._leader:
+                    held = await self.lease.renew()
+                else:
+                    held = await self.lease.acquire()
+        except Exception as exc:
+            log.warning("leader_lease_error", lease=self.lease.location, error=repr(exc),
+                        leader=self.is_open())
+            if self._leader and self.clock.monotonic() >= self._valid_until:
+                self._set(False, "lease_expired")
+            return
+        if held:
+            self._valid_until = sent + self.ttl_s * (1 - DRIFT_MARGIN)
+            self._set(True, "acquired")
+        elif self._leader:
+            self._set(False, "lease_taken")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Acquire or renew every ``ttl / 3`` until ``stop``; then release the lease."""
+        try:
+            while not stop.is_set():
+                await self.step()
+                await self._expire_or_wait(stop)
+        finally:
+            was_leader = self._leader
+            self._set(False, "released")
+            if was_leader:
+                try:
+                    async with asyncio.timeout(self.ttl_s / 3):
+                        await self.lease.release()
+                except Exception as exc:  # it expires by itself within the TTL
+                    log.warning("leader_release_failed", lease=self.lease.location,
+                                error=repr(exc))
+            await self.lease.close()
+
+    async def _expire_or_wait(self, stop: asyncio.Event) -> None:
+        period = self.ttl_s / 3
+        if self._leader:  # wake at the local expiry if that comes first
+            period = max(0.0, min(period, self._valid_until - self.clock.monotonic()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=period)
+        if self._leader and self.clock.monotonic() >= self._valid_until:
+            self._set(False, "lease_expired")
+
+    def _set(self, leader: bool, why: str) -> None:
+        if leader == self._leader:
+            return
+        self._leader = leader
+        if leader:
+            log.info("leader_acquired", lease=self.lease.location, fence=self.lease.fence,
+                     ttl_s=self.ttl_s)
+        else:
+            self._valid_until = 0.0
+            log.warning("leader_lost", lease=self.lease.location, reason=why)
+        if self._on_change is not None:
+            self._on_change(leader)
