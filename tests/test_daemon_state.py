@@ -361,3 +361,39 @@ async def test_once_and_dry_run_read_state_but_never_write_it(
     client = aioredis.Redis.from_url(redis_url)
     assert await client.keys("autoscaler:state:*") == []
     await client.aclose()
+
+
+class StandbyGate:
+    """A replica that does not hold the lease: decides, never acts."""
+
+    def is_open(self) -> bool:
+        return False
+
+    @property
+    def why_closed(self) -> str:
+        return "standby"
+
+
+async def test_a_standby_behind_a_closed_gate_never_writes_state(
+    registries: dict[str, Registry[Any]], redis_url: str
+) -> None:
+    """Replicas share one state store: only the actor may write, or a standby's state (decided
+    but never carried out) would overwrite the actor's after every tick."""
+    import redis.asyncio as aioredis
+
+    registries["providers"].register("cloud", CloudGroup)
+    CloudGroup.sizes["g"] = 1
+    config = parse_config(REDIS_QUEUE.format(store="", url=redis_url), "q.yaml",
+                          registries=registries)
+    standby = Daemon.build(config, registries=registries, clock=ManualClock(),
+                           gate=StandbyGate())
+    [tick] = await standby.loop.tick()
+    assert tick.decision is not None
+    await standby.close(1.0)
+    client = aioredis.Redis.from_url(redis_url)
+    assert await client.keys("autoscaler:state:*") == []
+    actor = Daemon.build(config, registries=registries, clock=ManualClock())
+    await actor.loop.tick()
+    await actor.close(1.0)
+    assert await client.keys("autoscaler:state:*") == [b"autoscaler:state:chat"]
+    await client.aclose()

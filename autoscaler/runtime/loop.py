@@ -196,7 +196,9 @@ class ControlLoop:
                 decided[rt.name], fleets[rt.name] = tick.decision, fleet
         for name, decision in self.cross_pool(decided).items():
             results[name] = self._actuate(results[name], decision, fleets[name])
-        if self.persistence is not None:
+        if self.persistence is not None and self.gate.is_open():
+            # Only the actor writes: a standby (or a dry run) behind a closed gate keeps its own
+            # warm state in memory but must not overwrite the state of the daemon acting.
             await self.persistence.save(self.pools)  # bounded; a failure is logged, not raised
         self.telemetry.record_tick(self.clock.monotonic() - started)
         return [results[rt.name] for rt in self.pools]
