@@ -179,6 +179,7 @@ async def run_daemon(
     if once:
         return await run_once(daemon, out or sys.stdout)
     assert isinstance(telemetry, PrometheusTelemetry)
+    telemetry.health.configure(ctl.interval, tuple(p.name for p in config.pools))
     try:
         port = telemetry.serve(ctl.metrics_host, ctl.metrics_port)
     except OSError as exc:  # port taken, address not local: name the setting, not a traceback
