@@ -12,7 +12,8 @@ What it does not guarantee: the refusal is written without reading the request, 
 whose request arrives after the close may see a connection reset instead of the 503; that
 write may itself block up to the socket timeout if the client never reads (the kernel's send
 buffer makes this unlikely for a ~100-byte answer). Health is judged on the host's monotonic
-clock in the server thread, not on the loop's injected clock (a probe asks "is the loop alive in real time").
+clock in the server thread, not on the loop's injected clock (a probe asks "is the loop alive
+in real time").
 """
 
 from __future__ import annotations
