@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -61,6 +62,13 @@ def test_daemon_serves_metrics_and_exits_0_on_sigterm(tmp_path: Path) -> None:
         assert running == 2, "the daemon never reported min=2 running instances"
         assert metric(port, "autoscaler_desired_instances", "chat") == 2
         assert metric(port, "autoscaler_queue_depth", "chat") == 0
+        for path, status in (("/healthz", 200), ("/readyz", 200), ("/nope", 404)):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                    got = r.status
+            except urllib.error.HTTPError as exc:
+                got = exc.code
+            assert got == status, path
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=30)
     finally:

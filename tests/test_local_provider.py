@@ -20,7 +20,13 @@ from autoscaler.config.providers import managed_group
 from autoscaler.config.yaml_lines import ConfigFileError
 from autoscaler.ports.clock import ManualClock
 from autoscaler.ports.errors import CapacityUnavailable
-from autoscaler.providers.local.client import LAUNCH_RETRY_S, LocalGroup
+from autoscaler.providers.local.client import (
+    CRASH_BACKOFF_BASE_S,
+    CRASH_GRACE_S,
+    CRASH_LIMIT,
+    LAUNCH_RETRY_S,
+    LocalGroup,
+)
 from autoscaler.registry import Registry
 from autoscaler.sources.memory import reset_queue
 
@@ -162,6 +168,7 @@ async def test_unexpected_exit_is_logged_and_replaced(
     exited = next(e for e in logs if e["event"] == "instance_exited")
     assert exited["returncode"] == 3 and exited["group"] == "g"
     assert provider.state().desired == 0  # so the next tick asks for it again
+    clock.advance(2 * CRASH_BACKOFF_BASE_S)  # past the first crash-loop backoff (jittered)
     await provider.resize(1)
     await until(lambda: files(tmp_path, "started-") == {"1", "2"}, "the replacement")
     await provider.close(5.0)
@@ -249,3 +256,64 @@ async def test_in_process_instance_waits_for_boot(registries: dict[str, Registry
     await until(lambda: provider._instances == {}, "the booting worker to go")
     assert len(queue) == 1  # nothing was taken
     await provider.close(1.0)
+
+
+FLAKY = r"""
+import pathlib, signal, sys, time
+d = pathlib.Path(sys.argv[1])
+if (d / "broken").exists():  # a wrong-type key, a missing model: exits at once
+    sys.exit(3)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+while True:
+    time.sleep(0.02)
+"""
+
+
+async def test_crash_loop_backs_off_then_reports_the_group_unavailable(
+    registries: dict[str, Registry[Any]], tmp_path: Path
+) -> None:
+    """Real processes that exit at once: a resize during the backoff launches nothing; after
+    CRASH_LIMIT fast failures the group is unavailable with the reason, and a resize is
+    refused as CapacityUnavailable (what moves the loop's capacity to the next group); once
+    the cause is fixed, an instance that outlives the grace ends the crash loop."""
+    clock = ManualClock()
+    script = tmp_path / "flaky.py"
+    script.write_text(FLAKY)
+    (tmp_path / "broken").touch()
+    command = repr([sys.executable, str(script), str(tmp_path)]).replace("'", '"')
+    provider = make(pool_config(registries, "{name: g, provider: local, command: "
+                                + command + "}"), clock)
+    started: list[int] = []
+    with capture_logs() as logs:
+        for n in range(1, CRASH_LIMIT + 1):
+            await provider.resize(1)
+            await until(lambda: provider.fast_failures == len(started) + 1, "a fast failure")
+            started.append(provider.fast_failures_total)
+            if n < CRASH_LIMIT:
+                for _ in range(5):  # every tick asks again: inside the backoff, no launch
+                    await provider.resize(1)
+                    assert provider.state().desired == 0
+                clock.advance(CRASH_BACKOFF_BASE_S * 2 ** n)  # past this backoff's jitter
+    assert started == list(range(1, CRASH_LIMIT + 1))  # one launch per backoff, no more
+    delayed = [e for e in logs if e["event"] == "instance_restart_delayed"]
+    assert len(delayed) == CRASH_LIMIT - 1  # logged once per backoff, not once per tick
+    crashes = [e for e in logs if e["event"] == "instance_crash_loop"]
+    assert [e["fast_failures_total"] for e in crashes] == list(range(1, CRASH_LIMIT + 1))
+    assert all(e["backoff_s"] > 0 for e in crashes)
+    [looping] = [e for e in logs if e["event"] == "group_crash_looping"]
+    assert looping["fast_failures"] == CRASH_LIMIT
+    state = provider.state()
+    assert not state.available and "crash loop" in state.reason and "returncode 3" in state.reason
+    with pytest.raises(CapacityUnavailable, match="crash loop"):
+        await provider.resize(1)
+    assert provider.fast_failures_total == CRASH_LIMIT  # the refused resize launched nothing
+
+    (tmp_path / "broken").unlink()  # the operator fixes the key
+    clock.advance(LAUNCH_RETRY_S)
+    assert provider.state().available  # one more launch is allowed
+    await provider.resize(1)
+    clock.advance(CRASH_GRACE_S)
+    state = provider.state()
+    assert state.available and state.running == 1 and provider.fast_failures == 0
+    await provider.close(5.0)
+    assert provider.fast_failures_total == CRASH_LIMIT  # a stop asked for is not a failure

@@ -18,6 +18,10 @@ class Telemetry(Protocol):
 
     def record_decision(self, decision: Decision) -> None: ...
 
+    def record_saturation(self, pool: str, saturated: bool) -> None:
+        """Whether the pool is at ``capacity.max`` while its oldest wait exceeds
+        ``sla.max_wait`` (recorded every decided tick, so it clears on its own)."""
+
     def record_scale_action(self, decision: Decision) -> None:
         """A decision of which at least one group's resize the provider accepted (counted once
         per decision; dry runs, refused and still pending calls do not count)."""
@@ -41,6 +45,9 @@ class NullTelemetry:
         return None
 
     def record_decision(self, decision: Decision) -> None:
+        return None
+
+    def record_saturation(self, pool: str, saturated: bool) -> None:
         return None
 
     def record_scale_action(self, decision: Decision) -> None:

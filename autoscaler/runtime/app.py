@@ -200,6 +200,7 @@ async def run_daemon(
         finally:
             await leader.run(stop)  # with stop set: releases the lease, closes its client
     assert isinstance(telemetry, PrometheusTelemetry)
+    telemetry.health.configure(ctl.interval, tuple(p.name for p in config.pools))
     try:
         port = telemetry.serve(ctl.metrics_host, ctl.metrics_port)
     except OSError as exc:  # port taken, address not local: name the setting, not a traceback

@@ -162,6 +162,8 @@ class ControlLoop:
         self._last: dict[str, tuple[Decision, FleetState]] = {}
         """Per pool, the latest decision sent to the gate and the fleet it was made on."""
         self._seq = 0
+        self._saturated: set[str] = set()
+        """Pools saturated at their last decision (a warning when one starts, info at its end)."""
         self.persistence: ControllerPersistence | None = None  # controller.state_store
 
     @property
@@ -366,7 +368,29 @@ class ControlLoop:
             log.error("decision_failed", pool=rt.name, error=repr(exc), exc_info=exc)
             return PoolTick(rt.name, obs, fleet, errors=(f"decision failed: {exc!r}",)), None
         self.telemetry.record_decision(decision)
+        self._saturation(rt, obs, decision)
         return PoolTick(rt.name, obs, fleet, decision), fleet
+
+    def _saturation(self, rt: PoolRuntime, obs: Observation, decision: Decision) -> None:
+        """Saturated: the decision is pinned at ``capacity.max`` while the oldest wait exceeds
+        ``sla.max_wait`` (more instances would help, the bounds forbid them). An unknown wait is
+        not saturation. Judged on the decision, not on running instances: a pool still booting
+        towards max whose waits exceed the SLA is already stuck as far as the operator can act."""
+        spec = rt.controller.spec
+        wait = obs.oldest_wait_s
+        saturated = (decision.desired >= spec.capacity.max and wait is not None
+                     and wait > spec.sla.max_wait_s)
+        self.telemetry.record_saturation(rt.name, saturated)
+        if saturated and rt.name not in self._saturated:
+            self._saturated.add(rt.name)
+            log.warning("pool_saturated", pool=rt.name, desired=decision.desired,
+                        max_instances=spec.capacity.max, oldest_wait_s=wait,
+                        max_wait_s=spec.sla.max_wait_s,
+                        recommended=decision.terms.get("recommended"))
+        elif not saturated and rt.name in self._saturated:
+            self._saturated.discard(rt.name)
+            log.info("pool_saturation_ended", pool=rt.name, desired=decision.desired,
+                     oldest_wait_s=wait)
 
     def _actuate(self, tick: PoolTick, decision: Decision, fleet: FleetState) -> PoolTick:
         """Through the gate, to the actuators: the groups whose target differs from their

@@ -8,11 +8,12 @@ own metrics, never collide. The simulator and the ``--once`` path use ``NullTele
 from __future__ import annotations
 
 import math
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from autoscaler.core.model import Decision, FleetState, Observation
+from autoscaler.runtime.http import Health, MetricsServer
+from autoscaler.runtime.http import serve as serve_http
 
 TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -22,7 +23,10 @@ class PrometheusTelemetry:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        self._server: WSGIServer | None = None
+        self._server: MetricsServer | None = None
+        self.health = Health()
+        """Liveness and readiness served at ``/healthz`` and ``/readyz``; the daemon sets its
+        interval and pools with ``health.configure``."""
         r = self.registry
         self.queue_depth = Gauge(
             "autoscaler_queue_depth", "Requests waiting in the pool's queue", ["pool"], registry=r
@@ -44,6 +48,19 @@ class PrometheusTelemetry:
         )
         self.desired = Gauge(
             "autoscaler_desired_instances", "Instances the autoscaler decided on", ["pool"],
+            registry=r,
+        )
+        self.recommended = Gauge(
+            "autoscaler_recommended_instances",
+            "The policy's recommendation before guards and bounds (the decision's "
+            "'recommended' term; NaN when the guards did not report one)",
+            ["pool"],
+            registry=r,
+        )
+        self.saturated = Gauge(
+            "autoscaler_pool_saturated",
+            "1 while the pool is at capacity.max and the oldest wait exceeds sla.max_wait",
+            ["pool"],
             registry=r,
         )
         self.running = Gauge(
@@ -89,9 +106,12 @@ class PrometheusTelemetry:
             registry=r,
         )
 
-    def serve(self, host: str, port: int) -> int:
-        """Start the HTTP exporter in a daemon thread; returns the bound port (``port=0``)."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+    def serve(self, host: str, port: int, *, timeout_s: float = 5.0,
+              max_connections: int = 16) -> int:
+        """Serve ``/metrics``, ``/healthz`` and ``/readyz`` (``autoscaler.runtime.http``) in a
+        daemon thread; returns the bound port (``port=0``)."""
+        server, _thread = serve_http(host, port, self.registry, self.health,
+                                     timeout_s=timeout_s, max_connections=max_connections)
         self._server = server
         bound: int = server.server_port
         return bound
@@ -109,6 +129,8 @@ class PrometheusTelemetry:
         self.oldest_wait.labels(pool).set(math.nan if wait is None else wait)
         self.in_flight.labels(pool).set(math.nan if obs.in_flight is None else obs.in_flight)
         self.stale.labels(pool).set(0 if obs.fresh else 1)
+        if obs.fresh:
+            self.health.sampled(pool)
 
     def record_fleet(self, pool: str, fleet: FleetState) -> None:
         self.running.labels(pool).set(fleet.running)
@@ -117,6 +139,14 @@ class PrometheusTelemetry:
 
     def record_decision(self, decision: Decision) -> None:
         self.desired.labels(decision.pool).set(decision.desired)
+        rec = decision.terms.get("recommended")
+        value = math.nan
+        if isinstance(rec, int | float) and not isinstance(rec, bool):
+            value = float(rec)
+        self.recommended.labels(decision.pool).set(value)
+
+    def record_saturation(self, pool: str, saturated: bool) -> None:
+        self.saturated.labels(pool).set(1 if saturated else 0)
 
     def record_scale_action(self, decision: Decision) -> None:
         """A decision that resized at least one group (not a dry run, not a failed call)."""
@@ -131,6 +161,7 @@ class PrometheusTelemetry:
 
     def record_tick(self, duration_s: float) -> None:
         self.tick_duration.observe(duration_s)
+        self.health.ticked()
 
     def record_tick_overrun(self, skipped_slots: int) -> None:
         self.tick_overruns.inc(skipped_slots)

@@ -25,6 +25,12 @@ from autoscaler.providers.local.settings import LocalSettings, group_problems
 from autoscaler.sources.memory import MemoryQueue, MemorySettings, get_queue
 
 LAUNCH_RETRY_S = 60.0
+CRASH_GRACE_S = 10.0
+"""An instance that exits (not asked to) within this long of its start is a fast failure."""
+CRASH_LIMIT = 5
+"""Consecutive fast failures after which the group reports unavailable (crash loop)."""
+CRASH_BACKOFF_BASE_S = 1.0
+CRASH_BACKOFF_MAX_S = 60.0
 SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 
 log = structlog.get_logger("autoscaler.providers.local")
@@ -134,6 +140,12 @@ class LocalGroup:
         self._instances: dict[int, _Instance] = {}
         self._spawn_failed_at: float | None = None
         self._spawn_error = ""
+        self.fast_failures = 0
+        """Consecutive fast failures (reset when an instance outlives ``CRASH_GRACE_S``)."""
+        self.fast_failures_total = 0
+        """Every fast failure since start: the crash-loop counter (also in the log events)."""
+        self._restart_at = 0.0
+        self._restart_logged = 0.0
         self._queue: MemoryQueue | None = None
         if settings.command is None:
             queue_settings = spec.queue_settings
@@ -143,6 +155,8 @@ class LocalGroup:
     def state(self) -> GroupState:
         now = self._clock.monotonic()
         live = [i for i in self._instances.values() if not i.draining]
+        if self.fast_failures and any(now - i.started_at >= CRASH_GRACE_S for i in live):
+            self.fast_failures = 0  # one instance outlived the grace: the loop is over
         booting = sum(1 for i in live if now < i.ready_at)
         available = self._launches_allowed()
         return GroupState(
@@ -160,6 +174,8 @@ class LocalGroup:
         if desired < 0:
             raise ValueError(f"group {self.id}: desired must be >= 0, got {desired}")
         live = [i for i in self._instances.values() if not i.draining]
+        if desired > len(live) and self._restart_delayed(desired - len(live)):
+            return
         for _ in range(desired - len(live)):
             await self._spawn()
         excess = len(live) - desired
@@ -195,6 +211,50 @@ class LocalGroup:
         tried again, since the allocator gives an unavailable group no new instances."""
         failed_at = self._spawn_failed_at
         return failed_at is None or self._clock.monotonic() - failed_at >= LAUNCH_RETRY_S
+
+    def _restart_delayed(self, wanted: int) -> bool:
+        """True while a crash-loop backoff holds launches back (logged once per backoff).
+
+        After ``CRASH_LIMIT`` fast failures in a row the group also reports unavailable for
+        ``LAUNCH_RETRY_S`` (``_launches_allowed``), so the loop moves its capacity to the next
+        group; a launch asked for anyway is refused as ``CapacityUnavailable``."""
+        now = self._clock.monotonic()
+        if not self._launches_allowed():
+            raise CapacityUnavailable(self._spawn_error, account=self.account,
+                                      group=str(self.id), operation="resize")
+        if now >= self._restart_at:
+            return False
+        if self._restart_logged != self._restart_at:
+            self._restart_logged = self._restart_at
+            log.warning("instance_restart_delayed", group=self.group.name, wanted=wanted,
+                        retry_in_s=round(self._restart_at - now, 3),
+                        fast_failures=self.fast_failures,
+                        fast_failures_total=self.fast_failures_total)
+        return True
+
+    def _exited(self, inst: _Instance, detail: str) -> None:
+        """An instance exited on its own: within ``CRASH_GRACE_S`` of its start it is a fast
+        failure, which delays the next launch by a jittered exponential backoff
+        (``CRASH_BACKOFF_BASE_S * 2**(n-1)``, at most ``CRASH_BACKOFF_MAX_S``, times 0.5-1.5)."""
+        now = self._clock.monotonic()
+        if now - inst.started_at >= CRASH_GRACE_S:
+            self.fast_failures = 0
+            return
+        self.fast_failures += 1
+        self.fast_failures_total += 1
+        n = self.fast_failures
+        backoff = min(CRASH_BACKOFF_MAX_S, CRASH_BACKOFF_BASE_S * 2 ** (n - 1))
+        backoff *= self._rng.uniform(0.5, 1.5)
+        self._restart_at = now + backoff
+        log.warning("instance_crash_loop", group=self.group.name, instance=inst.id,
+                    fast_failures=n, fast_failures_total=self.fast_failures_total,
+                    backoff_s=round(backoff, 3), detail=detail)
+        if n >= CRASH_LIMIT:
+            self._spawn_failed_at = now
+            self._spawn_error = (f"crash loop: {n} instances exited within {CRASH_GRACE_S:g} s "
+                                 f"of start ({detail})")
+            log.error("group_crash_looping", group=self.group.name, fast_failures=n,
+                      unavailable_for_s=LAUNCH_RETRY_S, reason=self._spawn_error)
 
     def _booting(self, inst: _Instance) -> bool:
         return self._clock.monotonic() < inst.ready_at
@@ -265,6 +325,7 @@ class LocalGroup:
         else:
             log.warning("instance_exited", group=self.group.name, instance=inst.id,
                         pid=process.pid, returncode=returncode)
+            self._exited(inst, f"returncode {returncode}")
 
     # ------------------------------------------------------------------ in-process workers
 
@@ -286,6 +347,7 @@ class LocalGroup:
         except Exception as exc:
             log.warning("instance_exited", group=self.group.name, instance=inst.id,
                         error=repr(exc))
+            self._exited(inst, repr(exc))
             return
         finally:
             self._instances.pop(inst.id, None)
