@@ -118,8 +118,13 @@ def test_two_daemons_one_actor_and_failover_after_sigkill(tmp_path: Path, redis_
         [standby] = [r for r in group if r is not actor]
         for _ in range(20):  # keep sampling while both run: still one actor, standby warm
             wait_for_one_actor(group)
-        warm = standby.sample()
-        assert warm is not None and warm.get("autoscaler_leader") == 0
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the standby may still be starting: wait for a
+            warm = standby.sample()  # tick of its own (only one replica had to be up so far)
+            if warm is not None and "autoscaler_desired_instances" in warm:
+                break
+            time.sleep(0.05)
+        assert warm is not None and warm.get("autoscaler_leader") == 0, standby.proc.poll()
         assert warm.get("autoscaler_desired_instances") == 1  # it decides, does not act
         actor.proc.kill()  # SIGKILL: no release; the lease must expire
         actor.proc.wait()
