@@ -10,6 +10,9 @@ from pydantic import BeforeValidator
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _WRONG_TYPE = "a duration must be a number of seconds or a string like 500ms, 2s, 5m, 1h"
+MAX_DURATION_S = 366 * 86400.0
+"""No duration of this system is longer than a year; ``1e308`` (ticks once, then never) is a
+typo or an attack, refused here for every field rather than field by field."""
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$")
 
 
@@ -30,6 +33,8 @@ def parse_duration(value: object) -> float:
         raise ValueError(_WRONG_TYPE)
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError("a duration must be a finite, non-negative number of seconds")
+    if seconds > MAX_DURATION_S:
+        raise ValueError("a duration must be at most 366 days")
     return seconds
 
 
