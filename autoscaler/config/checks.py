@@ -14,13 +14,19 @@ if TYPE_CHECKING:
 def one_pool_per_queue(config: Config, sources: Registry[Any]) -> None:
     """Two pools on one queue would each scale for the whole queue: twice the capacity, and
     two controllers fighting. A queue is its kind, its sampler's server (``sampler_key``) and
-    its ``key``/``name`` and ``group`` (two consumer groups of one stream are two queues)."""
+    its ``key`` and ``group`` (two consumer groups of one stream are two queues).
+
+    Not checked: ``memory`` queues (in-process; simulations give every pool the default name
+    and each pool gets its own simulated queue), and a source kind without ``sampler_key``."""
     seen: dict[tuple[Any, ...], str] = {}
     for index, pool in enumerate(config.pools):
         settings = pool.queue.settings
+        sampler_key = getattr(sources.get(pool.queue.kind), "sampler_key", None)
+        if pool.queue.kind == "memory" or sampler_key is None:
+            continue
         queue = (
             pool.queue.kind,
-            sources.get(pool.queue.kind).sampler_key(settings),
+            sampler_key(settings),
             getattr(settings, "key", None), getattr(settings, "name", None),
             getattr(settings, "group", None),
         )

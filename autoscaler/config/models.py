@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from autoscaler.config.checks import one_pool_per_queue
-from autoscaler.config.durations import Duration, format_duration, parse_duration
+from autoscaler.config.durations import Duration, Offset, format_duration, parse_duration
 from autoscaler.config.params import PolicyParams
 from autoscaler.config.plugins import Strict, field_error, plugin_block, registry_of
 from autoscaler.config.plugins import default_registries as default_registries  # re-exported
@@ -320,8 +320,8 @@ class ServiceModel(Strict):
 class StockoutWindow(Strict):
     """Seconds from the start of a simulated trace during which launches in a group fail."""
 
-    start: Duration
-    end: Duration
+    start: Offset
+    end: Offset
 
     @model_validator(mode="after")
     def _ordered(self) -> StockoutWindow:

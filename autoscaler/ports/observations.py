@@ -11,10 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from time import monotonic
 
-import structlog
-
-log = structlog.get_logger(__name__)
-
 WARN_EVERY_S = 60.0
 """At most one ``observation_invalid`` warning per pool and reason in this many seconds."""
 
@@ -47,7 +43,9 @@ class InvalidObservations:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
             return
         self._last_warned[key] = now
-        log.warning(
+        import structlog  # here: the simulator loads the memory source and must not load logging
+
+        structlog.get_logger(__name__).warning(
             "observation_invalid", pool=pool, reason=reason, enqueued_at=value,
             suppressed=self._suppressed.pop(key, 0),
             effect="oldest wait reported as unknown",
