@@ -138,9 +138,10 @@ async def test_only_the_top_level_enqueued_at_counts(
 async def test_a_100_mb_head_payload_does_not_blind_sampling(
     redis_url: str, r: redis.Redis, make_sampler: MakeSampler, field_first: bool
 ) -> None:
-    """The script reads only a bounded prefix: the sample succeeds (fresh, within its 2 s
-    timeout, which made every sample fail before), and the wait is read from the prefix when
-    the field comes first, unknown when it comes after 100 MB of prompt."""
+    """The script scans only a bounded prefix: the sample succeeds (fresh, within a 2 s
+    timeout; the copy of the element into Lua still costs ~0.5 s, see ``HEAD_PREFIX``), and
+    the wait is read from the prefix when the field comes first, unknown when it comes after
+    100 MB of prompt."""
     big = "x" * (100 * 1024 * 1024)
     t = WALL - 6.0
     if field_first:
