@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import signal
+import time
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -187,7 +188,7 @@ class SlowSampler:
 
     async def sample(self) -> Mapping[str, Observation]:
         self.calls += 1
-        self.clock.advance(0.025)
+        self.clock.advance(0.25)
         if self.calls == 2:
             self.stop.set()
         return {"chat": Observation(time=self.clock.monotonic(), depth=0, oldest_wait_s=0.0)}
@@ -215,7 +216,7 @@ async def test_overrun_logs_tick_overrun(registries: dict[str, Registry[Any]]) -
             return sampler
 
     registries["sources"].register("slow", SlowSource)
-    text = CONFIG.format(queue="x", provider="local").replace("interval: 1s", "interval: 10ms")
+    text = CONFIG.format(queue="x", provider="local").replace("interval: 1s", "interval: 100ms")
     text = text.replace("{kind: memory, name: x}", "{kind: slow}").replace(
         "provider: local", 'provider: local, command: ["true"]')
     daemon = Daemon.build(parse_config(text, registries=registries), registries=registries,
@@ -230,7 +231,7 @@ async def test_overrun_logs_tick_overrun(registries: dict[str, Registry[Any]]) -
 async def test_run_once_prints_one_json_line_per_pool(
     registries: dict[str, Registry[Any]],
 ) -> None:
-    reset_queue("d-once").put(0.0, 1.0)
+    reset_queue("d-once").put(time.time() - 5.0, 1.0)  # a plausible producer time
     out = io.StringIO()
     code = await run_daemon(config(registries, "d-once"), registries=registries, once=True,
                             dry_run=True, out=out)

@@ -10,11 +10,24 @@ from pydantic import BeforeValidator
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _WRONG_TYPE = "a duration must be a number of seconds or a string like 500ms, 2s, 5m, 1h"
+MAX_DURATION_S = 366 * 86400.0
+"""No duration of this system is longer than a year; ``1e308`` (ticks once, then never) is a
+typo or an attack, refused here for every field rather than field by field."""
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$")
 
 
 def parse_duration(value: object) -> float:
-    """Seconds as a float; raises ``ValueError`` with the accepted forms in the message."""
+    """Seconds as a float, at most ``MAX_DURATION_S``; raises ``ValueError`` with the accepted
+    forms in the message."""
+    seconds = parse_offset(value)
+    if seconds > MAX_DURATION_S:
+        raise ValueError("a duration must be at most 366 days")
+    return seconds
+
+
+def parse_offset(value: object) -> float:
+    """Like ``parse_duration`` but only finite, not bounded: a point in a simulated trace
+    (``1e9`` means "until the end"), not a wait the daemon would sit through."""
     if isinstance(value, bool):
         raise ValueError(_WRONG_TYPE)
     if isinstance(value, int | float):
@@ -34,7 +47,10 @@ def parse_duration(value: object) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-"""A non-negative number of seconds, parsed from the human forms above."""
+"""A non-negative number of seconds up to 366 days, parsed from the human forms above."""
+
+Offset = Annotated[float, BeforeValidator(parse_offset)]
+"""A finite, non-negative time in a simulated trace, in the same forms, with no upper bound."""
 
 
 def format_duration(seconds: float) -> str:

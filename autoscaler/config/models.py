@@ -23,7 +23,8 @@ from pydantic import (
     model_validator,
 )
 
-from autoscaler.config.durations import Duration
+from autoscaler.config.checks import one_pool_per_queue
+from autoscaler.config.durations import Duration, Offset, format_duration, parse_duration
 from autoscaler.config.params import PolicyParams
 from autoscaler.config.plugins import Strict, field_error, plugin_block, registry_of
 from autoscaler.config.plugins import default_registries as default_registries  # re-exported
@@ -98,15 +99,41 @@ class LeaderElectionConfig(Strict):
 class ControllerConfig(Strict):
     """Loop-wide settings."""
 
-    interval: Duration = Field(default=1.0, gt=0)
+    interval: Duration = Field(default=1.0, ge=0.1, le=3600)
+    """100 ms - 1 h: ``1ms`` (a typo for ``1m``) would overrun every tick."""
     metrics_address: str = "127.0.0.1:9464"
     sample_timeout: Duration = Field(default=0.5, gt=0)
-    drain_timeout: Duration = Field(default=30.0, ge=0)
+    """Must be below ``interval``; when not given, 500 ms or half the interval if shorter."""
+    drain_timeout: Duration = Field(default=30.0, ge=0, le=3600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     state_store: StateStoreConfig | None = Field(default_factory=StateStoreConfig)
     """``none`` (or null) disables persistence; see ``StateStoreConfig``."""
     leader_election: LeaderElectionConfig | None = None
     """Absent: this daemon acts alone (no lease)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_sample_timeout(cls, data: Any) -> Any:
+        """A short interval gets a default sample timeout below it (an explicit one is checked
+        against the interval in ``_timeouts``)."""
+        if isinstance(data, dict) and "sample_timeout" not in data and "interval" in data:
+            try:
+                interval = parse_duration(data["interval"])
+            except ValueError:
+                return data  # the field's own error names it
+            if interval < 1.0:
+                return {**data, "sample_timeout": interval / 2}
+        return data
+
+    @model_validator(mode="after")
+    def _timeouts(self) -> ControllerConfig:
+        if self.sample_timeout >= self.interval:
+            raise field_error(
+                "controller", ("sample_timeout",),
+                f"must be below the interval ({format_duration(self.interval)})",
+                self.sample_timeout,
+            )
+        return self
 
     @field_validator("state_store", mode="before")
     @classmethod
@@ -314,8 +341,8 @@ class ServiceModel(Strict):
 class StockoutWindow(Strict):
     """Seconds from the start of a simulated trace during which launches in a group fail."""
 
-    start: Duration
-    end: Duration
+    start: Offset
+    end: Offset
 
     @model_validator(mode="after")
     def _ordered(self) -> StockoutWindow:
@@ -447,6 +474,7 @@ class Config(Strict):
             raise field_error(
                 "config", ("pools", index, "name"), f"pool name {name!r} is used twice", name
             )
+        one_pool_per_queue(self, registry_of(info, "sources"))
         check_groups(self, registry_of(info, "providers"))
         return self
 

@@ -24,7 +24,9 @@ from autoscaler.registry import (
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    """``allow_inf_nan=False``: every number in the file is finite (an ``.inf`` price or
+    ``.nan`` bound would poison every sum it enters)."""
 
 
 def field_error(

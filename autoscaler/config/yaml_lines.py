@@ -69,8 +69,31 @@ def load_yaml(path: str | Path) -> LocatedDocument:
     return parse_yaml(text, name)
 
 
+MAX_DEPTH = 32
+"""Deepest nesting of mappings and lists a config may have (a real one uses about 6). PyYAML's
+composer and the validators recurse, so a deeper document would end in a ``RecursionError``
+traceback instead of a message."""
+
+
+def _check_depth(text: str, name: str) -> None:
+    """Refuse nesting deeper than ``MAX_DEPTH`` from PyYAML's event stream, which is produced
+    without recursion, before anything that recurses sees the document."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line = event.start_mark.line + 1 if event.start_mark is not None else 1
+                raise ConfigFileError([
+                    f"{name}:{line}: nested deeper than {MAX_DEPTH} levels of mappings and lists"
+                ])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def parse_yaml(text: str, name: str = "<string>") -> LocatedDocument:
     try:
+        _check_depth(text, name)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         loader = yaml.SafeLoader(text)
         try:
@@ -84,6 +107,8 @@ def parse_yaml(text: str, name: str = "<string>") -> LocatedDocument:
         raise ConfigFileError([f"{name}:{line}: invalid YAML: {problem}"]) from exc
     except yaml.YAMLError as exc:
         raise ConfigFileError([f"{name}: invalid YAML: {exc}"]) from exc
+    except RecursionError:  # aliases can still build a deep structure: say so, no traceback
+        raise ConfigFileError([f"{name}: nested too deeply to read"]) from None
     duplicates = _duplicate_keys(root)
     if duplicates:
         raise ConfigFileError([

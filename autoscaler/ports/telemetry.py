@@ -34,6 +34,10 @@ class Telemetry(Protocol):
 
     def record_tick_overrun(self, skipped_slots: int) -> None: ...
 
+    def record_observation_invalid(self, pool: str, reason: str) -> None:
+        """A source saw an implausible enqueue time (``reason`` from
+        ``autoscaler.core.plausibility.REASONS``) and reported the wait as unknown."""
+
 
 class NullTelemetry:
     """Records nothing: the simulator and one-shot runs."""
@@ -60,4 +64,7 @@ class NullTelemetry:
         return None
 
     def record_tick_overrun(self, skipped_slots: int) -> None:
+        return None
+
+    def record_observation_invalid(self, pool: str, reason: str) -> None:
         return None

@@ -22,6 +22,7 @@ from autoscaler.config.plugins import default_registries
 from autoscaler.config.providers import accounts_of, managed_group
 from autoscaler.config.to_core import controller_for
 from autoscaler.ports.clock import Clock
+from autoscaler.ports.observations import InvalidObservations
 from autoscaler.ports.provider import GroupId, ManagedGroup
 from autoscaler.ports.source import QueueSampler
 from autoscaler.ports.telemetry import NullTelemetry, Telemetry
@@ -83,6 +84,11 @@ class Daemon:
             regs["sources"].get(kind).make_sampler(members, clock, ctl.sample_timeout)
             for (kind, _key), members in keyed.items()
         ]
+        telemetry = telemetry or NullTelemetry()
+        for sampler in samplers:  # sources count implausible timestamps; telemetry exports them
+            invalid = getattr(sampler, "invalid", None)
+            if isinstance(invalid, InvalidObservations):
+                invalid.sink = telemetry.record_observation_invalid
         accounts = _accounts(config, regs["providers"], clock)
         runtimes = []
         for pool in config.pools:
@@ -91,7 +97,7 @@ class Daemon:
             runtimes.append(PoolRuntime(pool.name, controller, groups,
                                         controller.initial_state()))
         loop = ControlLoop(
-            runtimes, samplers, accounts, clock, telemetry or NullTelemetry(),
+            runtimes, samplers, accounts, clock, telemetry,
             interval_s=ctl.interval, gate=gate or (DryRunGate() if dry_run else OpenGate()),
         )
         loop.persistence = build_persistence(config, runtimes, clock, telemetry, read_only=dry_run)

@@ -105,6 +105,13 @@ class PrometheusTelemetry:
             "Interval slots skipped because a tick ran past the next one",
             registry=r,
         )
+        self.observation_invalid = Counter(
+            "autoscaler_observation_invalid",
+            "Implausible enqueue times (future, before 2001, non-finite, milliseconds) that were"
+            " reported as an unknown wait",
+            ["pool", "reason"],
+            registry=r,
+        )
 
     def serve(self, host: str, port: int, *, timeout_s: float = 5.0,
               max_connections: int = 16) -> int:
@@ -165,3 +172,6 @@ class PrometheusTelemetry:
 
     def record_tick_overrun(self, skipped_slots: int) -> None:
         self.tick_overruns.inc(skipped_slots)
+
+    def record_observation_invalid(self, pool: str, reason: str) -> None:
+        self.observation_invalid.labels(pool=pool, reason=reason).inc()

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 
 from autoscaler.core.model import Observation
+from autoscaler.core.plausibility import classify_enqueue_time
 from autoscaler.core.rates import RateMeter
 from autoscaler.ports.clock import Clock
+from autoscaler.ports.observations import InvalidObservations
 
 
 class MemorySettings(BaseModel):
@@ -145,6 +147,8 @@ class MemorySampler:
         self._pools = list(pools)
         self._clock = clock
         self._meters: dict[str, tuple[RateMeter, RateMeter]] = {}
+        self.invalid = InvalidObservations()
+        """Implausible enqueue times seen; the daemon points its ``sink`` at telemetry."""
 
     async def sample(self) -> Mapping[str, Observation]:
         now = self._clock.monotonic()
@@ -158,10 +162,18 @@ class MemorySampler:
                 meters = self._meters[pool] = (RateMeter(), RateMeter())
             arrival = meters[0].update(now, queue.enqueued_total)
             completion = meters[1].update(now, queue.completed_total)
+            wait: float | None = 0.0
+            if oldest is not None:
+                reason = classify_enqueue_time(oldest, wall)
+                if reason is None:
+                    wait = max(0.0, wall - oldest)
+                else:  # unknown: an implausible producer timestamp never drives scaling
+                    wait = None
+                    self.invalid.record(pool, reason, oldest)
             result[pool] = Observation(
                 time=now,
                 depth=len(queue),
-                oldest_wait_s=0.0 if oldest is None else max(0.0, wall - oldest),
+                oldest_wait_s=wait,
                 in_flight=queue.in_flight,
                 arrival_rate=arrival,
                 completion_rate=completion,

@@ -45,4 +45,36 @@ def group_problems(group: ManagedGroup) -> list[tuple[str, str]]:
     if settings.command is None and group.queue_kind != "memory":
         return [("command", "the local provider needs a `command` unless the pool's queue "
                             f"kind is memory (it is {group.queue_kind!r})")]
-    return []
+    return [("command", m) for m in _command_disagreements(settings.command or (), group)]
+
+
+_QUEUE_FLAGS = {"--kind": "kind", "--key": "key", "--group": "group"}
+"""Flags of ``autoscaler worker`` (and workers built like it) that name the queue served."""
+
+
+def _command_disagreements(command: tuple[str, ...], group: ManagedGroup) -> list[str]:
+    """A command that names a queue (``--kind``, ``--key``, ``--group``, as ``--key X`` or
+    ``--key=X``) must name its pool's: otherwise the daemon scales one queue's workers by
+    another queue's wait. A command that names nothing, or agrees, is not judged; ``--url`` is
+    not compared (the same server has many spellings)."""
+    pool_values = {
+        "kind": group.queue_kind,
+        "key": getattr(group.queue_settings, "key", None),
+        "group": getattr(group.queue_settings, "group", None),
+    }
+    problems = []
+    for i, arg in enumerate(command):
+        flag, eq, value = arg.partition("=")
+        if flag not in _QUEUE_FLAGS:
+            continue
+        if not eq:
+            if i + 1 >= len(command):
+                continue
+            value = command[i + 1]
+        field = _QUEUE_FLAGS[flag]
+        expected = pool_values[field]
+        if expected is not None and value != str(expected):
+            problems.append(
+                f"the command's {flag} {value!r} is not the pool's queue {field} {expected!r}"
+            )
+    return problems

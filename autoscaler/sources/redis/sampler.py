@@ -12,6 +12,10 @@ Rates come from counter deltas over the injected clock's monotonic time, through
 one helper (``autoscaler.core.rates``): the first sample, an absent counter or a counter that
 went backwards (reset) gives ``None`` for that tick. A failed round leaves the previous counter
 reading in place, so the next good one averages over the gap.
+
+An implausible head enqueue time (``autoscaler.core.plausibility``: future beyond the skew,
+before 2001, non-finite, milliseconds) gives ``oldest_wait_s=None`` (unknown) on a fresh
+observation and is counted in ``self.invalid`` with a rate-limited warning.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from pydantic import BaseModel
 from redis.exceptions import NoScriptError
 
 from autoscaler.core.model import Observation
+from autoscaler.core.plausibility import classify_enqueue_time
 from autoscaler.core.rates import RateMeter
 from autoscaler.ports.clock import Clock
+from autoscaler.ports.observations import InvalidObservations
 from autoscaler.sources.redis.probe import (
     CHUNK,
     SCRIPT,
@@ -81,6 +87,8 @@ class RedisSampler:
         self.url = redact_url(url)
         self._clock = clock
         self._timeout_s = timeout_s
+        self.invalid = InvalidObservations()
+        """Implausible enqueue times seen; the daemon points its ``sink`` at telemetry."""
         self._pools = [_Pool(name, probe_for(settings)) for name, settings in pools]
         self._calls = [
             (self._pools[i : i + chunk], call_args([p.probe for p in self._pools[i : i + chunk]]))
@@ -154,8 +162,12 @@ class RedisSampler:
             return self._stale(pool, now)
         wait = 0.0 if depth == 0 else None  # nobody waits in an empty queue: known, not unknown
         if head_time is not None:
-            wait = wall - head_time
-            wait = wait if wait > 0.0 else 0.0
+            reason = classify_enqueue_time(head_time, wall)
+            if reason is None:
+                wait = wall - head_time
+                wait = wait if wait > 0.0 else 0.0
+            else:  # unknown, never a 57-year wait nor a hidden one
+                self.invalid.record(pool.name, reason, head_time)
         obs = Observation(
             time=now,
             depth=depth,
