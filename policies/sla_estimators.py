@@ -185,7 +185,10 @@ class Estimators:
         if z > STEP_DISPERSION:
             return 0.0
         z = z if z > 1.0 else 1.0
-        rise += (r - level) / math.sqrt(z * level / dt) - 0.5
+        noise = math.sqrt(z * level / dt)
+        if noise <= 0.0:  # a level so small that the tick's noise underflows: nothing to test
+            return rise
+        rise += (r - level) / noise - 0.5
         return rise if rise > 0.0 else 0.0
 
     def service_rate(self, completions: float, busy: float) -> float | None:

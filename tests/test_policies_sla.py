@@ -583,3 +583,10 @@ def test_peaked_traffic_gets_no_growth_floor() -> None:
     assert state.growth.total > 0  # growth was learned ...
     slots = max(int(terms["erlang_slots"]), float(terms["backlog_slots"]))  # type: ignore[call-overload, arg-type]
     assert desired == math.ceil(slots / 8)  # ... and not applied
+
+
+def test_a_level_whose_tick_noise_underflows_does_not_divide_by_zero() -> None:
+    """Found by hypothesis: a level of 5e-324 over a 5 s tick makes the noise 0."""
+    from autoscaler.policies.sla_estimators import Estimators
+
+    assert Estimators._rise(5e-324, 1.0, 0.25, 1.0, 0.0, 5.0) == 0.25
