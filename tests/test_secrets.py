@@ -102,6 +102,32 @@ def test_run_once_logs_no_password_and_fails_when_queues_are_not_sampled(
     assert_no_secret(proc.stdout + proc.stderr)
 
 
+def test_worker_prints_no_password(redis_server: str) -> None:
+    """A real ``autoscaler worker`` process, its URL in the environment, with one password
+    holding every printable character at once (percent-encoded): its log lines from start to
+    stop name the URL redacted and no part of the password; its argv has no URL."""
+    url = url_with("".join(PRINTABLE), redis_server)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "autoscaler", "worker", "--kind", "redis-list", "--key", "w",
+         "--block", "0.1"],
+        env={**os.environ, "AUTOSCALER_QUEUE_URL": url},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert worker.stderr is not None
+        first = worker.stderr.readline()  # worker_started (or worker_failed): blocks until then
+        assert b"redis://" not in _cmdline(str(worker.pid))
+    finally:
+        worker.terminate()
+        out, rest = worker.communicate(timeout=30)
+    lines = [first, *rest.splitlines()]
+    started = json.loads(first)
+    assert started["event"] in ("worker_started", "worker_failed"), first
+    if started["event"] == "worker_started":
+        assert started["url"] == f"redis://user:***@{redis_server[len('redis://'):]}/0"
+    assert_no_secret(out + "\n".join(lines))
+
+
 def test_worker_started_by_the_local_provider_has_no_url_in_argv(
     tmp_path: Path, redis_url: str,
 ) -> None:
