@@ -116,10 +116,11 @@ def tick_metrics(port: int) -> tuple[float, float]:
             float(values["autoscaler_tick_duration_seconds_count"]))
 
 
-def worker_command(url: str) -> list[str]:
+def worker_command() -> list[str]:
+    """No ``--url``: the local provider passes the pool's URL as ``AUTOSCALER_QUEUE_URL``."""
     script = Path(sys.executable).with_name("autoscaler")
     head = [str(script)] if script.exists() else [sys.executable, "-m", "autoscaler"]
-    return [*head, "worker", "--url", url, "--kind", "redis-list", "--key", KEY]
+    return [*head, "worker", "--kind", "redis-list", "--key", KEY]
 
 
 async def test_scale_out_drain_and_scale_in_lose_nothing(redis_url: str, tmp_path: Path) -> None:
@@ -127,7 +128,7 @@ async def test_scale_out_drain_and_scale_in_lose_nothing(redis_url: str, tmp_pat
     config = tmp_path / "policy.yaml"
     config.write_text(CONFIG.format(
         interval=INTERVAL, port=port, url=redis_url, key=KEY, max_wait=MAX_WAIT,
-        command=json.dumps(worker_command(redis_url)),
+        command=json.dumps(worker_command()),
     ))
     client: Any = aioredis.Redis.from_url(redis_url)
     proc = await asyncio.create_subprocess_exec(

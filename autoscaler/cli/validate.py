@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from autoscaler.cli.common import argv_secret_warnings
 from autoscaler.config.durations import format_duration
 from autoscaler.config.models import Config, load_config
 from autoscaler.config.yaml_lines import ConfigFileError
@@ -82,6 +83,8 @@ def validate(files: tuple[str, ...], quiet: bool) -> None:
             for message in exc.messages:
                 click.echo(message, err=True)
             continue
+        for warning in argv_secret_warnings(config):
+            click.echo(f"{path}: {warning}", err=True)
         refused = refusal(config)
         if refused is not None:
             failed = True

@@ -37,7 +37,11 @@ def _checked(value: str, param: str, check: object) -> str:
 
 
 @click.command("worker")
-@click.option("--url", required=True, help="redis://[user:password@]host[:port][/db]")
+@click.option(
+    "--url", required=True, envvar="AUTOSCALER_QUEUE_URL", show_envvar=True,
+    help="redis://[user:password@]host[:port][/db]; prefer the environment variable, which "
+    "the local provider sets to the pool's queue URL: argv is readable by any local user",
+)
 @click.option("--kind", type=click.Choice(KINDS), required=True, help="queue kind")
 @click.option("--key", required=True, help="the queue's Redis key")
 @click.option("--group", default=None, help="consumer group (redis-stream only, required there)")

@@ -25,6 +25,7 @@ from pydantic import (
 
 from autoscaler.config.checks import one_pool_per_queue
 from autoscaler.config.durations import Duration, Offset, format_duration, parse_duration
+from autoscaler.config.interpolate import resolve
 from autoscaler.config.params import PolicyParams
 from autoscaler.config.plugins import Strict, field_error, plugin_block, registry_of
 from autoscaler.config.plugins import default_registries as default_registries  # re-exported
@@ -527,8 +528,13 @@ def config_from_document(
     if not isinstance(document.data, dict):
         line = document.line_of(())
         raise ConfigFileError([f"{document.path}:{line}: the file must be a YAML mapping"])
+    data, unresolved = resolve(document.data)
+    if unresolved:
+        raise ConfigFileError([f"{document.path}:{document.line_of(e.path)}: "
+                               f"{_format_loc(e.path)}: {e}"
+                               for e in sorted(unresolved, key=lambda e: document.line_of(e.path))])
     try:
-        return Config.model_validate(document.data, context={"registries": registries})
+        return Config.model_validate(data, context={"registries": registries})
     except ValidationError as exc:
         raise ConfigFileError(_messages(exc, document)) from None
 

@@ -73,11 +73,12 @@ DEMO_SLA_WINDOWS = (
 )
 
 
-def worker_command(url: str, key: str) -> list[str]:
-    """``autoscaler worker`` next to this interpreter, else ``python -m autoscaler``."""
+def worker_command(key: str) -> list[str]:
+    """``autoscaler worker`` next to this interpreter, else ``python -m autoscaler``. No
+    ``--url``: the local provider passes the pool's queue URL as ``AUTOSCALER_QUEUE_URL``."""
     script = Path(sys.executable).with_name("autoscaler")
     head = [str(script)] if script.exists() else [sys.executable, "-m", "autoscaler"]
-    return [*head, "worker", "--url", url, "--kind", "redis-list", "--key", key]
+    return [*head, "worker", "--kind", "redis-list", "--key", key]
 
 
 def demo_config(policy: str, redis_url: str | None, key: str) -> Config:
@@ -85,7 +86,7 @@ def demo_config(policy: str, redis_url: str | None, key: str) -> Config:
         queue, command = f"{{kind: memory, name: {DEMO_QUEUE}}}", ""
     else:
         queue = f'{{kind: redis-list, url: "{redis_url}", key: "{key}"}}'
-        argv = ", ".join(f'"{a}"' for a in worker_command(redis_url, key))
+        argv = ", ".join(f'"{a}"' for a in worker_command(key))
         command = f", command: [{argv}]"  # output: log, filtered at the demo's level
     text = DEMO_CONFIG.format(
         queue=queue, policy=policy, command=command,

@@ -101,10 +101,17 @@ class AccountRuntime:
                             operation="describe")
         return {g: result.get(g, missing) for g in self.groups}
 
-    async def close(self, drain_timeout_s: float) -> None:
+    async def close(self, drain_timeout_s: float) -> list[str]:
+        """Close the client; what it could not stop cleanly: the instances it had to kill at
+        the deadline (a client that says so with a ``killed_instances`` attribute, as the local
+        one does) or the account itself when ``close`` failed. Empty when the stop was clean;
+        a client without the attribute is taken at its word."""
         if self._starting is not None and not self._starting.done():
             self._starting.cancel()
         try:
             await self.client.close(drain_timeout_s)
         except Exception as exc:
             log.error("provider_close_failed", account=self.name, error=repr(exc))
+            return [f"account {self.name}: close failed"]
+        killed = getattr(self.client, "killed_instances", None)
+        return [str(k) for k in killed] if isinstance(killed, list) else []

@@ -108,14 +108,17 @@ class Daemon:
         pools are skipped until it starts, the other accounts' pools run."""
         await asyncio.gather(*(a.start() for a in self.accounts.values()))
 
-    async def close(self, drain_timeout_s: float) -> None:
+    async def close(self, drain_timeout_s: float) -> list[str]:
         """Stop the actuators (a call in progress gets part of the deadline), stop every
-        account's instances within the deadline, then release the samplers."""
+        account's instances within the deadline, then release the samplers. Returns what had
+        to be killed at the deadline (see ``AccountRuntime.close``); empty on a clean stop."""
         await self.loop.stop_actuators(min(5.0, drain_timeout_s))
-        await asyncio.gather(*(a.close(drain_timeout_s) for a in self.accounts.values()))
+        killed = await asyncio.gather(*(a.close(drain_timeout_s)
+                                        for a in self.accounts.values()))
         await asyncio.gather(*(s.close() for s in self.samplers), return_exceptions=True)
         if self.loop.persistence is not None:
             await self.loop.persistence.close()
+        return [k for account in killed for k in account]
 
 
 def _accounts(
@@ -141,8 +144,10 @@ def _accounts(
 async def run_once(daemon: Daemon, out: TextIO) -> int:
     """One tick, waiting for its actuations; one JSON object per pool per line on ``out``.
 
-    Exits non-zero when a pool could not be decided (queue not sampled, fleet not described,
-    policy failure) or a resize failed."""
+    Exits non-zero when a pool could not be decided (no observation, fleet not described,
+    policy failure), its queue could not be sampled this tick (a stale observation: the pool
+    was held on old data, which a one-shot look must not report as success), a resize failed,
+    or closing had to kill instances at the drain deadline."""
     failed = False
     if daemon.loop.persistence is not None:  # one look must not overwrite a live daemon's state
         daemon.loop.persistence.read_only = True
@@ -154,15 +159,20 @@ async def run_once(daemon: Daemon, out: TextIO) -> int:
             errors = [f"{o.group.group}: {o.error}" for o in outcomes
                       if o.ticket.pool == result.pool and o.error is not None]
             accepted = any(o.error is None for o in outcomes if o.ticket.pool == result.pool)
+            if result.observation is not None and not result.observation.fresh:
+                errors.insert(0, "queue not sampled: stale observation")  # a hold, not a look
             if result.decision is None or errors:
                 failed = True
-            if result.acted:
-                result = replace(result, acted=accepted, errors=(*result.errors, *errors))
+            if result.acted or errors:
+                acted = accepted if result.acted else False
+                result = replace(result, acted=acted, errors=(*result.errors, *errors))
             out.write(json.dumps(result.as_json(), sort_keys=True, default=str) + "\n")
         out.flush()
     finally:
-        await daemon.close(daemon.config.controller.drain_timeout)
-    return EXIT_FAILED if failed else EXIT_OK
+        killed = await daemon.close(daemon.config.controller.drain_timeout)
+    if killed:
+        log.error("drain_incomplete", killed=killed)
+    return EXIT_FAILED if failed or killed else EXIT_OK
 
 
 async def run_daemon(
@@ -220,6 +230,7 @@ async def run_daemon(
     log.info("daemon_started", pools=[p.name for p in config.pools], interval_s=ctl.interval,
              metrics_host=ctl.metrics_host, metrics_port=port, dry_run=dry_run)
     clock = daemon.loop.clock
+    killed: list[str] = []
     try:
         try:
             if leader is not None:
@@ -232,10 +243,12 @@ async def run_daemon(
             log.info("daemon_draining", drain_timeout_s=ctl.drain_timeout)
             await sup.drain(ctl.drain_timeout)
             left = max(0.0, ctl.drain_timeout - (clock.monotonic() - started))
-            await daemon.close(left)
+            killed = await daemon.close(left)
     finally:
         telemetry.shutdown()
         if install_signals:
             sup.remove_signal_handlers()
-    log.info("daemon_stopped", failure=sup.failure)
-    return EXIT_FAILED if sup.failure else EXIT_OK
+    if killed:  # their requests in progress were cut off: a supervisor should see that
+        log.error("drain_incomplete", killed=killed, drain_timeout_s=ctl.drain_timeout)
+    log.info("daemon_stopped", failure=sup.failure, killed=len(killed))
+    return EXIT_FAILED if sup.failure or killed else EXIT_OK

@@ -53,10 +53,15 @@ def tied_to_daemon(command: tuple[str, ...], path: str | None) -> tuple[str, ...
     return (SETPRIV, "--pdeathsig", "TERM", "--", program, *command[1:])
 
 
-def instance_env(extra: dict[str, str], instance: int, slots: int) -> dict[str, str]:
-    """An instance's environment: the daemon's, the group's ``env``, then what the provider
-    says about the instance (its number, and the slots the pool models it with)."""
-    return {**os.environ, **extra, "AUTOSCALER_INSTANCE": str(instance),
+def instance_env(extra: dict[str, str], instance: int, slots: int,
+                 queue_url: str | None = None) -> dict[str, str]:
+    """An instance's environment: the daemon's, ``AUTOSCALER_QUEUE_URL`` (the pool's queue URL,
+    which ``autoscaler worker`` reads when ``--url`` is absent: the environment of a process is
+    readable by its user and root only, its argv by every local user), the group's ``env``,
+    then what the provider says about the instance (its number, and the slots the pool models
+    it with)."""
+    url = {"AUTOSCALER_QUEUE_URL": queue_url} if queue_url is not None else {}
+    return {**os.environ, **url, **extra, "AUTOSCALER_INSTANCE": str(instance),
             "AUTOSCALER_SLOTS": str(slots)}
 
 
@@ -112,6 +117,12 @@ class LocalClient:
     async def close(self, drain_timeout_s: float) -> None:
         await asyncio.gather(*(g.close(drain_timeout_s) for g in self.groups.values()))
 
+    @property
+    def killed_instances(self) -> list[str]:
+        """``pool/group/instance`` of every instance that ``close`` had to kill at the drain
+        deadline (its request in progress, if any, was cut off): the daemon exits non-zero."""
+        return [f"{g.id.pool}/{g.id.group}/{i}" for g in self.groups.values() for i in g.killed]
+
     def _group(self, gid: GroupId, operation: str) -> LocalGroup:
         group = self.groups.get(gid)
         if group is None:
@@ -146,6 +157,8 @@ class LocalGroup:
         """Every fast failure since start: the crash-loop counter (also in the log events)."""
         self._restart_at = 0.0
         self._restart_logged = 0.0
+        self.killed: list[int] = []
+        """Instances ``close`` killed at the drain deadline, in order."""
         self._queue: MemoryQueue | None = None
         if settings.command is None:
             queue_settings = spec.queue_settings
@@ -195,6 +208,7 @@ class LocalGroup:
             for inst in list(self._instances.values()):
                 log.warning("instance_killed", group=self.group.name, instance=inst.id,
                             reason="drain_timeout")
+                self.killed.append(inst.id)
                 if inst.process is not None:
                     with contextlib.suppress(ProcessLookupError):
                         inst.process.kill()
@@ -276,7 +290,9 @@ class LocalGroup:
             log.info("instance_started", group=self.group.name, instance=inst.id, mode="task")
             return
         command = self.settings.command
-        env = instance_env(self.settings.env, inst.id, self._slots)
+        queue_url = getattr(self.group.queue_settings, "url", None)
+        env = instance_env(self.settings.env, inst.id, self._slots,
+                           queue_url if isinstance(queue_url, str) else None)
         sink = pipes(self.settings.output)
         try:
             inst.process = await asyncio.create_subprocess_exec(

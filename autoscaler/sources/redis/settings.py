@@ -18,7 +18,7 @@ that key samples every pool on a Redis server in one round trip, whatever their 
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -36,17 +36,27 @@ def validate_redis_url(value: str) -> str:
     """Accept ``redis://`` and ``rediss://`` URLs with a host, a valid port and a numeric db.
 
     Checked at config load so that a typo is reported with its file and line, not as a
-    connection error on the first tick.
+    connection error on the first tick. The user-info is checked apart from the rest and never
+    quoted in a message: a password with an unencoded ``/``, ``?``, ``#`` or ``@`` would make a
+    URL parser read part of it as the port, path or fragment, and echo it back.
     """
-    try:
-        parts = urlsplit(value)
-        port = parts.port  # raises ValueError on a non-numeric or out-of-range port
-    except ValueError as exc:
-        raise ValueError(f"invalid Redis URL {redact_url(value)!r}: {exc}") from None
-    if parts.scheme not in _SCHEMES:
+    scheme, sep, rest = value.partition("://")
+    if not sep:
         raise ValueError(
             f"Redis URL must start with redis:// or rediss:// (got {redact_url(value)!r})"
         )
+    userinfo, _at, hostpart = rest.rpartition("@")
+    if any(ch in userinfo for ch in "/?#@[]"):
+        raise ValueError("Redis URL user or password has a character that must be "
+                         "percent-encoded (/ ? # @ [ ] as %2F %3F %23 %40 %5B %5D)")
+    safe = f"{scheme}{sep}{hostpart}"  # no secret in it: may be quoted
+    try:
+        parts = urlsplit(safe)
+        port = parts.port  # raises ValueError on a non-numeric or out-of-range port
+    except ValueError as exc:
+        raise ValueError(f"invalid Redis URL {safe!r}: {exc}") from None
+    if parts.scheme not in _SCHEMES:
+        raise ValueError(f"Redis URL must start with redis:// or rediss:// (got {safe!r})")
     if not parts.hostname:
         raise ValueError(f"Redis URL has no host: {redact_url(value)!r}")
     if port == 0:
@@ -58,22 +68,23 @@ def validate_redis_url(value: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***``: safe for logs and error messages."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unparseable url>"
-    if password is None:
+    """The URL with any password replaced by ``***``: safe for logs and error messages.
+
+    Does not rely on ``urlsplit``: a password with an unencoded ``#``, ``/``, ``?`` or ``@``
+    makes it split the authority in the wrong place and print the rest of the password as a
+    path or fragment. Everything between ``scheme://`` and the LAST ``@`` is the user-info
+    (a host never contains ``@``); its part after the first ``:`` is the password. A user-info
+    without ``:`` is hidden whole, since Redis clients may send it as the password. What is not
+    a URL at all is not printed."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "<unparseable url>" if "@" in url else url
+    userinfo, at, hostpart = rest.rpartition("@")
+    if not at:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}"
-    if parts.port is not None:
-        netloc = f"{netloc}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    user, colon, _password = userinfo.partition(":")
+    shown = f"{user}:***" if colon else "***"
+    return f"{scheme}://{shown}@{hostpart}"
 
 
 class RedisSettings(BaseModel):
