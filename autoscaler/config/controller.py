@@ -1,0 +1,124 @@
+"""The controller-wide config: the loop's timing, metrics, the state store and leader election.
+
+Kept apart from the pool models (``autoscaler.config.models``) so that each module stays
+readable; ``models`` re-exports these names.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
+
+from autoscaler.config.durations import Duration, format_duration, parse_duration
+from autoscaler.config.plugins import Strict, field_error
+
+
+class StateStoreConfig(Strict):
+    """Where each pool's controller state (guard windows, policy estimators) is persisted.
+
+    Without ``url``, a pool on a Redis queue persists to that queue's server and other pools
+    persist nothing; with ``url``, every pool persists there.
+    """
+
+    url: str | None = None
+    prefix: str = Field(default="autoscaler:state:", min_length=1, max_length=200)
+    ttl: Duration = Field(default=86400.0, gt=0)
+    timeout: Duration = Field(default=0.5, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        """A ``redis://`` or ``rediss://`` URL with a host (the message never repeats the URL:
+        it may carry a password)."""
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            raise ValueError("not a valid URL (redis://[:password@]host[:port][/db])") from None
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise ValueError("must be redis://[:password@]host[:port][/db] or rediss://...")
+        return value
+
+
+class LeaderElectionConfig(Strict):
+    """One actor among replicas: a Redis lease (``autoscaler.runtime.leader``).
+
+    Every replica samples, decides and exports metrics; only the lease holder resizes.
+    Failover takes at most ``ttl`` plus one renewal period (``ttl / 3``).
+    """
+
+    url: str
+    key: str = Field(default="autoscaler:leader", min_length=1, max_length=200)
+    ttl: Duration = Field(default=10.0, ge=0.3, le=3600.0)
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        checked = StateStoreConfig._redis_url(value)
+        assert checked is not None
+        return checked
+
+
+class ControllerConfig(Strict):
+    """Loop-wide settings."""
+
+    interval: Duration = Field(default=1.0, ge=0.1, le=3600)
+    """100 ms - 1 h: ``1ms`` (a typo for ``1m``) would overrun every tick."""
+    metrics_address: str = "127.0.0.1:9464"
+    sample_timeout: Duration = Field(default=0.5, gt=0)
+    """Must be below ``interval``; when not given, 500 ms or half the interval if shorter."""
+    drain_timeout: Duration = Field(default=30.0, ge=0, le=3600)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    state_store: StateStoreConfig | None = Field(default_factory=StateStoreConfig)
+    """``none`` (or null) disables persistence; see ``StateStoreConfig``."""
+    leader_election: LeaderElectionConfig | None = None
+    """Absent: this daemon acts alone (no lease)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_sample_timeout(cls, data: Any) -> Any:
+        """A short interval gets a default sample timeout below it (an explicit one is checked
+        against the interval in ``_timeouts``)."""
+        if isinstance(data, dict) and "sample_timeout" not in data and "interval" in data:
+            try:
+                interval = parse_duration(data["interval"])
+            except ValueError:
+                return data  # the field's own error names it
+            if interval < 1.0:
+                return {**data, "sample_timeout": interval / 2}
+        return data
+
+    @model_validator(mode="after")
+    def _timeouts(self) -> ControllerConfig:
+        if self.sample_timeout >= self.interval:
+            raise field_error(
+                "controller", ("sample_timeout",),
+                f"must be below the interval ({format_duration(self.interval)})",
+                self.sample_timeout,
+            )
+        return self
+
+    @field_validator("state_store", mode="before")
+    @classmethod
+    def _none(cls, value: Any) -> Any:
+        return None if value == "none" else value
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9464")
+        return value
+
+    @property
+    def metrics_host(self) -> str:
+        return self.metrics_address.rpartition(":")[0].strip("[]")
+
+    @property
+    def metrics_port(self) -> int:
+        return int(self.metrics_address.rpartition(":")[2])
