@@ -26,8 +26,9 @@ from autoscaler.core.model import Market, Observation
 from autoscaler.core.pipeline import PoolController
 from autoscaler.core.rates import RateMeter
 from autoscaler.simulations import kernel
-from autoscaler.simulations.fleet import Preemption, SimFleet
+from autoscaler.simulations.fleet import SimFleet
 from autoscaler.simulations.kernel import F64
+from autoscaler.simulations.preemptions import Preemption
 from autoscaler.simulations.traces import Trace
 
 Progress = Callable[[float, float], None]

@@ -13,7 +13,8 @@ import pytest
 from autoscaler.core.model import Market
 from autoscaler.registry import Registry
 from autoscaler.simulations.engine import MARKETS, Run
-from autoscaler.simulations.fleet import EventTimeline, SimFleet
+from autoscaler.simulations.fleet import SimFleet
+from autoscaler.simulations.preemptions import EventTimeline
 from autoscaler.simulations.traces import Trace
 from tests.sim_support import poisson_trace, pool_config, run
 
