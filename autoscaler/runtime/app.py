@@ -34,7 +34,8 @@ from autoscaler.runtime.leader import LeaderGate, RedisLease
 from autoscaler.runtime.loop import ControlLoop, PoolRuntime
 from autoscaler.runtime.metrics import PrometheusTelemetry
 from autoscaler.runtime.persistence import build_persistence
-from autoscaler.runtime.supervisor import Supervisor
+from autoscaler.runtime.sdnotify import Notifier, watchdog_interval_s
+from autoscaler.runtime.supervisor import CANCEL_GRACE_S, Supervisor
 
 log = structlog.get_logger("autoscaler.runtime")
 
@@ -217,6 +218,8 @@ async def run_daemon(
             await leader.run(stop)  # with stop set: releases the lease, closes its client
     assert isinstance(telemetry, PrometheusTelemetry)
     telemetry.health.configure(ctl.interval, tuple(p.name for p in config.pools))
+    telemetry.fleet.set_prices({(p.name, g.name): g.hourly_price
+                                for p in config.pools for g in p.groups})
     try:
         port = telemetry.serve(ctl.metrics_host, ctl.metrics_port)
     except OSError as exc:  # port taken, address not local: name the setting, not a traceback
@@ -231,14 +234,16 @@ async def run_daemon(
              metrics_host=ctl.metrics_host, metrics_port=port, dry_run=dry_run)
     clock = daemon.loop.clock
     killed: list[str] = []
+    notifier = _systemd_notifier(ctl.interval)
     try:
         try:
             if leader is not None:
                 sup.spawn("leader-lease", leader.run(sup.stop))
             await daemon.start()
-            sup.spawn("control-loop", daemon.loop.run(sup.stop))
+            sup.spawn("control-loop", daemon.loop.run(sup.stop, on_tick=notifier.on_tick))
             await sup.stop.wait()
         finally:
+            notifier.stopping(ctl.drain_timeout, grace_s=CANCEL_GRACE_S + 10.0)
             started = clock.monotonic()
             log.info("daemon_draining", drain_timeout_s=ctl.drain_timeout)
             await sup.drain(ctl.drain_timeout)
@@ -246,9 +251,21 @@ async def run_daemon(
             killed = await daemon.close(left)
     finally:
         telemetry.shutdown()
+        notifier.close()
         if install_signals:
             sup.remove_signal_handlers()
     if killed:  # their requests in progress were cut off: a supervisor should see that
         log.error("drain_incomplete", killed=killed, drain_timeout_s=ctl.drain_timeout)
     log.info("daemon_stopped", failure=sup.failure, killed=len(killed))
     return EXIT_FAILED if sup.failure or killed else EXIT_OK
+
+
+def _systemd_notifier(interval_s: float) -> Notifier:
+    """The ``sd_notify`` channel (a no-op outside ``Type=notify``); warns when the unit's
+    ``WatchdogSec`` is shorter than two ticks, which would kill a healthy daemon."""
+    notifier = Notifier.from_environment()
+    watchdog_s = watchdog_interval_s()
+    if notifier.enabled and watchdog_s is not None and watchdog_s < 2 * interval_s:
+        log.warning("watchdog_too_short", watchdog_s=watchdog_s, interval_s=interval_s,
+                    hint="set WatchdogSec to at least 3 x controller.interval")
+    return notifier
