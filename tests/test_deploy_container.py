@@ -127,6 +127,7 @@ def test_dockerfile_runtime_stage_is_lean_non_root_and_health_checked() -> None:
     runs = " ".join(a for i, a in runtime if i == "RUN")
     assert "apt-get" not in runs and "gcc" not in runs  # ...and no compiler ships
     assert "autoscaler-install /dist /opt/autoscaler" in runs
+    assert "sim" not in dict(runtime)["ARG"]
     (user,) = [a for i, a in runtime if i == "USER"]
     assert user.split(":")[0] not in ("0", "root")
     assert "/healthz" in dict(runtime)["ENV"]
