@@ -127,6 +127,8 @@ def test_daemon_speaks_sd_notify_on_a_path_socket_and_exports_group_metrics(
     assert samples[("process_resident_memory_bytes", ())] > 10_000_000
     assert ("process_open_fds", ()) in samples
     assert ("autoscaler_arrival_rate", (("pool", "chat"),)) in samples
+    assert samples[("autoscaler_sla_max_wait_seconds", (("pool", "chat"),))] == 2.0
+    assert samples[("autoscaler_capacity_max_instances", (("pool", "chat"),))] == 4
 
 
 def test_daemon_speaks_sd_notify_on_an_abstract_socket(short_dir: Path) -> None:

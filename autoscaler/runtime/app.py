@@ -218,8 +218,7 @@ async def run_daemon(
             await leader.run(stop)  # with stop set: releases the lease, closes its client
     assert isinstance(telemetry, PrometheusTelemetry)
     telemetry.health.configure(ctl.interval, tuple(p.name for p in config.pools))
-    telemetry.fleet.set_prices({(p.name, g.name): g.hourly_price
-                                for p in config.pools for g in p.groups})
+    telemetry.fleet.configure(config)
     try:
         port = telemetry.serve(ctl.metrics_host, ctl.metrics_port)
     except OSError as exc:  # port taken, address not local: name the setting, not a traceback

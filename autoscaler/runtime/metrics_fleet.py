@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import math
 import platform
-from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Gauge, ProcessCollector
 
+from autoscaler.config.models import Config
 from autoscaler.core.model import Decision, FleetState, Observation
 
 GROUP_LABELS = ["pool", "group", "market"]
@@ -80,6 +80,16 @@ class FleetMetrics:
             "autoscaler_service_rate_per_slot",
             "Requests per second one busy slot completes, as the policy estimated it "
             "(NaN when the policy reports none)", ["pool"], registry=r)
+        self.sla_max_wait = Gauge(
+            "autoscaler_sla_max_wait_seconds", "The pool's sla.max_wait (a dashboard's line to "
+            "compare the oldest wait with)", ["pool"], registry=r)
+        self.sla_target = Gauge(
+            "autoscaler_sla_target", "The pool's sla.target: the fraction of requests that "
+            "must wait at most max_wait", ["pool"], registry=r)
+        self.capacity_min = Gauge(
+            "autoscaler_capacity_min_instances", "The pool's capacity.min", ["pool"], registry=r)
+        self.capacity_max = Gauge(
+            "autoscaler_capacity_max_instances", "The pool's capacity.max", ["pool"], registry=r)
         self.build_info = Gauge(
             "autoscaler_build_info", "Always 1: the running version and Python",
             ["version", "python"], registry=r)
@@ -88,9 +98,14 @@ class FleetMetrics:
         self._prices: dict[tuple[str, str], float] = {}
         self._markets: dict[tuple[str, str], str] = {}
 
-    def set_prices(self, prices: Mapping[tuple[str, str], float]) -> None:
-        """``(pool, group) -> hourly_price`` from the config (the cost rate's factor)."""
-        self._prices = dict(prices)
+    def configure(self, config: Config) -> None:
+        """The config's fixed figures: prices (the cost rate's factor), SLA and bounds."""
+        self._prices = {(p.name, g.name): g.hourly_price for p in config.pools for g in p.groups}
+        for pool in config.pools:
+            self.sla_max_wait.labels(pool.name).set(pool.sla.max_wait)
+            self.sla_target.labels(pool.name).set(pool.sla.target)
+            self.capacity_min.labels(pool.name).set(pool.capacity.min)
+            self.capacity_max.labels(pool.name).set(pool.capacity.max)
 
     def observed(self, pool: str, obs: Observation) -> None:
         if not obs.fresh:
