@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, str] = {
     "tune": "autoscaler.cli.simulate:tune",
     "keda-scaler": "autoscaler.cli.keda:keda_scaler",
     "schema": "autoscaler.cli.schema:schema",
+    "produce": "autoscaler.cli.produce:produce",
 }
 
 
