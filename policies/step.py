@@ -44,9 +44,8 @@ from autoscaler.core.policy import PolicyContext
 
 
 class StepBand(PolicyParams):
-    lower: Duration = Field(ge=0, description="inclusive lower bound of the wait")
-    upper: Duration | None = Field(default=None,
-                                   description="exclusive upper bound; none: no limit")
+    lower: float = Field(ge=0, description="inclusive lower bound of the wait")
+    upper: float | None = Field(default=None, description="exclusive upper bound; none: no limit")
     adjustment: int = Field(description="instances to add (negative: remove)")
 
     @model_validator(mode="after")

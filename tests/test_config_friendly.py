@@ -81,9 +81,3 @@ def test_sla_windows_take_durations() -> None:
         parse_config(CONFIG.format(policy="{kind: sla, budget_window: 5 minutes}"), "p.yaml")
     assert "budget_window: invalid duration" in caught.value.messages[0]
 
-
-def test_step_bands_take_durations() -> None:
-    policy = ("{kind: step, steps: [{lower: 0s, upper: 2s, adjustment: 0}, "
-              "{lower: 2s, adjustment: 2}]}")
-    params = parse_config(CONFIG.format(policy=policy), "p.yaml").pools[0].policy.params
-    assert params.steps[1].lower == 2.0  # type: ignore[attr-defined]
