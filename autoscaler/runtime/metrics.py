@@ -7,6 +7,7 @@ own metrics, never collide. The simulator and the ``--once`` path use ``NullTele
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -112,6 +113,21 @@ class PrometheusTelemetry:
             ["pool", "reason"],
             registry=r,
         )
+
+        self.state_save_failures = Counter(
+            "autoscaler_state_save_failures",
+            "Pools whose controller state could not be saved after a tick",
+            registry=r,
+        )
+
+    def forget_pool(self, pool: str) -> None:
+        """Drop a pool's gauges (a reload removed it): a pool no longer managed must not
+        keep exporting its last values as if they were current. Counters keep their history."""
+        for gauge in (self.queue_depth, self.oldest_wait, self.in_flight, self.stale,
+                      self.desired, self.recommended, self.saturated, self.running,
+                      self.booting, self.draining):
+            with contextlib.suppress(KeyError):
+                gauge.remove(pool)
 
     def serve(self, host: str, port: int, *, timeout_s: float = 5.0,
               max_connections: int = 16) -> int:
