@@ -25,7 +25,7 @@ from autoscaler.ports.clock import Clock
 from autoscaler.ports.observations import InvalidObservations
 from autoscaler.ports.provider import GroupId, ManagedGroup
 from autoscaler.ports.source import QueueSampler
-from autoscaler.ports.telemetry import NullTelemetry, Telemetry
+from autoscaler.ports.telemetry import InstanceFailures, NullTelemetry, Telemetry
 from autoscaler.registry import Registry, RegistryError
 from autoscaler.runtime.accounts import AccountRuntime
 from autoscaler.runtime.clock import LoopClock
@@ -91,6 +91,10 @@ class Daemon:
             if isinstance(invalid, InvalidObservations):
                 invalid.sink = telemetry.record_observation_invalid
         accounts = _accounts(config, regs["providers"], clock)
+        for account in accounts.values():  # providers count fast failures; telemetry exports
+            failures = getattr(account.client, "instance_failures", None)
+            if isinstance(failures, InstanceFailures):
+                failures.sink = telemetry.record_instance_fast_failure
         runtimes = []
         for pool in config.pools:
             controller = controller_for(pool, ctl.interval, regs["policies"])

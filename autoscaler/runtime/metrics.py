@@ -114,6 +114,21 @@ class PrometheusTelemetry:
             registry=r,
         )
 
+        self.instance_fast_failures = Counter(
+            "autoscaler_instance_fast_failures",
+            "Instances that exited on their own right after their start (crash loop)",
+            ["pool", "group"],
+            registry=r,
+        )
+        self.group_available = Gauge(
+            "autoscaler_group_available",
+            "0 while the group is held unavailable (capacity, boot timeout, crash loop: the "
+            "reason is in the group_unavailable log line), 1 otherwise",
+            ["pool", "group"],
+            registry=r,
+        )
+        self._groups: dict[str, set[str]] = {}
+        """Groups with a ``group_available`` series, by pool (``forget_pool`` drops them)."""
         self.state_save_failures = Counter(
             "autoscaler_state_save_failures",
             "Pools whose controller state could not be saved after a tick",
@@ -128,6 +143,9 @@ class PrometheusTelemetry:
                       self.booting, self.draining):
             with contextlib.suppress(KeyError):
                 gauge.remove(pool)
+        for group in self._groups.pop(pool, set()):
+            with contextlib.suppress(KeyError):
+                self.group_available.remove(pool, group)
 
     def serve(self, host: str, port: int, *, timeout_s: float = 5.0,
               max_connections: int = 16) -> int:
@@ -159,6 +177,9 @@ class PrometheusTelemetry:
         self.running.labels(pool).set(fleet.running)
         self.booting.labels(pool).set(fleet.booting)
         self.draining.labels(pool).set(fleet.draining)
+        for group in fleet.groups:
+            self.group_available.labels(pool, group.name).set(1 if group.available else 0)
+            self._groups.setdefault(pool, set()).add(group.name)
 
     def record_decision(self, decision: Decision) -> None:
         self.desired.labels(decision.pool).set(decision.desired)
@@ -191,3 +212,6 @@ class PrometheusTelemetry:
 
     def record_observation_invalid(self, pool: str, reason: str) -> None:
         self.observation_invalid.labels(pool=pool, reason=reason).inc()
+
+    def record_instance_fast_failure(self, pool: str, group: str) -> None:
+        self.instance_fast_failures.labels(pool=pool, group=group).inc()
