@@ -33,6 +33,7 @@ from autoscaler.runtime.gate import ActuationGate, DryRunGate, OpenGate
 from autoscaler.runtime.leader import LeaderGate, RedisLease
 from autoscaler.runtime.loop import ControlLoop, PoolRuntime
 from autoscaler.runtime.metrics import PrometheusTelemetry
+from autoscaler.runtime.peers import PeerWatch
 from autoscaler.runtime.persistence import build_persistence
 from autoscaler.runtime.reload import ConfigReloader
 from autoscaler.runtime.supervisor import Supervisor
@@ -258,6 +259,8 @@ async def run_daemon(
             sup.spawn("control-loop", daemon.loop.run(sup.stop))
             if reloader is not None:
                 sup.spawn("config-reload", reloader.run(sup.stop))
+            if leader is None and not dry_run:  # a lone actor: warn if it is not alone
+                sup.spawn("peer-watch", PeerWatch(daemon, telemetry=telemetry).run(sup.stop))
             await sup.stop.wait()
         finally:
             drain_timeout = daemon.config.controller.drain_timeout  # a reload may change it
