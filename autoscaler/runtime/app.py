@@ -30,7 +30,7 @@ from autoscaler.registry import Registry, RegistryError
 from autoscaler.runtime.accounts import AccountRuntime
 from autoscaler.runtime.clock import LoopClock
 from autoscaler.runtime.gate import ActuationGate, DryRunGate, OpenGate
-from autoscaler.runtime.leader import LeaderGate, RedisLease
+from autoscaler.runtime.leader import LeaderGate, make_lease
 from autoscaler.runtime.loop import ControlLoop, PoolRuntime
 from autoscaler.runtime.metrics import PrometheusTelemetry
 from autoscaler.runtime.peers import PeerWatch
@@ -203,7 +203,7 @@ async def run_daemon(
     if ctl.leader_election is not None and not dry_run:
         election = ctl.leader_election
         leader = LeaderGate(
-            RedisLease(election.url, election.key, election.ttl), LoopClock(),
+            make_lease(election), LoopClock(),
             on_change=telemetry.record_leader if isinstance(telemetry, PrometheusTelemetry)
             else None,
         )
