@@ -214,6 +214,14 @@ class GroupActuator:
             done, _ = await asyncio.wait({call}, timeout=timeout_s)
             if not done:
                 log.warning("resize_abandoned", account=self.account, group=str(self.group))
+                call.add_done_callback(self._abandoned_outcome)
+
+    def _abandoned_outcome(self, call: asyncio.Future[None]) -> None:
+        """The late end of an abandoned call (often the client closing under it): logged,
+        so that asyncio never prints an unretrieved exception outside the JSON log."""
+        error = None if call.cancelled() else call.exception()
+        log.info("resize_abandoned_outcome", account=self.account, group=str(self.group),
+                 error=None if error is None else str(error))
 
     # ------------------------------------------------------------------ the task
 

@@ -18,6 +18,8 @@ on) and DELETE; every write bumps the ``resourceVersion``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -69,6 +71,9 @@ class FakeKubeApi:
         self.failures: list[tuple[int, dict[str, str]]] = []
         self.requests: list[tuple[str, str]] = []
         self.leases: dict[tuple[str, str], dict[str, Any]] = {}
+        self.slow: dict[str, float] = {}
+        self._stopping = asyncio.Event()
+        """HTTP method -> seconds each such request is held before it is answered."""
         self._versions = itertools.count(100)
         self.auth_headers: list[str] = []
         self._ids = itertools.count(1)
@@ -103,6 +108,7 @@ class FakeKubeApi:
         return self.url
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -140,6 +146,9 @@ class FakeKubeApi:
     async def _handle(self, request: web.Request) -> web.Response:
         self.requests.append((request.method, request.path))
         self.auth_headers.append(request.headers.get("Authorization", ""))
+        if request.method in self.slow:  # held, but released at once by ``stop``
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.slow[request.method])
         if self.failures:
             status, headers = self.failures.pop(0)
             return _status(status, f"injected {status}", headers)
