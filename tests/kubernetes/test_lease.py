@@ -149,3 +149,37 @@ controller:
     with pytest.raises(ConfigFileError) as bad:
         parse_config(head + "  leader_election: {key: x}\n")
     assert "controller.leader_election.url: the redis backend needs" in bad.value.messages[0]
+
+
+async def test_the_shipped_lease_role_grants_exactly_what_the_lease_calls(
+    api: FakeKubeApi, kubeconfig_file: Path,
+) -> None:
+    """deploy/kubernetes/leader-election-rbac.yaml: create on leases, get and update on the one
+    Lease by name; the elector uses exactly those (a whole term: take, renew, check, release)."""
+    import yaml
+
+    a = KubernetesLease("serving", "queue-autoscaler", 3.0, kubeconfig=str(kubeconfig_file),
+                        context="test", holder="a")
+    try:
+        assert await a.acquire() and await a.renew() and await a.holds()
+        await a.release()
+        assert await a.acquire()
+    finally:
+        await a.close()
+    verbs = {"GET": "get", "PUT": "update", "POST": "create"}
+    used = set()
+    for method, path in api.requests:
+        parts = path.strip("/").split("/")
+        assert parts[:6] == ["apis", "coordination.k8s.io", "v1", "namespaces", "serving",
+                             "leases"]
+        used.add((verbs[method], parts[6] if len(parts) == 7 else None))
+    root = Path(__file__).resolve().parents[2]
+    docs = list(yaml.safe_load_all(
+        (root / "deploy/kubernetes/leader-election-rbac.yaml").read_text()))
+    [role] = [d for d in docs if d["kind"] == "Role"]
+    granted = set()
+    for rule in role["rules"]:
+        assert rule["apiGroups"] == ["coordination.k8s.io"] and rule["resources"] == ["leases"]
+        for name in rule.get("resourceNames", [None]):
+            granted.update((verb, name) for verb in rule["verbs"])
+    assert granted == used
