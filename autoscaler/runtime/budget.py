@@ -1,0 +1,262 @@
+"""Budget guardrails in the daemon: the cross-pool step that accrues cost, alerts and caps.
+
+Each tick, before the gate (``autoscaler.runtime.crosspool``): charge every scope (each pool
+with a ``budget``, and the whole config's ``budget`` over all pools) for the instances the
+providers reported billed since the last tick (``autoscaler.core.budget.accrue``); announce
+each level newly reached this month (``budget_alert`` at ``alert_at``, ``budget_exhausted`` at
+100 %) in the log, in ``autoscaler_budget_alerts_total`` and on the scope's webhook, in a
+background task; with ``hard_cap``, hold scale-out at what the rest of the budget pays for
+until the month ends (``autoscaler.core.budget.cap_scale_out``).
+
+The ledgers persist in the state store's Redis server, one record per scope under
+``{prefix}budget:`` with a 40-day expiry (a month's record outlives the month), written after
+each tick by the replica whose gate is open, so a restart or a failover resumes the month's
+spend. Standbys accrue their own copy from the same observations.
+
+What is not guaranteed: a store that cannot be read at start leaves the ledgers at what this
+process has seen; they are merged with the stored month as soon as a load succeeds (until
+then nothing is saved, so a stored month is never overwritten by a smaller one). Time the
+daemon did not observe beyond ``max_gap_s`` is not charged (see ``autoscaler.core.budget``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from autoscaler.core.budget import (
+    GLOBAL_SCOPE,
+    BudgetSpec,
+    CapInput,
+    Crossing,
+    Ledger,
+    accrue,
+    allowance_usd_per_h,
+    billed_rate,
+    cap_scale_out,
+    crossings,
+    month_of,
+    used_ratio,
+)
+from autoscaler.core.model import Decision
+from autoscaler.core.pipeline import PoolController
+from autoscaler.core.state_codec import StateCodec, StateCodecError
+from autoscaler.ports.clock import Clock
+from autoscaler.ports.state_store import StateStore, StateStoreError
+from autoscaler.runtime.crosspool import TickView
+from autoscaler.runtime.gate import ActuationGate
+from autoscaler.runtime.webhook import WebhookSender
+
+log = structlog.get_logger("autoscaler.runtime")
+
+LEDGER_TTL_S = 40 * 86400.0
+CODEC = StateCodec([Ledger])
+
+
+@dataclass(frozen=True, slots=True)
+class PoolPricing:
+    """What the guardrail needs of one pool: its controller (allocator, min) and its scopes."""
+
+    controller: PoolController
+    prices: Mapping[str, float]
+    scopes: tuple[str, ...]
+
+
+class BudgetMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.spent = Gauge("autoscaler_budget_spent_usd",
+                           "Cost accrued this calendar month (UTC), from observed instances",
+                           ["scope"], registry=r)
+        self.ratio = Gauge("autoscaler_budget_used_ratio",
+                           "Share of the monthly budget spent this month", ["scope"], registry=r)
+        self.monthly = Gauge("autoscaler_budget_monthly_usd", "The configured monthly budget",
+                             ["scope"], registry=r)
+        self.rate = Gauge("autoscaler_cost_rate_usd_per_hour",
+                          "Dollars per hour of the instances billed now", ["scope"], registry=r)
+        self.allowance = Gauge(
+            "autoscaler_budget_allowance_usd_per_hour",
+            "With hard_cap: the hourly rate the rest of the budget pays for until the month "
+            "ends", ["scope"], registry=r)
+        self.alerts = Counter("autoscaler_budget_alerts",
+                              "Budget levels reached (alert at alert_at, exhausted at 100 %)",
+                              ["scope", "level"], registry=r)
+        self.held = Gauge("autoscaler_budget_held_instances",
+                          "Instances of scale-out the hard cap refused at the last decision",
+                          ["pool"], registry=r)
+
+
+class BudgetStep:
+    """The budget guardrail as a cross-pool step (see the module docstring)."""
+
+    def __init__(
+        self,
+        specs: Sequence[BudgetSpec],
+        pools: Mapping[str, PoolPricing],
+        clock: Clock,
+        *,
+        gate: ActuationGate,
+        store: StateStore | None = None,
+        webhooks: Mapping[str, WebhookSender] | None = None,
+        metrics: BudgetMetrics | None = None,
+        max_gap_s: float = 120.0,
+    ) -> None:
+        self.specs = {s.scope: s for s in specs}
+        self.pools = dict(pools)
+        self.clock = clock
+        self.gate = gate
+        self.store = store
+        self.webhooks = dict(webhooks or {})
+        self.metrics = metrics
+        self.max_gap_s = max_gap_s
+        self.ledgers: dict[str, Ledger] = {}
+        self.loaded = store is None
+        self._rates: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+        self._save_failing = False
+
+    async def __call__(self, view: TickView) -> Mapping[str, Decision]:
+        wall = self.clock.wall()
+        if not self.loaded:
+            await self._load()
+        for pool, fleet in view.fleets.items():
+            if pool in self.pools:
+                self._rates[pool] = billed_rate(fleet, self.pools[pool].prices)
+        for scope, spec in self.specs.items():
+            rate = sum(r for p, r in self._rates.items() if scope in self.pools[p].scopes)
+            ledger = self.ledgers.get(scope) or Ledger(month_of(wall))
+            ledger, found = crossings(spec, accrue(ledger, wall, rate, max_gap_s=self.max_gap_s))
+            self.ledgers[scope] = ledger
+            for crossing in found:
+                self._announce(spec, crossing)
+            self._export(spec, ledger, rate, wall)
+        decisions = self._cap(view, wall)
+        if self.store is not None and self.loaded and self.gate.is_open():
+            await self._save()
+        return decisions
+
+    # ------------------------------------------------------------------ the cap
+
+    def _cap(self, view: TickView, wall: float) -> Mapping[str, Decision]:
+        allowances = {scope: allowance_usd_per_h(spec, self.ledgers[scope], wall)
+                      for scope, spec in self.specs.items()}
+        if all(a is None for a in allowances.values()):
+            return view.decisions
+        inputs = {
+            name: CapInput(d, view.fleets[name], p.controller.allocator, p.prices,
+                           p.controller.spec.capacity.min, p.scopes)
+            for name, d in view.decisions.items()
+            if (p := self.pools.get(name)) is not None and name in view.fleets
+        }
+        capped = cap_scale_out(inputs, allowances)
+        out = dict(view.decisions)
+        for name, decision in capped.items():
+            wanted = view.decisions[name].desired
+            held = wanted - decision.desired
+            if held != self._held.get(name, 0):
+                if held:
+                    log.warning("budget_cap", pool=name, wanted=wanted, desired=decision.desired,
+                                current=decision.current, allowances={
+                                    s: round(a, 4) for s, a in allowances.items()
+                                    if a is not None and s in self.pools[name].scopes})
+                else:
+                    log.info("budget_cap_lifted", pool=name, desired=decision.desired)
+            self._held[name] = held
+            if self.metrics is not None:
+                self.metrics.held.labels(name).set(held)
+            out[name] = decision
+        return out
+
+    # ------------------------------------------------------------------ alerts and metrics
+
+    def _announce(self, spec: BudgetSpec, crossing: Crossing) -> None:
+        event = "budget_exhausted" if crossing.level == "exhausted" else "budget_alert"
+        log.warning(event, scope=crossing.scope, month=crossing.month,
+                    spent_usd=round(crossing.spent_usd, 2), monthly_usd=crossing.monthly_usd,
+                    ratio=round(crossing.ratio, 4), alert_at=spec.alert_at,
+                    hard_cap=spec.hard_cap)
+        if self.metrics is not None:
+            self.metrics.alerts.labels(crossing.scope, crossing.level).inc()
+        sender = self.webhooks.get(crossing.scope)
+        if sender is not None:
+            sender.send({
+                "event": event, "scope": crossing.scope, "month": crossing.month,
+                "spent_usd": round(crossing.spent_usd, 2), "monthly_usd": crossing.monthly_usd,
+                "ratio": round(crossing.ratio, 4), "alert_at": spec.alert_at,
+                "hard_cap": spec.hard_cap,
+            })
+
+    def _export(self, spec: BudgetSpec, ledger: Ledger, rate: float, wall: float) -> None:
+        m = self.metrics
+        if m is None:
+            return
+        m.spent.labels(spec.scope).set(ledger.spent_usd)
+        m.ratio.labels(spec.scope).set(used_ratio(spec, ledger))
+        m.monthly.labels(spec.scope).set(spec.monthly_usd)
+        m.rate.labels(spec.scope).set(rate)
+        allowance = allowance_usd_per_h(spec, ledger, wall)
+        if allowance is not None:
+            m.allowance.labels(spec.scope).set(allowance)
+
+    # ------------------------------------------------------------------ persistence
+
+    async def _load(self) -> None:
+        assert self.store is not None
+        try:
+            records = await self.store.load(sorted(self.specs))
+        except StateStoreError as exc:
+            log.warning("budget_load_failed", store=self.store.location, error=str(exc))
+            return
+        self.loaded = True
+        for scope, text in records.items():
+            try:
+                stored = CODEC.loads(text)
+            except StateCodecError as exc:
+                log.warning("budget_ledger_discarded", scope=scope, reason=str(exc))
+                continue
+            if not isinstance(stored, Ledger):
+                log.warning("budget_ledger_discarded", scope=scope, reason="not a ledger")
+                continue
+            self.ledgers[scope] = _merge(stored, self.ledgers.get(scope))
+            log.info("budget_resumed", scope=scope, month=stored.month,
+                     spent_usd=round(self.ledgers[scope].spent_usd, 4))
+
+    async def _save(self) -> None:
+        assert self.store is not None
+        records = {scope: CODEC.dumps(ledger) for scope, ledger in self.ledgers.items()}
+        try:
+            await self.store.save(records)
+        except StateStoreError as exc:
+            if not self._save_failing:
+                log.warning("budget_save_failed", store=self.store.location, error=str(exc))
+            self._save_failing = True
+            return
+        self._save_failing = False
+
+    async def close(self) -> None:
+        for sender in self.webhooks.values():
+            await sender.close()
+        if self.store is not None:
+            await self.store.close()
+
+
+def _merge(stored: Ledger, seen: Ledger | None) -> Ledger:
+    """The stored month plus what this process accrued before it could read it."""
+    if seen is None:
+        return stored
+    if seen.month != stored.month:
+        return seen if seen.month > stored.month else stored
+    return replace(seen, spent_usd=stored.spent_usd + seen.spent_usd,
+                   alerted=max(stored.alerted, seen.alerted))
+
+
+def scopes_of(pool: str, has_pool_budget: bool, has_global: bool) -> tuple[str, ...]:
+    scopes: list[str] = []
+    if has_pool_budget:
+        scopes.append(f"pool:{pool}")
+    if has_global:
+        scopes.append(GLOBAL_SCOPE)
+    return tuple(scopes)
