@@ -19,6 +19,7 @@ from autoscaler.core.budget import GLOBAL_SCOPE, pool_scope
 from autoscaler.core.pipeline import PoolController
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.telemetry import Telemetry
+from autoscaler.runtime.attainment import AttainmentStep
 from autoscaler.runtime.budget import (
     LEDGER_TTL_S,
     BudgetMetrics,
@@ -91,6 +92,8 @@ def build_extensions(
         ext.pause = PauseStep(store, pause_gate, [p.name for p in pools], clock, registry)
         steps.append(ext.pause)
         ext.closers.append(ext.pause)
+    if registry is not None:  # an estimate only the metrics show
+        steps.append(AttainmentStep({p.name: p.sla.max_wait for p in config.pools}, registry))
     ext.budget = _budget(config, pools, clock, registry, pause_gate)
     if ext.budget is not None:
         steps.append(ext.budget)
