@@ -294,3 +294,31 @@ def test_budget_config_errors_name_the_line(registries: dict[str, Registry[Any]]
     with pytest.raises(ConfigFileError) as info:
         config(registries, "bd-bad", pool_budget="{monthly_usd: 5, webhook: {url: 'ftp://x'}}")
     assert "webhook.url: must be an http:// or https:// URL" in "\n".join(info.value.messages)
+
+
+async def test_run_once_never_writes_the_month(
+    registries: dict[str, Registry[Any]], redis_url: str
+) -> None:
+    """One look (``run --once``) must not write over the spend of a daemon acting on the same
+    pools: it loads the stored month read-only."""
+    import io
+
+    import redis
+
+    from autoscaler.runtime.app import run_once
+
+    CloudGroup.sizes["g"] = 2
+    reset_queue("bd-once")
+    cfg = config(registries, "bd-once", store=f"{{url: '{redis_url}'}}")
+    client = redis.Redis.from_url(redis_url)
+    stored = '{"$type": "autoscaler.core.budget.Ledger", "fields": {"month": "2026-12", ' \
+             '"spent_usd": 12.5, "rate_usd_per_h": 7.2, "last_wall": %r, "alerted": 0}}' % (
+                 START - 30)
+    client.set("autoscaler:state:budget:pool:chat", stored)
+    daemon = Daemon.build(cfg, registries=registries, clock=clock_at(START))
+    out = io.StringIO()
+    assert await run_once(daemon, out) == 0
+    assert daemon.extensions is not None and daemon.extensions.budget is not None
+    assert daemon.extensions.budget.ledgers["pool:chat"].spent_usd == pytest.approx(12.56)
+    assert client.get("autoscaler:state:budget:pool:chat").decode() == stored  # untouched
+    client.close()

@@ -168,3 +168,67 @@ pools:
     assert CloudGroup.sizes["g"] == 5
     await store.close()
     await daemon.close(1.0)
+
+
+async def test_a_resize_queued_before_the_pause_is_dropped(
+    redis_url: str, registries: Any
+) -> None:
+    """A provider refusing every resize keeps the group's actuator retrying; once the pool is
+    paused its queued retry is dropped at the gate instead of being sent."""
+    import asyncio
+
+    from structlog.testing import capture_logs
+
+    from autoscaler.config.models import parse_config
+    from autoscaler.ports.clock import ManualClock
+    from autoscaler.runtime.actuator import RetryPolicy
+    from autoscaler.runtime.app import Daemon
+    from autoscaler.runtime.pause import PauseStore
+    from autoscaler.sources.memory import reset_queue
+    from autoscaler.testing.fakes import FakeProvider
+
+    registries["providers"].register("fake", FakeProvider)
+    queue = reset_queue("pause-drop")
+    clock = ManualClock()
+    for _ in range(6):
+        queue.put(clock.wall(), 1.0)
+    config = parse_config(f"""
+controller: {{interval: 1s, state_store: {{url: "{redis_url}"}}}}
+pools:
+  - name: chat
+    queue: {{kind: memory, name: pause-drop}}
+    sla: {{max_wait: 2s}}
+    capacity: {{min: 0, max: 8}}
+    groups: [{{name: g, provider: fake, refuse: transient}}]
+""", registries=registries)
+    daemon = Daemon.build(config, registries=registries, clock=clock)
+    daemon.loop.retry = RetryPolicy(base_s=0.02, cap_s=0.02)
+    await daemon.start()
+    [tick] = await daemon.loop.tick()
+    assert tick.acted
+    calls = FakeProvider.clients["fake"].calls
+    for _ in range(200):  # the actuator keeps trying the refused resize
+        if sum(c.operation == "resize" for c in calls) >= 2:
+            break
+        clock.advance(0.05)  # retries wait on the loop clock
+        await asyncio.sleep(0.01)
+    store = PauseStore(redis_url, prefix="autoscaler:state:", timeout_s=1.0)
+    await store.pause("chat", since=clock.wall(), reason="test")
+    assert daemon.extensions is not None and daemon.extensions.pause is not None
+    with capture_logs() as logs:
+        await daemon.extensions.pause.refresh()
+        sent = sum(c.operation == "resize" for c in calls)
+        for _ in range(200):
+            if any(e["event"] == "resize_dropped" for e in logs):
+                break
+            clock.advance(0.05)
+            await asyncio.sleep(0.01)
+    [dropped] = [e for e in logs if e["event"] == "resize_dropped"]
+    assert dropped["reason"] == "paused"
+    for _ in range(5):  # five retry periods: nothing more is sent
+        clock.advance(0.05)
+        await asyncio.sleep(0.01)
+    assert sum(c.operation == "resize" for c in calls) <= sent + 1  # one may have been in flight
+    await store.resume("chat")
+    await store.close()
+    await daemon.close(1.0)

@@ -157,6 +157,8 @@ async def run_once(daemon: Daemon, out: TextIO) -> int:
     failed = False
     if daemon.loop.persistence is not None:  # one look must not overwrite a live daemon's state
         daemon.loop.persistence.read_only = True
+    if daemon.extensions is not None and daemon.extensions.budget is not None:
+        daemon.extensions.budget.read_only = True  # nor its month's spend
     try:
         await daemon.start()  # inside: a provider that fails half-way is still closed
         results = await daemon.loop.tick()

@@ -113,6 +113,8 @@ class BudgetStep:
         self.metrics = metrics
         self.max_gap_s = max_gap_s
         self.ledgers: dict[str, Ledger] = {}
+        self.read_only = False
+        """Never save (``run --once``: one look must not write over a live daemon's month)."""
         self.loaded = store is None
         self._rates: dict[str, float] = {}
         self._held: dict[str, int] = {}
@@ -134,7 +136,7 @@ class BudgetStep:
                 self._announce(spec, crossing)
             self._export(spec, ledger, rate, wall)
         decisions = self._cap(view, wall)
-        if self.store is not None and self.loaded and self.gate.is_open():
+        if self.store is not None and self.loaded and self.gate.is_open() and not self.read_only:
             await self._save()
         return decisions
 
