@@ -232,3 +232,46 @@ pools:
     await store.resume("chat")
     await store.close()
     await daemon.close(1.0)
+
+
+async def test_an_unreachable_store_neither_pauses_nor_resumes(registries: Any) -> None:
+    """The store is down from the start: ticks still decide and act (nothing is known to be
+    paused), and the failure is one log line for the whole outage, not one per tick."""
+    from structlog.testing import capture_logs
+
+    from autoscaler.config.models import parse_config
+    from autoscaler.ports.clock import ManualClock
+    from autoscaler.runtime.app import Daemon
+    from autoscaler.sources.memory import reset_queue
+    from tests.test_daemon_state import CloudGroup
+
+    registries["providers"].register("cloud", CloudGroup)
+    CloudGroup.sizes["g"] = 1
+    queue = reset_queue("pause-down")
+    clock = ManualClock()
+    for _ in range(3):
+        queue.put(clock.wall(), 1.0)
+    config = parse_config(f"""
+controller: {{interval: 1s, state_store: {{url: "redis://127.0.0.1:{free_port()}/0"}}}}
+pools:
+  - name: chat
+    queue: {{kind: memory, name: pause-down}}
+    sla: {{max_wait: 2s}}
+    capacity: {{min: 1, max: 8}}
+    budget: {{monthly_usd: 100}}
+    groups: [{{name: g, provider: cloud, hourly_price: 1.0}}]
+""", registries=registries)
+    daemon = Daemon.build(config, registries=registries, clock=clock)
+    await daemon.start()
+    with capture_logs() as logs:
+        for _ in range(4):
+            [tick] = await daemon.loop.tick()
+            assert tick.decision is not None
+            await daemon.loop.settle()
+            clock.advance(1.0)
+    assert CloudGroup.sizes["g"] == 3
+    assert [e["event"] for e in logs].count("pause_read_failed") == 1
+    assert [e["event"] for e in logs].count("budget_load_failed") >= 1
+    assert daemon.extensions is not None and daemon.extensions.budget is not None
+    assert daemon.extensions.budget.ledgers["pool:chat"].spent_usd > 0  # accrued in memory
+    await daemon.close(1.0)

@@ -21,6 +21,7 @@ daemon did not observe beyond ``max_gap_s`` is not charged (see ``autoscaler.cor
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -119,11 +120,14 @@ class BudgetStep:
         self._rates: dict[str, float] = {}
         self._held: dict[str, int] = {}
         self._save_failing = False
+        self._first = True
+        self._load_task: asyncio.Task[None] | None = None
+        self._save_task: asyncio.Task[None] | None = None
 
     async def __call__(self, view: TickView) -> Mapping[str, Decision]:
         wall = self.clock.wall()
         if not self.loaded:
-            await self._load()
+            await self._start_load()
         for pool, fleet in view.fleets.items():
             if pool in self.pools:
                 self._rates[pool] = billed_rate(fleet, self.pools[pool].prices)
@@ -136,9 +140,16 @@ class BudgetStep:
                 self._announce(spec, crossing)
             self._export(spec, ledger, rate, wall)
         decisions = self._cap(view, wall)
-        if self.store is not None and self.loaded and self.gate.is_open() and not self.read_only:
-            await self._save()
+        if self._may_save() and (self._save_task is None or self._save_task.done()):
+            # In the background (bounded by the store's timeout); one at a time, the next
+            # tick saves what a skipped one would have.
+            self._save_task = asyncio.get_running_loop().create_task(
+                self._save(dict(self.ledgers)), name="budget-save")
         return decisions
+
+    def _may_save(self) -> bool:
+        return (self.store is not None and self.loaded and self.gate.is_open()
+                and not self.read_only)
 
     # ------------------------------------------------------------------ the cap
 
@@ -205,6 +216,17 @@ class BudgetStep:
 
     # ------------------------------------------------------------------ persistence
 
+    async def _start_load(self) -> None:
+        """The first tick waits for the load (bounded by the store's timeout): the month's
+        spend must be known before the cap decides. While the store cannot be read, later ticks
+        retry in the background without waiting."""
+        if self._load_task is None or self._load_task.done():
+            self._load_task = asyncio.get_running_loop().create_task(self._load(),
+                                                                     name="budget-load")
+        if self._first:
+            self._first = False
+            await asyncio.shield(self._load_task)
+
     async def _load(self) -> None:
         assert self.store is not None
         try:
@@ -226,9 +248,9 @@ class BudgetStep:
             log.info("budget_resumed", scope=scope, month=stored.month,
                      spent_usd=round(self.ledgers[scope].spent_usd, 4))
 
-    async def _save(self) -> None:
+    async def _save(self, ledgers: Mapping[str, Ledger]) -> None:
         assert self.store is not None
-        records = {scope: CODEC.dumps(ledger) for scope, ledger in self.ledgers.items()}
+        records = {scope: CODEC.dumps(ledger) for scope, ledger in ledgers.items()}
         try:
             await self.store.save(records)
         except StateStoreError as exc:
@@ -239,6 +261,11 @@ class BudgetStep:
         self._save_failing = False
 
     async def close(self) -> None:
+        for task in (self._load_task, self._save_task):
+            if task is not None and not task.done():
+                await asyncio.wait({task}, timeout=1.0)  # a save in flight gets to finish
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         for sender in self.webhooks.values():
             await sender.close()
         if self.store is not None:

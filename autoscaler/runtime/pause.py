@@ -31,6 +31,9 @@ from autoscaler.sources.redis.settings import redact_url
 
 log = structlog.get_logger("autoscaler.runtime")
 
+WAIT_S = 0.1
+"""How long a tick waits for the pause read after the first one."""
+
 
 class PauseStore:
     """The paused pools' hash on a Redis server."""
@@ -119,6 +122,8 @@ class PauseStep:
         self.pools = tuple(pools)
         self.clock = clock
         self._failing = False
+        self._first = True
+        self._task: asyncio.Task[None] | None = None
         self._gauge = None if registry is None else Gauge(
             "autoscaler_pool_paused",
             "1 while the pool is paused (autoscaler pause): decided, never actuated",
@@ -151,7 +156,17 @@ class PauseStep:
             self._export(pool, pool in now)
 
     async def __call__(self, view: TickView) -> Mapping[str, Decision]:
-        await self.refresh()
+        """The first tick waits for the read (a pause is in force before the first resize);
+        later ones wait at most ``WAIT_S`` and leave a slow read to finish in the background,
+        so a hung server costs a tick 0.1 s, not the store's whole timeout."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self.refresh(),
+                                                                name="pause-refresh")
+        if self._first:
+            self._first = False
+            await asyncio.shield(self._task)
+        else:
+            await asyncio.wait({self._task}, timeout=WAIT_S)
         return view.decisions
 
     def _export(self, pool: str, paused: bool) -> None:
@@ -159,4 +174,7 @@ class PauseStep:
             self._gauge.labels(pool).set(1 if paused else 0)
 
     async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
         await self.store.close()
