@@ -81,7 +81,8 @@ async def test_spend_accrues_from_billed_instances_and_survives_a_restart(
     assert budget.ledgers["global"].spent_usd == pytest.approx(1.0)
     assert sample(telemetry, "autoscaler_budget_spent_usd", "pool:chat") == pytest.approx(1.0)
     assert sample(telemetry, "autoscaler_budget_used_ratio", "pool:chat") == pytest.approx(1e-3)
-    assert sample(telemetry, "autoscaler_cost_rate_usd_per_hour", "global") == pytest.approx(36)
+    rate = sample(telemetry, "autoscaler_budget_cost_rate_usd_per_hour", "global")
+    assert rate == pytest.approx(36)
     await daemon.close(1.0)
 
     # The restart: 10 s later (within the gap charged at the last rate), then 90 s more.

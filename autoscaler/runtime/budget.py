@@ -76,7 +76,7 @@ class BudgetMetrics:
                            "Share of the monthly budget spent this month", ["scope"], registry=r)
         self.monthly = Gauge("autoscaler_budget_monthly_usd", "The configured monthly budget",
                              ["scope"], registry=r)
-        self.rate = Gauge("autoscaler_cost_rate_usd_per_hour",
+        self.rate = Gauge("autoscaler_budget_cost_rate_usd_per_hour",
                           "Dollars per hour of the instances billed now", ["scope"], registry=r)
         self.allowance = Gauge(
             "autoscaler_budget_allowance_usd_per_hour",

@@ -123,7 +123,7 @@ def _budget(
     deliveries = None
     if reg is not None and any(b.webhook is not None for _, b in budgets):
         deliveries = Counter(
-            "autoscaler_webhook_deliveries",
+            "autoscaler_budget_webhook_deliveries",
             "Alert webhook deliveries by outcome (delivered, failed after every retry)",
             ["outcome"], registry=reg,
         )

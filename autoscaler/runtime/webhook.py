@@ -49,7 +49,7 @@ class WebhookSender:
         self._deliveries = deliveries
         if deliveries is None and registry is not None:
             self._deliveries = Counter(
-                "autoscaler_webhook_deliveries",
+                "autoscaler_budget_webhook_deliveries",
                 "Alert webhook deliveries by outcome (delivered, failed after every retry)",
                 ["outcome"], registry=registry,
             )
