@@ -180,10 +180,11 @@ def cap_scale_out(
     instance's price. Pools whose scopes have no cap keep their decision untouched."""
     used: dict[str, float] = dict.fromkeys(allowances, 0.0)
     granted: dict[str, int] = {}
+    rate_at: dict[str, float] = {}  # the planned rate at the granted count
     for name, p in pools.items():
         base = _base(p)
         granted[name] = base
-        rate = planned_rate(_targets(p, base), p.prices)
+        rate = rate_at[name] = planned_rate(_targets(p, base), p.prices)
         for scope in p.scopes:
             if scope in used:
                 used[scope] += rate
@@ -192,15 +193,15 @@ def cap_scale_out(
     while waiting:
         for name in list(waiting):
             p = pools[name]
-            n = granted[name]
-            extra = (planned_rate(_targets(p, n + 1), p.prices)
-                     - planned_rate(_targets(p, n), p.prices))
+            n = granted[name] + 1
+            rate = planned_rate(_targets(p, n), p.prices)
+            extra = rate - rate_at[name]
             if _fits(p.scopes, used, allowances, extra):
-                granted[name] = n + 1
+                granted[name], rate_at[name] = n, rate
                 for s in p.scopes:
                     if s in used:
                         used[s] += extra
-                if n + 1 < p.decision.desired:
+                if n < p.decision.desired:
                     continue
             waiting.remove(name)
     out: dict[str, Decision] = {}

@@ -28,11 +28,15 @@ class AttainmentStep:
             f"{window_s:g} s, from oldest wait, depth and arrival rate (NaN: no estimate yet)",
             ["pool"], registry=registry,
         )
+        self._children: dict[str, Gauge] = {}
 
     async def __call__(self, view: TickView) -> Mapping[str, Decision]:
         for pool, obs in view.observations.items():
             window = self.windows.get(pool)
             if window is not None:
                 estimate = window.observe(obs)
-                self.gauge.labels(pool).set(math.nan if estimate is None else estimate)
+                child = self._children.get(pool)
+                if child is None:
+                    child = self._children[pool] = self.gauge.labels(pool)
+                child.set(math.nan if estimate is None else estimate)
         return view.decisions

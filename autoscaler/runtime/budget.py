@@ -88,6 +88,26 @@ class BudgetMetrics:
         self.held = Gauge("autoscaler_budget_held_instances",
                           "Instances of scale-out the hard cap refused at the last decision",
                           ["pool"], registry=r)
+        self._scopes: dict[str, tuple[Gauge, ...]] = {}
+        self._pools: dict[str, Gauge] = {}
+
+    def scope(self, spec: BudgetSpec) -> tuple[Gauge, ...]:
+        """The scope's children (spent, ratio, rate, allowance), looked up once: ``labels()``
+        costs microseconds, times thousands of scopes per tick. The monthly budget is a
+        constant, set on the first lookup."""
+        children = self._scopes.get(spec.scope)
+        if children is None:
+            self.monthly.labels(spec.scope).set(spec.monthly_usd)
+            children = self._scopes[spec.scope] = tuple(
+                g.labels(spec.scope) for g in (self.spent, self.ratio, self.rate,
+                                               self.allowance))
+        return children
+
+    def held_for(self, pool: str) -> Gauge:
+        child = self._pools.get(pool)
+        if child is None:
+            child = self._pools[pool] = self.held.labels(pool)
+        return child
 
 
 class BudgetStep:
@@ -131,15 +151,21 @@ class BudgetStep:
         for pool, fleet in view.fleets.items():
             if pool in self.pools:
                 self._rates[pool] = billed_rate(fleet, self.pools[pool].prices)
+        rates = dict.fromkeys(self.specs, 0.0)
+        for pool, r in self._rates.items():  # one pass: thousands of pools, each in 1-2 scopes
+            for scope in self.pools[pool].scopes:
+                rates[scope] += r
+        allowances: dict[str, float | None] = {}
         for scope, spec in self.specs.items():
-            rate = sum(r for p, r in self._rates.items() if scope in self.pools[p].scopes)
+            rate = rates[scope]
             ledger = self.ledgers.get(scope) or Ledger(month_of(wall))
             ledger, found = crossings(spec, accrue(ledger, wall, rate, max_gap_s=self.max_gap_s))
             self.ledgers[scope] = ledger
             for crossing in found:
                 self._announce(spec, crossing)
-            self._export(spec, ledger, rate, wall)
-        decisions = self._cap(view, wall)
+            allowances[scope] = allowance_usd_per_h(spec, ledger, wall)
+            self._export(spec, ledger, rate, allowances[scope])
+        decisions = self._cap(view, allowances)
         if self._may_save() and (self._save_task is None or self._save_task.done()):
             # In the background (bounded by the store's timeout); one at a time, the next
             # tick saves what a skipped one would have.
@@ -153,9 +179,9 @@ class BudgetStep:
 
     # ------------------------------------------------------------------ the cap
 
-    def _cap(self, view: TickView, wall: float) -> Mapping[str, Decision]:
-        allowances = {scope: allowance_usd_per_h(spec, self.ledgers[scope], wall)
-                      for scope, spec in self.specs.items()}
+    def _cap(
+        self, view: TickView, allowances: Mapping[str, float | None]
+    ) -> Mapping[str, Decision]:
         if all(a is None for a in allowances.values()):
             return view.decisions
         inputs = {
@@ -169,17 +195,17 @@ class BudgetStep:
         for name, decision in capped.items():
             wanted = view.decisions[name].desired
             held = wanted - decision.desired
-            if held != self._held.get(name, 0):
+            if bool(held) != bool(self._held.get(name, 0)):  # starts or ends, not every change
                 if held:
                     log.warning("budget_cap", pool=name, wanted=wanted, desired=decision.desired,
                                 current=decision.current, allowances={
-                                    s: round(a, 4) for s, a in allowances.items()
-                                    if a is not None and s in self.pools[name].scopes})
+                                    s: round(a, 4) for s in self.pools[name].scopes
+                                    if (a := allowances.get(s)) is not None})
                 else:
                     log.info("budget_cap_lifted", pool=name, desired=decision.desired)
             self._held[name] = held
             if self.metrics is not None:
-                self.metrics.held.labels(name).set(held)
+                self.metrics.held_for(name).set(held)
             out[name] = decision
         return out
 
@@ -202,17 +228,16 @@ class BudgetStep:
                 "hard_cap": spec.hard_cap,
             })
 
-    def _export(self, spec: BudgetSpec, ledger: Ledger, rate: float, wall: float) -> None:
-        m = self.metrics
-        if m is None:
+    def _export(self, spec: BudgetSpec, ledger: Ledger, rate: float,
+                allowance: float | None) -> None:
+        if self.metrics is None:
             return
-        m.spent.labels(spec.scope).set(ledger.spent_usd)
-        m.ratio.labels(spec.scope).set(used_ratio(spec, ledger))
-        m.monthly.labels(spec.scope).set(spec.monthly_usd)
-        m.rate.labels(spec.scope).set(rate)
-        allowance = allowance_usd_per_h(spec, ledger, wall)
+        spent, ratio, rate_gauge, allowed = self.metrics.scope(spec)
+        spent.set(ledger.spent_usd)
+        ratio.set(used_ratio(spec, ledger))
+        rate_gauge.set(rate)
         if allowance is not None:
-            m.allowance.labels(spec.scope).set(allowance)
+            allowed.set(allowance)
 
     # ------------------------------------------------------------------ persistence
 
