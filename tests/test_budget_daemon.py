@@ -323,3 +323,27 @@ async def test_run_once_never_writes_the_month(
     assert daemon.extensions.budget.ledgers["pool:chat"].spent_usd == pytest.approx(12.56)
     assert client.get("autoscaler:state:budget:pool:chat").decode() == stored  # untouched
     client.close()
+
+
+async def test_only_the_actor_posts_the_webhook(registries: dict[str, Registry[Any]]) -> None:
+    """A dry run (like a standby, ``--once`` or ``explain``) logs the crossing but never posts:
+    with several replicas the receiver gets one message, from the actor."""
+    r = Receiver()
+    try:
+        CloudGroup.sizes["g"] = 10
+        clock = clock_at(START)
+        reset_queue("bd-standby")
+        cfg = config(registries, "bd-standby", pool_budget=(
+            f"{{monthly_usd: 10, webhook: {{url: '{r.url}'}}}}"))
+        daemon = Daemon.build(cfg, registries=registries, clock=clock, dry_run=True)
+        assert daemon.extensions is not None and daemon.extensions.budget is not None
+        from autoscaler.core.budget import Ledger
+
+        daemon.extensions.budget.ledgers["pool:chat"] = Ledger("2026-12", spent_usd=9.0)
+        with capture_logs() as logs:
+            await daemon.loop.tick()
+        await daemon.close(1.0)
+        assert [e["event"] for e in logs if e["event"] == "budget_alert"] == ["budget_alert"]
+        assert r.bodies == []
+    finally:
+        r.close()

@@ -220,7 +220,8 @@ class BudgetStep:
         if self.metrics is not None:
             self.metrics.alerts.labels(crossing.scope, crossing.level).inc()
         sender = self.webhooks.get(crossing.scope)
-        if sender is not None:
+        # Only the actor posts: standbys, dry runs, --once and explain see the same crossing.
+        if sender is not None and self.gate.is_open() and not self.read_only:
             sender.send({
                 "event": event, "scope": crossing.scope, "month": crossing.month,
                 "spent_usd": round(crossing.spent_usd, 2), "monthly_usd": crossing.monthly_usd,
