@@ -145,6 +145,10 @@ async def test_the_hard_cap_holds_scale_out_but_keeps_min(
     assert CloudGroup.sizes["g"] == 2
     assert telemetry.registry.get_sample_value(
         "autoscaler_budget_held_instances", {"pool": "chat"}) == 38
+    assert telemetry.registry.get_sample_value(  # the capped decision, not the wish
+        "autoscaler_desired_instances", {"pool": "chat"}) == 2
+    assert telemetry.registry.get_sample_value(
+        "autoscaler_recommended_instances", {"pool": "chat"}) == 40
 
     # With 5 running, nothing is scaled in by the cap: 5 stay while 40 are wanted.
     CloudGroup.sizes["g"] = 5

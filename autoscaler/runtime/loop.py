@@ -190,6 +190,8 @@ class ControlLoop:
                 decided[rt.name], fleets[rt.name] = tick.decision, fleet
         view = TickView(decided, fleets, observations)
         for name, decision in (await self.cross_pool(view)).items():
+            if decision is not decided[name]:  # a budget cap changed it: export what stands
+                self.telemetry.record_decision(decision)
             results[name] = self._actuate(results[name], decision, fleets[name])
         if self.persistence is not None and self.gate.is_open():
             # Only the actor writes: a standby (or a dry run) behind a closed gate keeps its own
