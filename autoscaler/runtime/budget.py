@@ -16,9 +16,10 @@ spend. Standbys accrue their own copy from the same observations.
 What is not guaranteed: a store that cannot be read at start leaves the ledgers at what this
 process has seen; they are merged with the stored month as soon as a load succeeds (until
 then nothing is saved, so a stored month is never overwritten by a smaller one). Time the
-daemon did not observe beyond ``max_gap_s`` is not charged (see ``autoscaler.core.budget``). Two acting daemons (no
-leader election) on one store overwrite each other's ledgers, the ``global`` one included even
-when they run different pools: give each its own ``state_store.prefix``.
+daemon did not observe beyond ``max_gap_s`` is not charged (see ``autoscaler.core.budget``).
+Two acting daemons (no leader election) on one store overwrite each other's ledgers, the
+``global`` one included even when they run different pools: give each its own
+``state_store.prefix``.
 """
 
 from __future__ import annotations
