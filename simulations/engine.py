@@ -26,6 +26,7 @@ from autoscaler.core.model import Market, Observation
 from autoscaler.core.pipeline import PoolController
 from autoscaler.core.rates import RateMeter
 from autoscaler.simulations import kernel
+from autoscaler.simulations.budget import BudgetUse, SimBudget
 from autoscaler.simulations.fleet import SimFleet
 from autoscaler.simulations.kernel import F64
 from autoscaler.simulations.preemptions import Preemption
@@ -60,6 +61,8 @@ class PolicyResult:
     launch_failures: int = 0
     requeued: int = 0
     unserved: int = 0
+    budget: tuple[BudgetUse, ...] = ()
+    """Budget use per scope, when the config has budgets (``simulations.budget``)."""
 
     @property
     def cost_per_hour_usd(self) -> float:
@@ -89,6 +92,7 @@ class PolicyResult:
             "launch_failures": self.launch_failures,
             "requeued": self.requeued,
             "unserved": self.unserved,
+            **({"budget": [b.as_json() for b in self.budget]} if self.budget else {}),
         }
 
 
@@ -165,7 +169,9 @@ def lower_bound_cost(trace: Trace, pool: PoolConfig, warmup: float) -> float:
 class _Loop:
     """State of one run; split from ``simulate`` to keep each step short and named."""
 
-    def __init__(self, pool: PoolConfig, trace: Trace, controller: PoolController, seed: int):
+    def __init__(self, pool: PoolConfig, trace: Trace, controller: PoolController, seed: int,
+                 budget: SimBudget | None = None):
+        self.budget = budget
         self.pool = pool
         self.trace = trace
         self.controller = controller
@@ -231,6 +237,8 @@ class _Loop:
         obs = self.observe(t)
         fleet_state = self.fleet.view(t)
         decision, state = self.controller.decide(obs, fleet_state, state)
+        if self.budget is not None:  # the daemon's cross-pool step, for this one pool
+            decision = self.budget.apply(t, decision, fleet_state)
         if decision.changes(fleet_state):
             self.actions += 1
         if self.fleet.actuate(decision.targets, t):
@@ -271,6 +279,7 @@ def simulate(
     phase_s: float = 0.0,
     horizon_s: float | None = None,
     progress: Progress | None = None,
+    budget: SimBudget | None = None,
 ) -> Run:
     """Replay ``trace`` through ``controller`` until every request is served.
 
@@ -281,7 +290,7 @@ def simulate(
     the last arrival, so a policy that never scales up still ends; requests not served by then
     are reported as ``unserved`` and count as misses with the wait they had reached.
     """
-    loop = _Loop(pool, trace, controller, seed)
+    loop = _Loop(pool, trace, controller, seed, budget)
     loop.start()
     state = controller.initial_state()
     last = trace.span_s
@@ -344,6 +353,7 @@ def _summarise(
         counted_s=max(0.0, trace.span_s - warmup),
         cost_spot_usd=by_market[Market.SPOT], cost_on_demand_usd=by_market[Market.ON_DEMAND],
         launch_failures=launch_failures, requeued=requeued, unserved=unserved,
+        budget=loop.budget.summary() if loop.budget is not None else (),
     )
     timeline = Timeline(
         t=samples[:, 0], depth=samples[:, 1], in_flight=samples[:, 2],

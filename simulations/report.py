@@ -142,6 +142,31 @@ def print_report(study: Study, traces: dict[str, Path]) -> None:
         console.print(total_table(study))
     for line in recommendation_lines(study):
         console.print("recommendation: " + line, highlight=False, markup=False, soft_wrap=True)
+    for line in budget_lines(study):
+        console.print("budget: " + line, highlight=False, markup=False, soft_wrap=True)
+
+
+def budget_lines(study: Study) -> list[str]:
+    """Per pool, policy and budget scope: what the run spent of the monthly budget (mean over
+    the seeds), the levels it reached and on how many ticks the hard cap held scale-out."""
+    lines = []
+    for pool in study.pools:
+        for row in study.pool_rows(pool.name):
+            uses = [r.budget for r in row.results if r.budget]
+            if not uses:
+                continue
+            for k, first in enumerate(uses[0]):
+                scoped = [u[k] for u in uses]
+                spent = sum(u.spent_usd for u in scoped) / len(scoped)
+                levels = sorted({lv for u in scoped for lv, _t in u.alerts})
+                held = sum(u.held_ticks for u in scoped)
+                lines.append(
+                    f"pool {pool.name!r} {row.policy}: {first.scope} spent ${spent:,.2f} of "
+                    f"${first.monthly_usd:,.2f} ({spent / first.monthly_usd:.1%}) over the "
+                    f"trace; levels reached: {', '.join(levels) or 'none'}; scale-out held by "
+                    f"the hard cap on {held} ticks"
+                )
+    return lines
 
 
 def write_outputs(

@@ -18,6 +18,7 @@ from autoscaler.config.plugins import default_registries
 from autoscaler.config.to_core import controller_for
 from autoscaler.core.pipeline import PoolController
 from autoscaler.registry import Registry
+from autoscaler.simulations.budget import sim_budget
 from autoscaler.simulations.engine import Progress, Run, simulate, tick_phase
 from autoscaler.simulations.oracle import simulation_policies
 from autoscaler.simulations.specs import PolicySpec, SpecError, resolve
@@ -63,10 +64,12 @@ class Session:
         return (spec.kind or self.pool.policy.kind) in _installed_policies()
 
     def run(self, spec: PolicySpec, progress: Progress | None = None) -> Run:
+        controller = self.controller(spec)
         return simulate(
-            self.pool, self.interval_s, self.trace, self.controller(spec),
+            self.pool, self.interval_s, self.trace, controller,
             label=self.label(spec), warmup_s=self.warmup_s, seed=self.seed,
             phase_s=self.phase_s, progress=progress,
+            budget=sim_budget(self.pool, self.config.budget, controller, self.interval_s),
         )
 
     def reseeded(self, seed: int) -> Session:

@@ -17,6 +17,9 @@ SUBCOMMANDS: dict[str, str] = {
     "simulate": "autoscaler.cli.simulate:simulate",
     "tune": "autoscaler.cli.simulate:tune",
     "keda-scaler": "autoscaler.cli.keda:keda_scaler",
+    "explain": "autoscaler.cli.explain:explain",
+    "pause": "autoscaler.cli.pause:pause",
+    "resume": "autoscaler.cli.pause:resume",
 }
 
 

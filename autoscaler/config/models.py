@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from autoscaler.config.budget import BudgetConfig
 from autoscaler.config.checks import one_pool_per_queue
 from autoscaler.config.controller import ControllerConfig
 from autoscaler.config.controller import LeaderElectionConfig as LeaderElectionConfig  # re-exported
@@ -324,6 +325,8 @@ class PoolConfig(Strict):
     behavior: BehaviorConfig = Field(default_factory=BehaviorConfig)
     service_model: ServiceModel = Field(default_factory=ServiceModel)
     groups: tuple[GroupConfig, ...] = Field(min_length=1)
+    budget: BudgetConfig | None = None
+    """This pool's monthly budget (``autoscaler.config.budget``)."""
 
     @model_validator(mode="after")
     def _groups(self) -> PoolConfig:
@@ -349,6 +352,8 @@ class Config(Strict):
     controller: ControllerConfig = Field(default_factory=ControllerConfig)
     providers: dict[Name, ProviderAccount] = Field(default_factory=dict)
     pools: tuple[PoolConfig, ...] = Field(min_length=1)
+    budget: BudgetConfig | None = None
+    """The whole config's monthly budget, over every pool (``autoscaler.config.budget``)."""
 
     @model_validator(mode="before")
     @classmethod

@@ -239,7 +239,7 @@ class GroupActuator:
                 await asyncio.sleep(delay)  # a newer submit waits the hold-off too
                 continue
             work, self._wanted = self._wanted, None
-            if self._gate is not None and not await may_actuate(self._gate):
+            if self._gate is not None and not await may_actuate(self._gate, self.group.pool):
                 log.warning("resize_dropped", group=str(self.group), target=work.target,
                             reason=self._gate.why_closed or "not_confirmed")
                 self._reported.set()

@@ -29,6 +29,7 @@ from autoscaler.ports.telemetry import InstanceFailures, NullTelemetry, Telemetr
 from autoscaler.registry import Registry, RegistryError
 from autoscaler.runtime.accounts import AccountRuntime
 from autoscaler.runtime.clock import LoopClock
+from autoscaler.runtime.extensions import Extensions, build_extensions
 from autoscaler.runtime.gate import ActuationGate, DryRunGate, OpenGate
 from autoscaler.runtime.leader import LeaderGate, make_lease
 from autoscaler.runtime.loop import ControlLoop, PoolRuntime
@@ -56,6 +57,7 @@ class Daemon:
         self.config = config
         self.loop = loop
         self.samplers = samplers
+        self.extensions: Extensions | None = None
 
     @property
     def accounts(self) -> dict[str, AccountRuntime]:
@@ -102,12 +104,14 @@ class Daemon:
             groups = tuple(GroupId(pool.name, g.name) for g in pool.groups)
             runtimes.append(PoolRuntime(pool.name, controller, groups,
                                         controller.initial_state()))
-        loop = ControlLoop(
-            runtimes, samplers, accounts, clock, telemetry,
-            interval_s=ctl.interval, gate=gate or (DryRunGate() if dry_run else OpenGate()),
-        )
+        ext = build_extensions(config, runtimes, clock, telemetry,
+                               gate or (DryRunGate() if dry_run else OpenGate()))
+        loop = ControlLoop(runtimes, samplers, accounts, clock, telemetry,
+                           interval_s=ctl.interval, gate=ext.gate, cross_pool=ext.cross_pool)
         loop.persistence = build_persistence(config, runtimes, clock, telemetry, read_only=dry_run)
-        return cls(config, loop, samplers)
+        daemon = cls(config, loop, samplers)
+        daemon.extensions = ext  # pauses and budgets (autoscaler.runtime.extensions)
+        return daemon
 
     async def start(self) -> None:
         """Start every account concurrently. One that fails is logged and retried later; its
@@ -124,6 +128,8 @@ class Daemon:
         await asyncio.gather(*(s.close() for s in self.samplers), return_exceptions=True)
         if self.loop.persistence is not None:
             await self.loop.persistence.close()
+        if self.extensions is not None:
+            await self.extensions.close()
         return [k for account in killed for k in account]
 
 
@@ -157,6 +163,8 @@ async def run_once(daemon: Daemon, out: TextIO) -> int:
     failed = False
     if daemon.loop.persistence is not None:  # one look must not overwrite a live daemon's state
         daemon.loop.persistence.read_only = True
+    if daemon.extensions is not None and daemon.extensions.budget is not None:
+        daemon.extensions.budget.read_only = True  # nor its month's spend
     try:
         await daemon.start()  # inside: a provider that fails half-way is still closed
         results = await daemon.loop.tick()

@@ -42,7 +42,8 @@ from autoscaler.runtime.actuator import (
     Ticket,
     Unavailability,
 )
-from autoscaler.runtime.gate import ActuationGate, OpenGate
+from autoscaler.runtime.crosspool import CrossPoolStep, TickView, identity_step
+from autoscaler.runtime.gate import ActuationGate, OpenGate, open_for
 from autoscaler.runtime.persistence import ControllerPersistence
 
 log = structlog.get_logger("autoscaler.runtime")
@@ -118,15 +119,6 @@ class TickGrid:
         return self.start + k * self.interval, skipped
 
 
-CrossPoolStep = Callable[[Mapping[str, Decision]], Mapping[str, Decision]]
-
-
-def identity_step(decisions: Mapping[str, Decision]) -> Mapping[str, Decision]:
-    """The cross-pool step of today: every pool's decision as it is. Budgets will fill this
-    seam (they need all decisions of a tick at once, which is why it exists)."""
-    return decisions
-
-
 class ControlLoop:
     def __init__(
         self,
@@ -198,7 +190,10 @@ class ControlLoop:
             results[rt.name] = tick
             if tick.decision is not None and fleet is not None:
                 decided[rt.name], fleets[rt.name] = tick.decision, fleet
-        for name, decision in self.cross_pool(decided).items():
+        view = TickView(decided, fleets, observations)
+        for name, decision in (await self.cross_pool(view)).items():
+            if decision is not decided[name]:  # a budget cap changed it: export what stands
+                self.telemetry.record_decision(decision)
             results[name] = self._actuate(results[name], decision, fleets[name])
         if self.persistence is not None and self.gate.is_open():
             # Only the actor writes: a standby (or a dry run) behind a closed gate keeps its own
@@ -440,7 +435,7 @@ class ControlLoop:
             terms=dict(decision.terms), depth=obs.depth if obs else None,
             oldest_wait_s=obs.oldest_wait_s if obs else None, dry_run=not self.gate.is_open(),
         )
-        if not self.gate.is_open():
+        if not open_for(self.gate, rt.name):  # a dry run, a standby, or a paused pool
             return tick
         self._seq += 1
         ticket = Ticket(rt.name, decision, self._seq)
