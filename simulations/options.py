@@ -154,7 +154,7 @@ def advise_reserved(option: Option, demands: list[Any]) -> ReservedAdvice | None
     ratio = option.reserved_price / displaced if displaced else math.inf
     counts, coverage_all = [], []
     for demand in demands:
-        top = int(math.floor(float(demand.max()))) if demand.size else 0
+        top = math.floor(float(demand.max())) if demand.size else 0
         coverage = [float(np.mean(demand >= k)) for k in range(1, top + 1)]
         counts.append(sum(1 for c in coverage if c >= ratio))
         coverage_all.append(coverage)

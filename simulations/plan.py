@@ -1,7 +1,7 @@
 """Capacity planning: which option, market mix and policy meets the SLA cheapest on my traffic.
 
 ``autoscaler plan`` is a study over a grid: every option (instance type, prices, boot time,
-market mix) × every policy setting × every trace × every seed, each one a simulation of the
+market mix) x every policy setting x every trace x every seed, each one a simulation of the
 daemon's own decision core (``sweeps`` runs them, cached, locally or on Ray). A candidate is an
 (option, policy setting); it *meets the SLA* when its worst trace-and-seed attainment reaches
 the pool's target. The answer is the cheapest candidate that meets it, the cost/attainment
