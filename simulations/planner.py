@@ -29,7 +29,7 @@ from autoscaler.simulations.plan import Candidate, Plan, cheapest_meeting, defau
 from autoscaler.simulations.specs import PolicySpec, SpecError, parse_spec, resolve
 from autoscaler.simulations.study import sha256_file
 from autoscaler.simulations.sweeps import Cache, Job, TraceRef, run_jobs
-from autoscaler.simulations.traces import load_trace
+from autoscaler.simulations.traces import batched, load_trace
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +84,8 @@ def prepare(request: Request) -> tuple[list[Setup], list[ReservedAdvice], list[T
     setups: list[Setup] = []
     advice: list[ReservedAdvice] = []
     for option in request.options:
-        demands = [demand_instances(t, option.slots, request.warmup_s) for t in loaded]
+        demands = [demand_instances(batched(t, base.service_model, option.slots),
+                                    option.slots, request.warmup_s) for t in loaded]
         reserved = advise_reserved(option, demands)
         count = 0
         if reserved is not None:
