@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from autoscaler.config.models import PoolConfig, parse_config
+from autoscaler.config.models import PoolConfig, load_config, parse_config
 from autoscaler.config.yaml_lines import ConfigFileError
 from autoscaler.simulations.options import (
     Option,
@@ -55,6 +55,8 @@ class Request:
 
 
 def _raw_pool(request: Request) -> tuple[dict[str, Any], str]:
+    """The config's raw mapping (checked by the daemon's loader first: errors name lines)."""
+    load_config(request.config_path)
     raw = yaml.safe_load(request.config_path.read_text())
     pools = raw.get("pools") or []
     names = [p.get("name") for p in pools]

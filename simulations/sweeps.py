@@ -163,6 +163,8 @@ def run_jobs(jobs: Sequence[Job], cache: Cache, *, workers: int | None = None,
     elif todo:
         _run_local([jobs[i] for i in todo], workers,
                    lambda k, fields: finished(todo[k], fields))
+    missing = [i for i, r in enumerate(out) if r is None]
+    assert not missing, f"jobs {missing} returned nothing"
     return [result_of(r) for r in out if r is not None]
 
 

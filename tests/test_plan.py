@@ -179,3 +179,15 @@ def test_bad_input_exits_2_without_traceback(files: tuple[Path, Path]) -> None:
     ])
     assert result.exit_code == 2
     assert "threshold:nonsense=1" in result.output and "Traceback" not in result.output
+
+
+def test_a_broken_config_is_reported_with_its_line(tmp_path: Path,
+                                                   files: tuple[Path, Path]) -> None:
+    _, trace = files
+    config = tmp_path / "broken.yaml"
+    config.write_text(CONFIG.replace("max: 40", "max: -3"))
+    result = CliRunner().invoke(main, [
+        "plan", "-c", str(config), "--trace", str(trace), "--option", SMALL, "--no-cache",
+    ])
+    assert result.exit_code == 2
+    assert f"{config}:7: pools[0].capacity.max" in result.output, result.output

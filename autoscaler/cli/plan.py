@@ -101,7 +101,7 @@ def plan(
                               on_total=total, on_done=advance)
     except (ConfigFileError, TraceError, SpecError) as exc:
         raise InputError(str(exc)) from None
-    except RuntimeError as exc:  # RayUnavailable, or Ray failing to start or connect
+    except (RuntimeError, ConnectionError) as exc:  # no Ray, or Ray failing to start/connect
         raise click.ClickException(str(exc)) from None
     document = result.document()
     if as_json:
