@@ -16,6 +16,7 @@ import yaml
 
 from autoscaler.config.models import PoolConfig, load_config, parse_config
 from autoscaler.config.yaml_lines import ConfigFileError
+from autoscaler.simulations.jobs import Job, TraceRef
 from autoscaler.simulations.options import (
     Option,
     ReservedAdvice,
@@ -28,7 +29,7 @@ from autoscaler.simulations.oracle import simulation_policies
 from autoscaler.simulations.plan import Candidate, Plan, cheapest_meeting, default_specs
 from autoscaler.simulations.specs import PolicySpec, SpecError, parse_spec, resolve
 from autoscaler.simulations.study import sha256_file
-from autoscaler.simulations.sweeps import Cache, Job, TraceRef, run_jobs
+from autoscaler.simulations.sweeps import Cache, run_jobs
 from autoscaler.simulations.traces import batched, load_trace
 
 

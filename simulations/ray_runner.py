@@ -2,7 +2,7 @@
 
 Each trace is loaded here once (per seed for rate series) and put in the object store once;
 tasks receive it by reference, so a cluster's workers fetch it once per node rather than once
-per job. A task runs ``sweeps.execute``, the very function a local worker runs, so results are
+per job. A task runs ``jobs.execute``, the very function a local worker runs, so results are
 identical. ``auto`` starts a local Ray instance for the run (and stops it after); any other
 address joins that cluster (``ray://host:10001`` or ``host:6379``), whose nodes need this
 package installed at the same version.
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from autoscaler.simulations.sweeps import Job, execute, load_variant
+from autoscaler.simulations.jobs import Job, execute, load_variant
 
 
 class RayUnavailable(RuntimeError):
