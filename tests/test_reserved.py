@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from autoscaler.cli import main
 from autoscaler.config.models import GroupConfig, parse_config
 from autoscaler.config.to_core import group_spec
 from autoscaler.config.yaml_lines import ConfigFileError
 from autoscaler.core.allocator import Allocator
 from autoscaler.core.model import FleetState, GroupState
 from autoscaler.registry import Registry
-from autoscaler.simulations.traces import Trace
+from autoscaler.simulations.traces import Trace, write_canonical
 from tests.sim_support import pool_config, run
 
 
@@ -107,3 +111,19 @@ groups:
     assert result.cost_usd == pytest.approx(result.cost_reserved_usd)
     assert result.sla_attainment == 1.0
 
+
+
+def test_simulate_reports_the_reserved_share(tmp_path: Path) -> None:
+    config = tmp_path / "ri.yaml"
+    config.write_text(POOL.format(min=2, group=(
+        "      - {name: ri, provider: local, market: reserved, hourly_price: 1.0, count: 2}\n"
+        "      - {name: od, provider: local, market: on-demand, hourly_price: 4.0}")))
+    trace = tmp_path / "t.csv"
+    write_canonical(trace, np.linspace(0, 1800, 900), np.full(900, 1.0))
+    text = CliRunner().invoke(main, ["simulate", "-c", str(config), "--trace", str(trace)])
+    assert text.exit_code == 0, text.output
+    assert "+ reserved $1.00 over the trace" in text.output
+    doc = json.loads(CliRunner().invoke(main, ["simulate", "-c", str(config), "--trace",
+                                               str(trace), "--json"]).output)
+    assert doc["results"][0]["cost_reserved_usd"] == 1.0  # 2 x $1/h x the half hour
+    assert doc["summary"][0]["cost_reserved_usd_mean"] == 1.0
