@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +129,18 @@ def test_simulate_reports_the_reserved_share(tmp_path: Path) -> None:
                                                str(trace), "--json"]).output)
     assert doc["results"][0]["cost_reserved_usd"] == 1.0  # 2 x $1/h x the half hour
     assert doc["summary"][0]["cost_reserved_usd_mean"] == 1.0
+
+
+def test_the_daemon_holds_a_reserved_group_at_its_count(tmp_path: Path) -> None:
+    """``run --once`` on the local provider: no demand, yet the reserved group is launched at
+    its count; the pool's floor lands on it although on-demand is cheaper per hour (the
+    commitment is paid anyway)."""
+    config = tmp_path / "ri.yaml"
+    config.write_text(POOL.format(min=2, group=(
+        "      - {name: od, provider: local, market: on-demand, hourly_price: 0.5}\n"
+        "      - {name: ri, provider: local, market: reserved, hourly_price: 1.0, count: 2}")))
+    done = subprocess.run([sys.executable, "-m", "autoscaler", "run", "--once", "-c",
+                           str(config)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    line = json.loads(done.stdout.splitlines()[0])
+    assert line["targets"] == {"ri": 2, "od": 0}
