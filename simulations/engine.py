@@ -63,6 +63,8 @@ class PolicyResult:
     unserved: int = 0
     budget: tuple[BudgetUse, ...] = ()
     """Budget use per scope, when the config has budgets (``simulations.budget``)."""
+    cost_reserved_usd: float = 0.0
+    """Committed instances, billed for the whole counted run whether they served or not."""
 
     @property
     def cost_per_hour_usd(self) -> float:
@@ -93,6 +95,7 @@ class PolicyResult:
             "requeued": self.requeued,
             "unserved": self.unserved,
             **({"budget": [b.as_json() for b in self.budget]} if self.budget else {}),
+            "cost_reserved_usd": round(self.cost_reserved_usd, 2),
         }
 
 
@@ -107,7 +110,7 @@ class Timeline:
     fleet: np.ndarray[Any, np.dtype[np.int64]]
 
 
-MARKETS = (Market.SPOT, Market.ON_DEMAND)
+MARKETS = (Market.SPOT, Market.ON_DEMAND, Market.RESERVED)
 HOURS_PER_MONTH = 720.0
 """A 30-day month: ``$/month`` is ``$/h`` times this."""
 
@@ -158,12 +161,21 @@ class Run:
     are the same for every policy that keeps that ordinal occupied."""
 
 
+def reserved_per_hour(pool: PoolConfig) -> float:
+    """What the pool's reserved groups cost per hour, used or not."""
+    return sum((g.count or 0) * g.hourly_price for g in pool.groups
+               if g.market == Market.RESERVED)
+
+
 def lower_bound_cost(trace: Trace, pool: PoolConfig, warmup: float) -> float:
-    """Busy slot-seconds of counted requests, packed perfectly at the cheapest price."""
+    """Busy slot-seconds of counted requests, packed perfectly at the cheapest price, and never
+    below the reserved commitment over the counted span (paid whatever the policy does)."""
     counted = trace.arrival_s >= warmup
     busy = float(trace.service_s[counted].sum())
     price = min(g.hourly_price for g in pool.groups)
-    return busy / pool.capacity.slots_per_instance * price / 3600.0
+    packed = busy / pool.capacity.slots_per_instance * price / 3600.0
+    committed = reserved_per_hour(pool) * max(0.0, trace.span_s - warmup) / 3600.0
+    return max(packed, committed)
 
 
 class _Loop:
@@ -331,10 +343,15 @@ def _summarise(
     hours = 0.0
     by_market = dict.fromkeys(MARKETS, 0.0)
     for use in fleet.usage:
+        group = fleet.groups[use.group].config
+        if group.market == Market.RESERVED:
+            continue  # billed below, for the whole run
         billed = max(0.0, min(use.ended, end) - max(use.launched, warmup)) / 3600.0
         hours += billed
-        group = fleet.groups[use.group].config
         by_market[group.market] += billed * group.hourly_price
+    committed_h = max(0.0, end - warmup) / 3600.0
+    by_market[Market.RESERVED] = reserved_per_hour(pool) * committed_h
+    hours += sum(g.count or 0 for g in pool.groups if g.market == Market.RESERVED) * committed_h
     cost = sum(by_market.values())
     requeued = int(fleet.ist[kernel.REQUEUED])
     unserved = int(np.count_nonzero(unserved_mask))
@@ -354,6 +371,7 @@ def _summarise(
         cost_spot_usd=by_market[Market.SPOT], cost_on_demand_usd=by_market[Market.ON_DEMAND],
         launch_failures=launch_failures, requeued=requeued, unserved=unserved,
         budget=loop.budget.summary() if loop.budget is not None else (),
+        cost_reserved_usd=by_market[Market.RESERVED],
     )
     timeline = Timeline(
         t=samples[:, 0], depth=samples[:, 1], in_flight=samples[:, 2],

@@ -106,6 +106,12 @@ def total_table(study: Study) -> Table:
     return out
 
 
+def _reserved(d: dict[str, Any]) -> str:
+    """`` + reserved $X`` when the pool commits to reserved instances (billed used or not)."""
+    cost = d.get("cost_reserved_usd_mean", 0.0)
+    return f" + reserved ${cost:,.2f}" if cost else ""
+
+
 def recommendation_lines(study: Study) -> list[str]:
     """One line per pool: what to deploy, or that nothing deployable met the SLA."""
     lines = []
@@ -126,7 +132,7 @@ def recommendation_lines(study: Study) -> list[str]:
             f">= {pool.sla.target:.1%} on {every}, ${d['cost_per_hour_usd']:,.2f}/h, "
             f"${d['cost_per_month_usd']:,.0f} per 30-day month "
             f"(spot ${d['cost_spot_usd_mean']:,.2f} + on-demand "
-            f"${d['cost_on_demand_usd_mean']:,.2f} over the trace)"
+            f"${d['cost_on_demand_usd_mean']:,.2f}{_reserved(d)} over the trace)"
         )
     return lines
 

@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, str] = {
     "policies": "autoscaler.cli.policies:policies",
     "simulate": "autoscaler.cli.simulate:simulate",
     "tune": "autoscaler.cli.simulate:tune",
+    "plan": "autoscaler.cli.plan:plan",
     "keda-scaler": "autoscaler.cli.keda:keda_scaler",
     "explain": "autoscaler.cli.explain:explain",
     "pause": "autoscaler.cli.pause:pause",
