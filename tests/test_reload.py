@@ -18,7 +18,7 @@ from autoscaler.runtime.app import Daemon
 from autoscaler.runtime.metrics import PrometheusTelemetry
 from autoscaler.runtime.reload import ConfigReloader
 from autoscaler.sources.memory import reset_queue
-from autoscaler.testing.fakes import FakeProvider
+from autoscaler.testing.fakes import FakeClient, FakeProvider
 
 POOL = """
   - name: {name}
@@ -219,3 +219,59 @@ async def test_restart_only_settings_are_named(
     assert result.ok and result.needs_restart == (field,)
     assert [e["fields"] for e in logs if e["event"] == "config_reload_needs_restart"] == [[field]]
     await h.daemon.close(1.0)
+
+
+async def test_pauses_and_budgets_follow_a_reload(
+    registries: dict[str, Registry[Any]], tmp_path: Path, redis_url: str
+) -> None:
+    """The pause gate and the budget step are rebuilt from the new file: a paused pool stays
+    paused across the reload and resumes through the new gate; the new budget is exported."""
+    from autoscaler.runtime.pause import PauseStore
+
+    path = tmp_path / "autoscaler.yaml"
+    queue = reset_queue("r-pause")
+    text = f"""
+controller: {{interval: 1s, state_store: {{url: "{redis_url}"}}}}
+providers: {{cloud: {{kind: fake}}}}
+pools:
+  - name: chat
+    queue: {{kind: memory, name: r-pause}}
+    sla: {{max_wait: 2s}}
+    capacity: {{min: 1, max: 8}}
+    budget: {{monthly_usd: 1000}}
+    groups: [{{name: main, provider: cloud, hourly_price: 2.0}}]
+"""
+    path.write_text(text)
+    h = Harness(registries, path)
+    for _ in range(2):
+        queue.put(h.clock.wall(), 1.0)
+    store = PauseStore(redis_url, prefix="autoscaler:state:", timeout_s=1.0)
+    main = GroupId("chat", "main")
+    try:
+        await h.ticks(1)  # the group's actuator exists from here on
+        cloud = h.daemon.loop.accounts["cloud"].client
+        assert isinstance(cloud, FakeClient) and len(cloud.live(main)) == 2
+        assert await store.pause("chat", since=h.clock.wall(), reason="test")
+        await h.ticks(1)  # the running config's gate now holds the pause
+        path.write_text(text.replace("max_wait: 2s", "max_wait: 3s")
+                        .replace("monthly_usd: 1000", "monthly_usd: 500"))
+        result = await h.reloader.reload("signal")
+        assert result.ok and result.changed == ("chat",), result.errors
+        assert h.daemon.loop.accounts["cloud"].client is cloud  # kept, with its actuator
+        for _ in range(2):
+            queue.put(h.clock.wall(), 1.0)
+        [tick] = await h.daemon.loop.tick()
+        await h.daemon.loop.settle()
+        assert tick.decision is not None and tick.decision.desired == 4
+        assert len(cloud.live(main)) == 2  # still paused, by the new config's pause step
+        assert h.sample("autoscaler_pool_paused", {"pool": "chat"}) == 1
+        assert h.sample("autoscaler_budget_monthly_usd", {"scope": "pool:chat"}) == 500
+        assert await store.resume("chat")
+        h.clock.advance(1.0)
+        await h.ticks(1)
+        assert len(cloud.live(main)) == 4  # the kept actuator asked the new gate
+        assert h.sample("autoscaler_pool_paused", {"pool": "chat"}) == 0
+    finally:
+        await store.close()
+        await h.reloader.close(1.0)
+        await h.daemon.close(1.0)

@@ -130,6 +130,7 @@ class GroupActuator:
     ) -> None:
         self.group = group
         self._gate = gate
+        """Asked before each resize; a config reload swaps it (``retarget``)."""
         self.account = account
         self._client = client
         self._clock = clock
@@ -200,6 +201,11 @@ class GroupActuator:
     async def reported(self) -> None:
         """Wait until the latest submission has had at least one outcome (``--once``)."""
         await self._reported.wait()
+
+    def retarget(self, gate: ActuationGate) -> None:
+        """Use ``gate`` from the next resize on (a config reload rebuilt the gate's wrappers:
+        pauses, budgets); a call in progress is not affected."""
+        self._gate = gate
 
     async def stop(self, timeout_s: float) -> None:
         """Stop retrying. A call in progress is not cancelled midway: it gets up to

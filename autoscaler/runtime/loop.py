@@ -228,11 +228,15 @@ class ControlLoop:
     def reconfigure(
         self, pools: Sequence[PoolRuntime], samplers: Sequence[QueueSampler],
         accounts: Mapping[str, AccountRuntime], *, interval_s: float, cross_pool: CrossPoolStep,
-        persistence: ControllerPersistence | None,
+        persistence: ControllerPersistence | None, gate: ActuationGate,
     ) -> None:
         """Swap in a reloaded config's parts (``autoscaler.runtime.reload``, under
         ``tick_lock``). Per-pool memory of pools that stay is kept; that of removed pools and
-        groups is dropped. Actuators are the caller's: it stops those it retires."""
+        groups is dropped. Actuators are the caller's: it stops those it retires; the others
+        ask the new gate from their next resize on."""
+        self.gate = gate
+        for actuator in self.actuators.values():
+            actuator.retarget(gate)
         self.pools, self.samplers, self.accounts = list(pools), list(samplers), dict(accounts)
         self._account_of = {g: a for a in self.accounts.values() for g in a.groups}
         self._by_name = {rt.name: rt for rt in self.pools}

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.registry import Collector
 
 from autoscaler.core.model import Decision, FleetState, Observation
 from autoscaler.runtime.http import Health, MetricsServer
@@ -19,11 +21,46 @@ from autoscaler.runtime.http import serve as serve_http
 TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
+class ReloadableRegistry(CollectorRegistry):
+    """A registry on which a config reload may register a metric again.
+
+    Components built from the config (persistence, pauses, budgets, the attainment estimate)
+    register their collectors when they are wired; a reload wires a second set before the
+    first is dropped. Inside ``replacing()``, a collector whose names are taken replaces the
+    one holding them (the rebuilt component's collector is the one exported from then on; a
+    replaced counter starts again from 0, which ``rate()`` reads as a reset). Outside, a
+    duplicate raises as usual, so an accidental clash at start-up is still caught."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._replace = False
+
+    @contextlib.contextmanager
+    def replacing(self) -> Iterator[None]:
+        self._replace = True
+        try:
+            yield
+        finally:
+            self._replace = False
+
+    def register(self, collector: Collector) -> None:
+        if self._replace:
+            # prometheus_client's own name expansion (``_total``, ``_created``, ...): the
+            # names ``register`` would refuse.
+            names = set(self._get_names(collector))  # type: ignore[no-untyped-call]
+            with self._lock:
+                held = {self._names_to_collectors[n] for n in names
+                        if n in self._names_to_collectors}
+            for old in held:
+                self.unregister(old)
+        super().register(collector)
+
+
 class PrometheusTelemetry:
     """Prometheus metrics for the daemon, on a private registry served by ``serve``."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
+        self.registry = registry if registry is not None else ReloadableRegistry()
         self._server: MetricsServer | None = None
         self.health = Health()
         """Liveness and readiness served at ``/healthz`` and ``/readyz``; the daemon sets its

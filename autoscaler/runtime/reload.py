@@ -20,7 +20,11 @@ loop's ``tick_lock`` (never in the middle of a tick):
   at the next tick, the old one's actuators are stopped and it is closed in the background;
   unchanged accounts keep their client, actuators and in-flight calls;
 * queue samplers are rebuilt (their connections reopen; a sample that fails right after a
-  reload skips that pool for the tick instead of reusing a stale copy).
+  reload skips that pool for the tick instead of reusing a stale copy);
+* the cross-pool steps (pauses, budgets, the attainment estimate) and the gate that honours
+  pauses are rebuilt from the new file; kept actuators ask the new gate from their next
+  resize. Their metrics are registered again (``ReloadableRegistry.replacing``): a rebuilt
+  counter starts from 0, and a budget's month-to-date spend resumes from the state store.
 
 Settings that only take effect at a restart (``metrics_address``, ``leader_election``,
 ``log_level``) keep their running values; a reload that changes them says so
@@ -56,7 +60,7 @@ from autoscaler.ports.telemetry import Telemetry
 from autoscaler.registry import Registry
 from autoscaler.runtime.accounts import AccountRuntime
 from autoscaler.runtime.loop import ControlLoop, PoolRuntime
-from autoscaler.runtime.metrics import PrometheusTelemetry
+from autoscaler.runtime.metrics import PrometheusTelemetry, ReloadableRegistry
 
 log = structlog.get_logger("autoscaler.runtime")
 
@@ -73,6 +77,8 @@ class Reloadable(Protocol):
     config: Config
     loop: ControlLoop
     samplers: list[QueueSampler]
+    extensions: Any
+    """The cross-pool steps and the pause gate (``autoscaler.runtime.extensions``), or None."""
 
 
 Build = Callable[[Config], Reloadable]
@@ -233,8 +239,11 @@ class ConfigReloader:
                                              self._registries)
         except ConfigFileError as exc:
             return self._failed(trigger, digest, list(exc.messages))
+        registry = getattr(self._telemetry, "registry", None)
         try:
-            candidate = self._build(config)
+            with (registry.replacing() if isinstance(registry, ReloadableRegistry)
+                  else contextlib.nullcontext()):
+                candidate = self._build(config)
         except Exception as exc:  # a provider refused its settings: the same as a bad file
             return self._failed(trigger, digest, [f"{self.path}: {exc}"])
         try:
@@ -315,9 +324,15 @@ class ConfigReloader:
                                                         if rt.name in added])
         old_samplers, old_persistence = list(loop.samplers), loop.persistence
         loop.reconfigure(pools, new.samplers, accounts, interval_s=new.interval_s,
-                         cross_pool=new.cross_pool, persistence=persistence)
+                         cross_pool=new.cross_pool, persistence=persistence, gate=new.gate)
         self.daemon.config = config
         self.daemon.samplers = list(new.samplers)
+        # the cross-pool steps (pauses, budgets) and the gate that honours pauses are the
+        # new config's: the old ones are closed (a budget's ledger resumes from the store)
+        old_extensions = getattr(self.daemon, "extensions", None)
+        self.daemon.extensions = getattr(candidate, "extensions", None)
+        if old_extensions is not None and old_extensions is not self.daemon.extensions:
+            self._spawn("close-extensions", old_extensions.close())
 
         drain_s = config.controller.drain_timeout
         for account in retired:
