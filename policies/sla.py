@@ -77,12 +77,14 @@ does not trigger more), the policy sizes on max(lam, r) and never shrinks until
 budget boost is saved (k >= 1 + (budget_boost - 1)/2) and the running fleet starts everything
 waiting within max_wait, Q <= max(0, s*running - in_flight) + s*running*mu*t: a batch that
 drains in seconds is gone before any boot ends, and a surge that lasts shows as a queue beyond
-that a tick later. But a saturated fleet (a queue, no free slot) is a tick from late: the
-surge's arrivals over h = min(t, D) at the raw rate are projected, and the trigger is left to
-the fleet only if the requests beyond those it starts within t fit the spare budget (the
-requests that may still go late over ``budget_window``)::
+that a tick later. But a saturated fleet (a queue, no free slot, starting S = s*running*mu
+requests a second) is a tick from late: if the surge goes on at the raw rate r until the next
+tick (D), a request arriving x seconds on starts after (Q + r*x)/S - x, so those arriving
+after x0 = (S*t - Q)/(r - S) wait longer than t. The trigger is left to the fleet only if
+that many fit in the spare budget (the requests that may still go late over
+``budget_window``)::
 
-    Q + r*h - (free + s*running*mu*t)  <=  (e * EWMA(r) * seen - EWMA(late)) * budget_window
+    r * max(0, D - x0)  <=  (e * EWMA(r) * seen - EWMA(late)) * budget_window     (r > S)
 
 Without it, which fleet met the next batch depended on the tick phase (a batch seen a tick
 earlier or later was absorbed, and the next, larger one found the fleet at its old size).
@@ -156,7 +158,7 @@ class _PoolConstants(NamedTuple):
     ahead: float  # boot + interval: how far the load trend is extrapolated
     backlog_floor: float  # shortest backlog horizon: max(backlog_floor * max_wait, interval)
     grown_utilisation: float  # step_utilisation * (1 + max_wait / ahead): queueing allowed
-    surge_horizon: float  # min(max_wait, interval): how long a saturating surge is projected
+    interval: float  # tick interval: how long a saturating surge is projected
     goal: str
 
 
@@ -242,7 +244,7 @@ class SlaPolicy:
             ),
             grown_utilisation=self._step_utilisation
             * (1.0 + pool.max_wait_s / (pool.boot_time_s + pool.interval_s)),
-            surge_horizon=min(pool.max_wait_s, pool.interval_s),
+            interval=pool.interval_s,
             goal=f"P(wait>{pool.max_wait_s:g}s) <= {1 - pool.target:.3g}",
         )
         return cached
@@ -348,23 +350,26 @@ class SlaPolicy:
         ends; a surge that lasts shows up as a queue the fleet cannot absorb a tick later.
 
         A saturated fleet (a queue and no free slot) is one tick from late whatever the
-        queue's size: if the surge goes on at the raw rate for min(max_wait, interval),
-        those arrivals queue too, and the requests beyond what the running slots start
-        within max_wait are late. The trigger is left to the fleet only if that many fit in
-        the ``spare`` budget (requests, over the budget window): which running fleet meets
-        the next batch otherwise depends on the tick phase (a batch seen a tick earlier or
-        later was absorbed, and the next, larger one found the fleet where it was)."""
+        queue's size: if the surge goes on at the raw rate r until the next tick, a request
+        arriving x seconds on starts (Q + r*x)/S seconds on (S = s*running*mu, fluid FCFS),
+        so the arrivals after x0 = (S*t - Q)/(r - S) go late. The trigger is left to the
+        fleet only if those fit in the ``spare`` budget (requests, over the budget window):
+        otherwise which fleet met the next batch depended on the tick phase (a batch seen a
+        tick earlier or later was absorbed, and the next, larger one found the fleet at its
+        old size)."""
         if budget < self._absorb_budget:
             return False
         slots = k.slots * fleet.running
         free = slots - (obs.in_flight or 0)
-        starts = (free if free > 0 else 0) + slots * mu * k.max_wait
+        starts = slots * mu * k.max_wait
         depth = obs.depth
-        if depth > starts:
+        if depth > (free if free > 0 else 0) + starts:
             return False
-        if depth > 0 and free <= 0 and obs.arrival_rate is not None:
-            surge = depth + obs.arrival_rate * k.surge_horizon - starts
-            return surge <= spare
+        rate, serving = obs.arrival_rate, slots * mu
+        if depth > 0 and free <= 0 and rate is not None and rate > serving:
+            on_time = (starts - depth) / (rate - serving)  # x0: later arrivals go late
+            late = rate * (k.interval - on_time) if on_time < k.interval else 0.0
+            return late <= spare
         return True
 
     def _raw_size(
