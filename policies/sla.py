@@ -77,7 +77,18 @@ does not trigger more), the policy sizes on max(lam, r) and never shrinks until
 budget boost is saved (k >= 1 + (budget_boost - 1)/2) and the running fleet starts everything
 waiting within max_wait, Q <= max(0, s*running - in_flight) + s*running*mu*t: a batch that
 drains in seconds is gone before any boot ends, and a surge that lasts shows as a queue beyond
-that a tick later. The backlog is still projected with lam: a seconds-long spike extrapolated
+that a tick later. But a saturated fleet (a queue, no free slot, starting S = s*running*mu
+requests a second) is a tick from late: if the surge goes on at the raw rate r until the next
+tick (D), a request arriving x seconds on starts after (Q + r*x)/S - x, so those arriving
+after x0 = (S*t - Q)/(r - S) wait longer than t. The trigger is left to the fleet only if
+that many fit in the spare budget (the requests that may still go late over
+``budget_window``)::
+
+    r * max(0, D - x0)  <=  (e * EWMA(r) * seen - EWMA(late)) * budget_window     (r > S)
+
+Without it, which fleet met the next batch depended on the tick phase (a batch seen a tick
+earlier or later was absorbed, and the next, larger one found the fleet at its old size).
+The backlog is still projected with lam: a seconds-long spike extrapolated
 over a minutes-long boot would order capacity for traffic that is gone when it lands.
 
 **Scale-out tolerance and conservative scale-in**: outside bursts and backlogs, the policy
@@ -147,6 +158,7 @@ class _PoolConstants(NamedTuple):
     ahead: float  # boot + interval: how far the load trend is extrapolated
     backlog_floor: float  # shortest backlog horizon: max(backlog_floor * max_wait, interval)
     grown_utilisation: float  # step_utilisation * (1 + max_wait / ahead): queueing allowed
+    interval: float  # tick interval: how long a saturating surge is projected
     goal: str
 
 
@@ -232,6 +244,7 @@ class SlaPolicy:
             ),
             grown_utilisation=self._step_utilisation
             * (1.0 + pool.max_wait_s / (pool.boot_time_s + pool.interval_s)),
+            interval=pool.interval_s,
             goal=f"P(wait>{pool.max_wait_s:g}s) <= {1 - pool.target:.3g}",
         )
         return cached
@@ -321,19 +334,43 @@ class SlaPolicy:
         return n_raw > current and n_raw >= self._burst_ratio * (current if current > 1 else 1)
 
     def _absorbs(
-        self, k: _PoolConstants, obs: Observation, fleet: FleetState, mu: float, budget: float
+        self,
+        k: _PoolConstants,
+        obs: Observation,
+        fleet: FleetState,
+        mu: float,
+        budget: float,
+        spare: float,
     ) -> bool:
         """Whether a burst trigger may be left to the running fleet and the error budget.
 
         Only while at least half the budget boost is saved: then everything waiting can be
         started within max_wait by the running slots (the free ones at once, the busy ones as
         they complete). A batch that the fleet drains in seconds is gone long before a boot
-        ends; a surge that lasts shows up as a queue the fleet cannot absorb a tick later."""
+        ends; a surge that lasts shows up as a queue the fleet cannot absorb a tick later.
+
+        A saturated fleet (a queue and no free slot) is one tick from late whatever the
+        queue's size: if the surge goes on at the raw rate r until the next tick, a request
+        arriving x seconds on starts (Q + r*x)/S seconds on (S = s*running*mu, fluid FCFS),
+        so the arrivals after x0 = (S*t - Q)/(r - S) go late. The trigger is left to the
+        fleet only if those fit in the ``spare`` budget (requests, over the budget window):
+        otherwise which fleet met the next batch depended on the tick phase (a batch seen a
+        tick earlier or later was absorbed, and the next, larger one found the fleet at its
+        old size)."""
         if budget < self._absorb_budget:
             return False
         slots = k.slots * fleet.running
         free = slots - (obs.in_flight or 0)
-        return obs.depth <= (free if free > 0 else 0) + slots * mu * k.max_wait
+        starts = slots * mu * k.max_wait
+        depth = obs.depth
+        if depth > (free if free > 0 else 0) + starts:
+            return False
+        rate, serving = obs.arrival_rate, slots * mu
+        if depth > 0 and free <= 0 and rate is not None and rate > serving:
+            on_time = (starts - depth) / (rate - serving)  # x0: later arrivals go late
+            late = rate * (k.interval - on_time) if on_time < k.interval else 0.0
+            return late <= spare
+        return True
 
     def _raw_size(
         self,
@@ -444,7 +481,9 @@ class SlaPolicy:
             n_raw = self._raw_size(
                 k, obs.time < burst_until, raw, mu, peakedness, budget, backlog, current
             )
-        if self._starts_burst(n_raw, current) and not self._absorbs(k, obs, fleet, mu, budget):
+        if self._starts_burst(n_raw, current) and not self._absorbs(
+            k, obs, fleet, mu, budget, estimators.spare(state, k.miss_budget)
+        ):
             burst_until = obs.time + self._burst_window
         in_burst = obs.time < burst_until
         if in_burst:
