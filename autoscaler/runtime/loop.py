@@ -157,6 +157,8 @@ class ControlLoop:
         self._saturated: set[str] = set()
         """Pools saturated at their last decision (a warning when one starts, info at its end)."""
         self.persistence: ControllerPersistence | None = None  # controller.state_store
+        self.tick_lock = asyncio.Lock()
+        """Held by ``run`` for each tick: a config reload swaps parts only between ticks."""
 
     @property
     def dry_run(self) -> bool:
@@ -208,9 +210,12 @@ class ControlLoop:
         ``on_tick`` sees every tick's results (the demo's live table)."""
         grid = TickGrid(self.clock.monotonic(), self.interval_s)
         while not stop.is_set():
-            results = await self.tick()
+            async with self.tick_lock:
+                results = await self.tick()
             if on_tick is not None:
                 on_tick(results)
+            if grid.interval != self.interval_s:  # a reload changed it: a new grid from now
+                grid = TickGrid(self.clock.monotonic(), self.interval_s)
             due, skipped = grid.advance(self.clock.monotonic())
             if skipped:
                 log.warning("tick_overrun", skipped_slots=skipped, interval_s=self.interval_s)
@@ -219,6 +224,29 @@ class ControlLoop:
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
+
+    def reconfigure(
+        self, pools: Sequence[PoolRuntime], samplers: Sequence[QueueSampler],
+        accounts: Mapping[str, AccountRuntime], *, interval_s: float, cross_pool: CrossPoolStep,
+        persistence: ControllerPersistence | None, gate: ActuationGate,
+    ) -> None:
+        """Swap in a reloaded config's parts (``autoscaler.runtime.reload``, under
+        ``tick_lock``). Per-pool memory of pools that stay is kept; that of removed pools and
+        groups is dropped. Actuators are the caller's: it stops those it retires; the others
+        ask the new gate from their next resize on."""
+        self.gate = gate
+        for actuator in self.actuators.values():
+            actuator.retarget(gate)
+        self.pools, self.samplers, self.accounts = list(pools), list(samplers), dict(accounts)
+        self._account_of = {g: a for a in self.accounts.values() for g in a.groups}
+        self._by_name = {rt.name: rt for rt in self.pools}
+        for table in (self._watches, self._last):
+            for name in set(table) - set(self._by_name):
+                del table[name]
+        self._saturated &= set(self._by_name)
+        for gid in set(self._describe_errors) - set(self._account_of):
+            del self._describe_errors[gid]
+        self.interval_s, self.cross_pool, self.persistence = interval_s, cross_pool, persistence
 
     # ------------------------------------------------------------------ outcomes
 
