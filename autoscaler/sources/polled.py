@@ -218,3 +218,25 @@ def validate_http_url(value: str, what: str) -> str:
         raise ValueError(f"{what} URL must be http://host[:port][/path] or https://..., "
                          f"got {safe!r}")
     return value.rstrip("/")
+
+
+def basic_auth(user: str, password: str) -> str:
+    """An ``Authorization`` header value (RFC 7617), built here rather than by an HTTP client
+    whose helper for it moves between versions."""
+    import base64
+
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+def split_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """``url`` without its user-info, and the ``Authorization`` header that carried it (none
+    when the URL has no user-info). The user and password are percent-decoded."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, {}
+    host = parts.netloc.rpartition("@")[2]
+    bare = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return bare, {"Authorization": basic_auth(unquote(parts.username),
+                                              unquote(parts.password or ""))}

@@ -40,7 +40,7 @@ except ImportError:  # named by the registry's "failed to load" message
 
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.errors import SourceError
-from autoscaler.sources.polled import PolledSampler, Reading, require
+from autoscaler.sources.polled import PolledSampler, Reading, require, split_credentials
 from autoscaler.sources.prometheus.settings import PrometheusSettings
 
 QUERY_PATH = "/api/v1/query"
@@ -95,8 +95,8 @@ class PrometheusSampler(PolledSampler[PrometheusSettings]):
     ) -> None:
         super().__init__(pools, clock, timeout_s, PrometheusSettings)
         first = self._pools[0].settings
-        self.url = first.url
-        self._headers = dict(first.headers)
+        self.url, auth = split_credentials(first.url)
+        self._headers = {**auth, **first.headers}
         self._session: aiohttp.ClientSession | None = None
 
     def describe(self, settings: PrometheusSettings) -> str:
