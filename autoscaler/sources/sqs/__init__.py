@@ -40,7 +40,7 @@ from pydantic import BaseModel
 
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.errors import SourceError
-from autoscaler.sources.polled import PolledSampler, Reading, require
+from autoscaler.sources.polled import DEFAULT_CONCURRENCY, PolledSampler, Reading, require
 from autoscaler.sources.sqs.settings import SqsSettings
 
 log = structlog.get_logger(__name__)
@@ -98,6 +98,7 @@ class SqsSampler(PolledSampler[SqsSettings]):
                 config = aio_config(
                     retries={"mode": "standard", "total_max_attempts": 2},
                     connect_timeout=self.timeout_s, read_timeout=self.timeout_s,
+                    max_pool_connections=DEFAULT_CONCURRENCY,
                 )
                 self._clients[service] = await self._stack.enter_async_context(
                     session.create_client(service, region_name=self._region,
