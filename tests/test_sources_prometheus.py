@@ -41,6 +41,7 @@ class FakePrometheus:
     def __init__(self) -> None:
         self.answers: dict[str, Answer] = {}
         self.delay_s = 0.0
+        self.batches = 0
         self.seen: list[tuple[str, str, dict[str, str]]] = []
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -49,12 +50,43 @@ class FakePrometheus:
         self.seen.append((request.method, query, dict(request.headers)))
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        batch = BATCHED.findall(query)
+        if batch and " or ".join(BATCHED_PART.format(q, i) for q, i in batch) == query:
+            return self.batch(batch)
         answer = self.answers.get(query)
         if answer is None:
-            return web.json_response({"status": "error", "errorType": "bad_data",
-                                      "error": f"1:1: parse error: unknown query {query}"},
-                                     status=400)
+            return bad_data(f"1:1: parse error: unknown query {query}")
         return web.json_response(answer())
+
+    def batch(self, parts: list[tuple[str, str]]) -> web.Response:
+        """What Prometheus does with ``label_replace(q, "autoscaler_query", "i", "", "") or
+        ...``: every part must be a known instant vector, each series gets the label."""
+        self.batches += 1
+        result = []
+        for query, index in parts:
+            answer = self.answers.get(query)
+            if answer is None:
+                return bad_data(f"1:1: parse error: unknown query {query}")
+            body = answer()
+            if body.get("status") != "success":
+                return web.json_response(body, status=422)
+            if body["data"]["resultType"] != "vector":
+                return bad_data("expected type instant vector in call to function "
+                                "\"label_replace\", got scalar")
+            for sample in body["data"]["result"]:
+                result.append({"metric": {**sample["metric"], "autoscaler_query": index},
+                               "value": sample["value"]})
+        return web.json_response({"status": "success",
+                                  "data": {"resultType": "vector", "result": result}})
+
+
+BATCHED = re.compile(r'label_replace\((.*?), "autoscaler_query", "(\d+)", "", ""\)')
+BATCHED_PART = 'label_replace({}, "autoscaler_query", "{}", "", "")'
+
+
+def bad_data(error: str) -> web.Response:
+    return web.json_response({"status": "error", "errorType": "bad_data", "error": error},
+                             status=400)
 
 
 async def not_json(_request: web.Request) -> web.Response:
@@ -162,6 +194,36 @@ async def test_bad_answers_make_the_pool_stale_with_a_clear_error(
     assert failed["pool"] == "p" and failed["source"] == "prometheus"
     assert "depth query 'd'" in failed["queue"]
     assert re.search(message, failed["error"]), failed
+
+
+async def test_pools_queries_are_batched_and_a_scalar_or_bad_query_goes_alone(
+    prom: tuple[FakePrometheus, str],
+) -> None:
+    fake, url = prom
+    fake.answers = {
+        "a_depth": lambda: vector("1"), "a_busy": lambda: vector("2"),
+        "b_depth": lambda: vector("3"),
+        "scalar(c_depth)": lambda: {"status": "success",
+                                    "data": {"resultType": "scalar", "result": [0, "4"]}},
+    }
+    pools = [("a", settings(url, depth="a_depth", in_flight="a_busy")),
+             ("b", settings(url, depth="b_depth", wait="b_typo")),
+             ("c", settings(url, depth="scalar(c_depth)"))]
+    sampler = PrometheusSource.make_sampler(pools, ManualClock(), 2.0)
+    try:
+        first = await sampler.sample()
+        first_requests = sampler.requests
+        second = await sampler.sample()
+    finally:
+        await sampler.close()
+    for obs in (first, second):
+        assert (obs["a"].depth, obs["a"].in_flight) == (1, 2) and obs["a"].fresh
+        assert obs["c"].fresh and obs["c"].depth == 4
+        assert not obs["b"].fresh  # its wait query is rejected: only its own pool is stale
+    assert sampler.solo == {"b_typo", "scalar(c_depth)"}
+    # First round: the rejected batch, then each of its 5 queries alone. Then: one batch of
+    # the three good vector queries plus the two solo ones.
+    assert first_requests == 6 and sampler.requests - first_requests == 3
 
 
 def test_parse_value_shapes() -> None:
@@ -335,15 +397,19 @@ async def test_against_a_real_prometheus_scraping_a_vllm_exporter(
     sampler = PrometheusSource.make_sampler([("chat", s)], ManualClock(), 2.0)
     try:
         obs = None
+        rounds = 0
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             queue_time.labels("llama").observe(1.5)  # keep the histogram's rate non-zero
             obs = (await sampler.sample())["chat"]
+            rounds += 1
             if obs.fresh and obs.depth and obs.oldest_wait_s is not None:
                 break
             await asyncio.sleep(0.5)
         assert obs is not None and obs.fresh, "Prometheus never answered"
         assert (obs.depth, obs.in_flight) == (11, 2)  # the selector kept 'other' out
+        # The pool's 4 queries went as one batched request per round, which Prometheus took.
+        assert sampler.solo == set() and sampler.requests == rounds
         assert obs.oldest_wait_s is not None and 1.0 < obs.oldest_wait_s <= 2.0
         # A typo in PromQL is Prometheus's own bad_data error, surfaced as a stale pool.
         with pytest.raises(Exception, match="bad_data"):

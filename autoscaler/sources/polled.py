@@ -114,8 +114,20 @@ class PolledSampler(ABC, Generic[S]):
     async def close(self) -> None:
         """Release clients; the default has none."""
 
+    async def prepare(self) -> None:
+        """Called once per round before the reads, under the round's deadline: a source that
+        can fetch several pools' values in fewer requests does it here, and ``read`` then uses
+        what it fetched. A failure here is not a pool's: the reads report per pool."""
+
     async def sample(self) -> Mapping[str, Observation]:
-        results = await asyncio.gather(*(self._read_one(p) for p in self._pools),
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self.prepare()
+        except Exception as exc:  # the reads fetch what is missing, or fail per pool
+            log.debug("queue_prepare_failed", source=self.source,
+                      error=str(exc) or type(exc).__name__)
+        results = await asyncio.gather(*(self._read_one(p, deadline) for p in self._pools),
                                        return_exceptions=True)
         now, wall = self._clock.monotonic(), self._clock.wall()
         out: dict[str, Observation] = {}
@@ -129,8 +141,8 @@ class PolledSampler(ABC, Generic[S]):
             out[pool.name] = self._stale(pool, now)
         return out
 
-    async def _read_one(self, pool: _Pool[S]) -> Reading:
-        async with asyncio.timeout(self.timeout_s), self._limit:
+    async def _read_one(self, pool: _Pool[S], deadline: float) -> Reading:
+        async with asyncio.timeout_at(deadline), self._limit:
             return await self.read(pool.name, pool.settings)
 
     def _failed(self, pool: _Pool[S], exc: Exception) -> None:
