@@ -419,3 +419,15 @@ async def test_against_a_real_prometheus_scraping_a_vllm_exporter(
         proc.terminate()
         proc.wait(10)
 
+
+
+def test_a_missing_http_client_names_the_extra(
+    registries: dict[str, Registry[Any]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "aiohttp", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "autoscaler.sources.prometheus")
+    text = CONFIG.format(url="http://prom:9090", extra="      preset: vllm")
+    with pytest.raises(ConfigFileError, match=r"queue-autoscaler\[prometheus\]"):
+        parse_config(text, "p.yaml", registries=registries)

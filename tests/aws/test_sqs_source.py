@@ -189,3 +189,14 @@ def test_config_errors_name_file_and_line(
     with pytest.raises(ConfigFileError) as raised:
         parse_config(CONFIG.format(url=url, extra=extra), "s.yaml", registries=registries)
     assert f"s.yaml:{line}:" in str(raised.value) and message in str(raised.value), raised.value
+
+
+def test_a_missing_sdk_is_a_config_error_naming_the_extra(
+    registries: dict[str, Registry[Any]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import autoscaler.sources.sqs.settings as sqs_settings
+
+    monkeypatch.setattr(sqs_settings, "find_spec", lambda _name: None)  # as if not installed
+    text = CONFIG.format(url="https://sqs.us-east-1.amazonaws.com/1/q", extra="")
+    with pytest.raises(ConfigFileError, match=r"s.yaml:5: .*queue-autoscaler\[sqs\]"):
+        parse_config(text, "s.yaml", registries=registries)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from importlib.util import find_spec
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -63,6 +64,9 @@ class SqsSettings(BaseModel):
 
     @model_validator(mode="after")
     def _infer_region(self) -> SqsSettings:
+        if find_spec("aiobotocore") is None:  # found, not imported: loading a config stays fast
+            raise ValueError("the sqs queue kind needs aiobotocore: "
+                             "pip install 'queue-autoscaler[sqs]'")
         if self.region is None:
             match = AWS_HOST.match(urlsplit(self.queue_url).hostname or "")
             if match is None:
