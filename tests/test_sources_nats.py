@@ -95,9 +95,9 @@ async def test_pending_ack_pending_and_oldest_waiting_age(
         [("p", NatsSettings(url=nats_url, stream=stream, consumer=consumer))], LoopClock(), 2.0)
     try:
         obs = (await sampler.sample())["p"]
-        await taken[0].ack()
+        await taken[0].ack_sync()  # acknowledged once the server confirms
         for msg in await sub.fetch(5):
-            await msg.ack()
+            await msg.ack_sync()
         empty = (await sampler.sample())["p"]
     finally:
         await sampler.close()

@@ -59,6 +59,15 @@ async def queue(channel: Any) -> AsyncIterator[str]:
     await channel.queue_delete(name)
 
 
+async def settle(channel: Any, queue: str, ready: int) -> None:
+    """Wait (bounded) until the broker counts ``ready`` messages: a requeue after a peek, or a
+    delivery to a consumer, happens asynchronously in the broker."""
+    deadline = time.monotonic() + 10
+    while (await channel.queue_declare(queue, passive=True)).message_count != ready:
+        assert time.monotonic() < deadline, f"{queue} never had {ready} ready messages"
+        await asyncio.sleep(0.02)
+
+
 async def publish(channel: Any, queue: str, body: bytes, **properties: Any) -> None:
     await channel.basic_publish(body, routing_key=queue,
                                 properties=Basic.Properties(**properties))
@@ -73,7 +82,7 @@ async def test_amqp_ready_consumers_and_peeked_head_age(channel: Any, queue: str
     sampler = RabbitMqSource.make_sampler([("p", settings)], LoopClock(), 2.0)
     try:
         obs = (await sampler.sample())["p"]
-        await asyncio.sleep(0.1)  # the broker requeues the peeked head asynchronously
+        await settle(channel, queue, 2)  # the broker requeues the peeked head asynchronously
         again = (await sampler.sample())["p"]
     finally:
         await sampler.close()
@@ -92,7 +101,7 @@ async def test_amqp_consumers_and_the_timestamp_in_ms_header(channel: Any, queue
     await publish(channel, queue, b"head", timestamp=datetime.fromtimestamp(1, UTC),
                   headers={"timestamp_in_ms": int((time.time() - 5) * 1000)})
     await publish(channel, queue, b"tail")
-    await asyncio.sleep(0.2)  # the broker delivers the first to the consumer
+    await settle(channel, queue, 2)  # the broker delivers the first to the consumer
     sampler = RabbitMqSource.make_sampler(
         [("p", RabbitMqSettings(url=AMQP_URL, queue=queue, age="peek"))], LoopClock(), 2.0)
     try:
@@ -114,7 +123,7 @@ async def test_amqp_peek_keeps_the_head_and_order(channel: Any, queue: str) -> N
         for _ in range(3):
             obs = (await sampler.sample())["p"]
             assert obs.depth == 3
-            await asyncio.sleep(0.1)  # the broker requeues the peeked head asynchronously
+            await settle(channel, queue, 3)  # the broker requeues the peeked head asynchronously
     finally:
         await sampler.close()
     bodies = []
