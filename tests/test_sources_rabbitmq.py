@@ -7,11 +7,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import shutil
 import socket
+import subprocess
+import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiormq
@@ -270,6 +274,108 @@ async def test_management_head_unknown_and_errors(
     assert not obs["x"].fresh
     [failed] = [e for e in logs if e["event"] == "queue_sample_failed"]
     assert failed["pool"] == "x" and "HTTP 404: Not Found" in failed["error"]
+
+
+# ------------------------------------------- a private broker with the management plugin
+
+RABBITMQ_SERVER = shutil.which("rabbitmq-server") or (
+    "/usr/sbin/rabbitmq-server" if Path("/usr/sbin/rabbitmq-server").exists() else None)
+CAN_RUN_BROKER = RABBITMQ_SERVER is not None and os.geteuid() == 0  # the wrapper runs it as
+# the rabbitmq user; only root (or that user) may start it
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def management_broker() -> Iterator[tuple[str, str]]:
+    """A private RabbitMQ node with ``rabbitmq_management`` on free loopback ports, apart from
+    the machine's broker (whose plugins we leave alone): ``(amqp_url, management_url)``. Its
+    files live in a directory of its own under /tmp (pytest's are private to root, and the
+    node runs as the rabbitmq user)."""
+    base = Path(tempfile.mkdtemp(prefix="autoscaler-rabbitmq-"))
+    try:
+        yield from _run_node(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _run_node(base: Path) -> Iterator[tuple[str, str]]:
+    amqp_port, http_port, dist_port = _free_port(), _free_port(), _free_port()
+    (base / "rabbitmq.conf").write_text(
+        f"listeners.tcp.1 = 127.0.0.1:{amqp_port}\nmanagement.tcp.ip = 127.0.0.1\n"
+        f"management.tcp.port = {http_port}\nloopback_users = none\n"
+        "collect_statistics_interval = 500\n")
+    (base / "enabled_plugins").write_text("[rabbitmq_management].\n")
+    shutil.chown(base, "rabbitmq", "rabbitmq")
+    for child in base.iterdir():
+        shutil.chown(child, "rabbitmq", "rabbitmq")
+    node = f"autoscaler-test-{os.getpid()}@localhost"
+    env = {**os.environ, "PATH": f"/usr/sbin:{os.environ.get('PATH', '')}",
+           "RABBITMQ_NODENAME": node, "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+           "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+           "RABBITMQ_MNESIA_BASE": str(base / "mnesia"), "RABBITMQ_LOG_BASE": str(base / "log"),
+           "RABBITMQ_PID_FILE": str(base / "pid"), "RABBITMQ_DIST_PORT": str(dist_port),
+           "ERL_EPMD_ADDRESS": "127.0.0.1",
+           "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}"}
+    with open(base / "server.out", "wb") as out:
+        subprocess.Popen([str(RABBITMQ_SERVER)], env=env, stdout=out, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    ctl = ["rabbitmqctl", "-n", node]
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # await_startup answers at once while the node is not registered yet
+            started = subprocess.run([*ctl, "await_startup"], env=env, timeout=120,
+                                     capture_output=True)
+            if started.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                output = (base / "server.out").read_bytes()[-1500:]
+                pytest.fail(f"the private RabbitMQ node did not start: {output!r}")
+            time.sleep(0.5)
+        yield (f"amqp://guest:guest@127.0.0.1:{amqp_port}/",
+               f"http://127.0.0.1:{http_port}")
+    finally:
+        subprocess.run([*ctl, "shutdown"], env=env, timeout=120, capture_output=True)
+
+
+@pytest.mark.skipif(not CAN_RUN_BROKER, reason="needs rabbitmq-server and root to start a "
+                                               "private node")
+async def test_a_real_management_api_gives_unacked_head_age_and_rates(
+    management_broker: tuple[str, str],
+) -> None:
+    amqp_url, management_url = management_broker
+    connection = await aiormq.connect(amqp_url)
+    channel = await connection.channel()
+    await channel.queue_declare("jobs")
+    sent = int(time.time()) - 20
+    await publish(channel, "jobs", b"served", timestamp=datetime.fromtimestamp(sent, UTC))
+    for _ in range(3):
+        await publish(channel, "jobs", b"waiting", timestamp=datetime.now(UTC))
+    consumer = await connection.channel()
+    await consumer.basic_qos(prefetch_count=1)
+    await consumer.basic_consume("jobs", lambda _m: asyncio.sleep(0))
+    settings = RabbitMqSettings(url=amqp_url, queue="jobs", management_url=management_url)
+    sampler = RabbitMqSource.make_sampler([("p", settings)], LoopClock(), 2.0)
+    try:
+        obs = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the plugin collects statistics periodically
+            obs = (await sampler.sample())["p"]
+            if obs.fresh and (obs.depth, obs.in_flight) == (3, 1):
+                break
+            await asyncio.sleep(0.25)
+        assert obs is not None and obs.fresh and (obs.depth, obs.in_flight) == (3, 1)
+        assert sampler.consumers["p"] == 1
+        # RabbitMQ's head timestamp is the oldest message not yet acknowledged, in flight
+        # ones included (measured on 3.10): the README says so.
+        assert obs.oldest_wait_s is not None and 19.0 <= obs.oldest_wait_s < 40
+    finally:
+        await sampler.close()
+        await connection.close()
 
 
 CONFIG = """
