@@ -109,9 +109,12 @@ Peaked traffic (z > ``PEAKED``) gets no growth floor: its level averages bursts 
 and its growth is a burst's, which burst mode and the sqrt(z) margin size.
 
 **Loose SLAs** (mu * t >= ``LOOSE_SERVICES``): the queue is a buffer, arrivals of one max_wait
-are served in the next, and the Erlang size is capped by a fluid one (``_queue_buffered``)::
+are served in the next, and the Erlang size is capped by a fluid one (``_queue_buffered``,
+``fcfs_fluid_rate``): the least start rate at which every FCFS wait stays within t when Q wait
+and N(u) = lam*u + q*sqrt(z*lam*u) arrive over the next u seconds, q = sqrt(2 ln(1/tail))::
 
-    c_fluid = a + (Q + sqrt(2 ln(1/tail) * z * lam * t)) / (mu * t)
+    c_fluid = max over u of (Q + N(u)) / (mu * (t + u))     (closed form: x = sqrt(u) solves
+                                                              a quadratic)
 
     desired = min(max, max(ceil(max(min(c_erlang, c_fluid), c_backlog) / s), ceil(c_grown / s)))
 
@@ -137,7 +140,7 @@ from autoscaler.policies.sla_estimators import Estimators, SlaState
 from autoscaler.policies.sla_growth import Growth
 from autoscaler.policies.sla_params import SlaParams
 
-__all__ = ["SlaParams", "SlaPolicy", "SlaState"]
+__all__ = ["SlaParams", "SlaPolicy", "SlaState", "fcfs_fluid_rate"]
 
 
 class _PoolConstants(NamedTuple):
@@ -437,21 +440,17 @@ class SlaPolicy:
         budget: float,
         n: int,
     ) -> int:
-        """At most ``n``: the fleet that serves, within max_wait, the queue plus the work
-        arriving in max_wait with a safety margin (a fluid bound), where the wait budget
-        spans ``LOOSE_SERVICES`` service times or more.
+        """At most ``n``: the fleet whose FCFS waits stay within max_wait for the queue plus
+        the work arriving after it, with a safety margin (a fluid bound), where the wait
+        budget spans ``LOOSE_SERVICES`` service times or more.
 
         There the queue is a buffer: arrivals of one max_wait are served in the next, so
-        their count over max_wait matters (mean lam*t, variance z*lam*t), not the instant's
+        their count matters (mean lam*u over u seconds, variance z*lam*u), not the instant's
         Erlang margin for no queueing, whose sqrt(z) burstiness term does not shrink with t.
-        The margin is the normal quantile of the tail sized for, sqrt(2 ln(1/tail))::
-
-            c_fluid = a + (Q + sqrt(2 ln(1/tail)) * sqrt(z * lam * t)) / (mu * t)
-
-        It only lowers the Erlang size (the backlog and growth terms still apply)."""
-        t = k.max_wait
-        spread = math.sqrt(2.0 * math.log(1.0 / _tail(k, budget)) * dispersion * planned * t)
-        slots = planned / mu + (depth + spread) / (mu * t)
+        See ``fcfs_fluid_rate`` for the bound; it only lowers the Erlang size (the backlog
+        and growth terms still apply)."""
+        spread = math.sqrt(2.0 * math.log(1.0 / _tail(k, budget)) * dispersion * planned)
+        slots = fcfs_fluid_rate(depth, planned, spread, k.max_wait) / mu
         fluid = math.ceil(slots / k.slots - 1e-9)
         return fluid if fluid < n else n
 
@@ -532,3 +531,26 @@ class SlaPolicy:
         if burst_until != state.burst_until or floor != state.burst_floor:
             state = state._replace(burst_until=burst_until, burst_floor=floor)
         return Recommendation(n, reason, terms), state
+
+
+def fcfs_fluid_rate(depth: float, rate: float, spread: float, max_wait: float) -> float:
+    """The least start rate S (requests a second) at which every request keeps its FCFS wait
+    within ``max_wait`` when ``depth`` wait now and N(u) = rate*u + spread*sqrt(u) arrive
+    over the next u seconds (``spread`` = q*sqrt(z*rate): the count's quantile, mean plus q
+    standard deviations of a count with index of dispersion z).
+
+    A request arriving u seconds on starts once the queue and the arrivals before it have
+    started, (depth + N(u))/S seconds on, so it waits at most ``max_wait`` = t iff
+    depth + N(u) <= S*(t + u). The binding u maximises (depth + N(u))/(t + u); with
+    x = sqrt(u) and K = depth - rate*t that is S = rate + (spread*x + K)/(x^2 + t), at the
+    root x = (sqrt(K^2 + spread^2*t) - K)/spread (and x -> infinity, S -> rate, without a
+    spread). Never more than requiring the queue and all of one max_wait's arrivals to
+    *start* within it, rate + (depth + spread*sqrt(t))/t, the bound this replaces: that one
+    made the last of those arrivals wait zero, where the SLA lets it wait t as well."""
+    gap = depth - rate * max_wait
+    if spread > 0.0:
+        x = (math.sqrt(gap * gap + spread * spread * max_wait) - gap) / spread
+        excess = (spread * x + gap) / (x * x + max_wait)
+    else:
+        excess = gap / max_wait
+    return rate + (excess if excess > 0.0 else 0.0)
