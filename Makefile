@@ -19,7 +19,7 @@ $(BIN)/python:
 BUILT_FROM := setup.py $(wildcard simulations/*.c simulations/*.h)
 
 $(STAMP): pyproject.toml $(BUILT_FROM) | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[sim,test,bench,kubernetes,keda,azure,aws,aws-test,gcp]'
+	$(BIN)/python -m pip install --quiet -e '.[sim,test,bench,kubernetes,keda,azure,aws,aws-test,gcp,ray,prometheus,sqs,rabbitmq,nats]'
 	touch $(STAMP)
 
 ## Run the whole loop for about a minute on the embedded default (memory queue, local fleet).

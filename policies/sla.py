@@ -77,7 +77,18 @@ does not trigger more), the policy sizes on max(lam, r) and never shrinks until
 budget boost is saved (k >= 1 + (budget_boost - 1)/2) and the running fleet starts everything
 waiting within max_wait, Q <= max(0, s*running - in_flight) + s*running*mu*t: a batch that
 drains in seconds is gone before any boot ends, and a surge that lasts shows as a queue beyond
-that a tick later. The backlog is still projected with lam: a seconds-long spike extrapolated
+that a tick later. But a saturated fleet (a queue, no free slot, starting S = s*running*mu
+requests a second) is a tick from late: if the surge goes on at the raw rate r until the next
+tick (D), a request arriving x seconds on starts after (Q + r*x)/S - x, so those arriving
+after x0 = (S*t - Q)/(r - S) wait longer than t. The trigger is left to the fleet only if
+that many fit in the spare budget (the requests that may still go late over
+``budget_window``)::
+
+    r * max(0, D - x0)  <=  (e * EWMA(r) * seen - EWMA(late)) * budget_window     (r > S)
+
+Without it, which fleet met the next batch depended on the tick phase (a batch seen a tick
+earlier or later was absorbed, and the next, larger one found the fleet at its old size).
+The backlog is still projected with lam: a seconds-long spike extrapolated
 over a minutes-long boot would order capacity for traffic that is gone when it lands.
 
 **Scale-out tolerance and conservative scale-in**: outside bursts and backlogs, the policy
@@ -98,9 +109,12 @@ Peaked traffic (z > ``PEAKED``) gets no growth floor: its level averages bursts 
 and its growth is a burst's, which burst mode and the sqrt(z) margin size.
 
 **Loose SLAs** (mu * t >= ``LOOSE_SERVICES``): the queue is a buffer, arrivals of one max_wait
-are served in the next, and the Erlang size is capped by a fluid one (``_queue_buffered``)::
+are served in the next, and the Erlang size is capped by a fluid one (``_queue_buffered``,
+``fcfs_fluid_rate``): the least start rate at which every FCFS wait stays within t when Q wait
+and N(u) = lam*u + q*sqrt(z*lam*u) arrive over the next u seconds, q = sqrt(2 ln(1/tail))::
 
-    c_fluid = a + (Q + sqrt(2 ln(1/tail) * z * lam * t)) / (mu * t)
+    c_fluid = max over u of (Q + N(u)) / (mu * (t + u))     (closed form: x = sqrt(u) solves
+                                                              a quadratic)
 
     desired = min(max, max(ceil(max(min(c_erlang, c_fluid), c_backlog) / s), ceil(c_grown / s)))
 
@@ -126,7 +140,7 @@ from autoscaler.policies.sla_estimators import Estimators, SlaState
 from autoscaler.policies.sla_growth import Growth
 from autoscaler.policies.sla_params import SlaParams
 
-__all__ = ["SlaParams", "SlaPolicy", "SlaState"]
+__all__ = ["SlaParams", "SlaPolicy", "SlaState", "fcfs_fluid_rate"]
 
 
 class _PoolConstants(NamedTuple):
@@ -147,6 +161,7 @@ class _PoolConstants(NamedTuple):
     ahead: float  # boot + interval: how far the load trend is extrapolated
     backlog_floor: float  # shortest backlog horizon: max(backlog_floor * max_wait, interval)
     grown_utilisation: float  # step_utilisation * (1 + max_wait / ahead): queueing allowed
+    interval: float  # tick interval: how long a saturating surge is projected
     goal: str
 
 
@@ -232,6 +247,7 @@ class SlaPolicy:
             ),
             grown_utilisation=self._step_utilisation
             * (1.0 + pool.max_wait_s / (pool.boot_time_s + pool.interval_s)),
+            interval=pool.interval_s,
             goal=f"P(wait>{pool.max_wait_s:g}s) <= {1 - pool.target:.3g}",
         )
         return cached
@@ -321,19 +337,43 @@ class SlaPolicy:
         return n_raw > current and n_raw >= self._burst_ratio * (current if current > 1 else 1)
 
     def _absorbs(
-        self, k: _PoolConstants, obs: Observation, fleet: FleetState, mu: float, budget: float
+        self,
+        k: _PoolConstants,
+        obs: Observation,
+        fleet: FleetState,
+        mu: float,
+        budget: float,
+        spare: float,
     ) -> bool:
         """Whether a burst trigger may be left to the running fleet and the error budget.
 
         Only while at least half the budget boost is saved: then everything waiting can be
         started within max_wait by the running slots (the free ones at once, the busy ones as
         they complete). A batch that the fleet drains in seconds is gone long before a boot
-        ends; a surge that lasts shows up as a queue the fleet cannot absorb a tick later."""
+        ends; a surge that lasts shows up as a queue the fleet cannot absorb a tick later.
+
+        A saturated fleet (a queue and no free slot) is one tick from late whatever the
+        queue's size: if the surge goes on at the raw rate r until the next tick, a request
+        arriving x seconds on starts (Q + r*x)/S seconds on (S = s*running*mu, fluid FCFS),
+        so the arrivals after x0 = (S*t - Q)/(r - S) go late. The trigger is left to the
+        fleet only if those fit in the ``spare`` budget (requests, over the budget window):
+        otherwise which fleet met the next batch depended on the tick phase (a batch seen a
+        tick earlier or later was absorbed, and the next, larger one found the fleet at its
+        old size)."""
         if budget < self._absorb_budget:
             return False
         slots = k.slots * fleet.running
         free = slots - (obs.in_flight or 0)
-        return obs.depth <= (free if free > 0 else 0) + slots * mu * k.max_wait
+        starts = slots * mu * k.max_wait
+        depth = obs.depth
+        if depth > (free if free > 0 else 0) + starts:
+            return False
+        rate, serving = obs.arrival_rate, slots * mu
+        if depth > 0 and free <= 0 and rate is not None and rate > serving:
+            on_time = (starts - depth) / (rate - serving)  # x0: later arrivals go late
+            late = rate * (k.interval - on_time) if on_time < k.interval else 0.0
+            return late <= spare
+        return True
 
     def _raw_size(
         self,
@@ -400,21 +440,17 @@ class SlaPolicy:
         budget: float,
         n: int,
     ) -> int:
-        """At most ``n``: the fleet that serves, within max_wait, the queue plus the work
-        arriving in max_wait with a safety margin (a fluid bound), where the wait budget
-        spans ``LOOSE_SERVICES`` service times or more.
+        """At most ``n``: the fleet whose FCFS waits stay within max_wait for the queue plus
+        the work arriving after it, with a safety margin (a fluid bound), where the wait
+        budget spans ``LOOSE_SERVICES`` service times or more.
 
         There the queue is a buffer: arrivals of one max_wait are served in the next, so
-        their count over max_wait matters (mean lam*t, variance z*lam*t), not the instant's
+        their count matters (mean lam*u over u seconds, variance z*lam*u), not the instant's
         Erlang margin for no queueing, whose sqrt(z) burstiness term does not shrink with t.
-        The margin is the normal quantile of the tail sized for, sqrt(2 ln(1/tail))::
-
-            c_fluid = a + (Q + sqrt(2 ln(1/tail)) * sqrt(z * lam * t)) / (mu * t)
-
-        It only lowers the Erlang size (the backlog and growth terms still apply)."""
-        t = k.max_wait
-        spread = math.sqrt(2.0 * math.log(1.0 / _tail(k, budget)) * dispersion * planned * t)
-        slots = planned / mu + (depth + spread) / (mu * t)
+        See ``fcfs_fluid_rate`` for the bound; it only lowers the Erlang size (the backlog
+        and growth terms still apply)."""
+        spread = math.sqrt(2.0 * math.log(1.0 / _tail(k, budget)) * dispersion * planned)
+        slots = fcfs_fluid_rate(depth, planned, spread, k.max_wait) / mu
         fluid = math.ceil(slots / k.slots - 1e-9)
         return fluid if fluid < n else n
 
@@ -444,7 +480,9 @@ class SlaPolicy:
             n_raw = self._raw_size(
                 k, obs.time < burst_until, raw, mu, peakedness, budget, backlog, current
             )
-        if self._starts_burst(n_raw, current) and not self._absorbs(k, obs, fleet, mu, budget):
+        if self._starts_burst(n_raw, current) and not self._absorbs(
+            k, obs, fleet, mu, budget, estimators.spare(state, k.miss_budget)
+        ):
             burst_until = obs.time + self._burst_window
         in_burst = obs.time < burst_until
         if in_burst:
@@ -493,3 +531,26 @@ class SlaPolicy:
         if burst_until != state.burst_until or floor != state.burst_floor:
             state = state._replace(burst_until=burst_until, burst_floor=floor)
         return Recommendation(n, reason, terms), state
+
+
+def fcfs_fluid_rate(depth: float, rate: float, spread: float, max_wait: float) -> float:
+    """The least start rate S (requests a second) at which every request keeps its FCFS wait
+    within ``max_wait`` when ``depth`` wait now and N(u) = rate*u + spread*sqrt(u) arrive
+    over the next u seconds (``spread`` = q*sqrt(z*rate): the count's quantile, mean plus q
+    standard deviations of a count with index of dispersion z).
+
+    A request arriving u seconds on starts once the queue and the arrivals before it have
+    started, (depth + N(u))/S seconds on, so it waits at most ``max_wait`` = t iff
+    depth + N(u) <= S*(t + u). The binding u maximises (depth + N(u))/(t + u); with
+    x = sqrt(u) and K = depth - rate*t that is S = rate + (spread*x + K)/(x^2 + t), at the
+    root x = (sqrt(K^2 + spread^2*t) - K)/spread (and x -> infinity, S -> rate, without a
+    spread). Never more than requiring the queue and all of one max_wait's arrivals to
+    *start* within it, rate + (depth + spread*sqrt(t))/t, the bound this replaces: that one
+    made the last of those arrivals wait zero, where the SLA lets it wait t as well."""
+    gap = depth - rate * max_wait
+    if spread > 0.0:
+        x = (math.sqrt(gap * gap + spread * spread * max_wait) - gap) / spread
+        excess = (spread * x + gap) / (x * x + max_wait)
+    else:
+        excess = gap / max_wait
+    return rate + (excess if excess > 0.0 else 0.0)

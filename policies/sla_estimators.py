@@ -207,6 +207,13 @@ class Estimators:
         cap = self._max_dispersion
         return cap if cap < z else z
 
+    def spare(self, state: SlaState, miss_budget: float) -> float:
+        """Requests that may still go late within the budget window: the window's allowed
+        misses (the observed share ``seen`` of it) less the ones counted, at least 0."""
+        window = self._windows[4]
+        spare = (miss_budget * state.offered * state.seen - state.late) * window
+        return spare if spare > 0.0 else 0.0
+
     def budget(self, state: SlaState, miss_budget: float) -> float:
         """How many times the miss budget to size for.
 

@@ -26,6 +26,7 @@ from autoscaler.core.model import Market, Observation
 from autoscaler.core.pipeline import PoolController
 from autoscaler.core.rates import RateMeter
 from autoscaler.simulations import kernel
+from autoscaler.simulations.budget import BudgetUse, SimBudget
 from autoscaler.simulations.fleet import SimFleet
 from autoscaler.simulations.kernel import F64
 from autoscaler.simulations.preemptions import Preemption
@@ -60,6 +61,10 @@ class PolicyResult:
     launch_failures: int = 0
     requeued: int = 0
     unserved: int = 0
+    budget: tuple[BudgetUse, ...] = ()
+    """Budget use per scope, when the config has budgets (``simulations.budget``)."""
+    cost_reserved_usd: float = 0.0
+    """Committed instances, billed for the whole counted run whether they served or not."""
 
     @property
     def cost_per_hour_usd(self) -> float:
@@ -89,6 +94,8 @@ class PolicyResult:
             "launch_failures": self.launch_failures,
             "requeued": self.requeued,
             "unserved": self.unserved,
+            **({"budget": [b.as_json() for b in self.budget]} if self.budget else {}),
+            "cost_reserved_usd": round(self.cost_reserved_usd, 2),
         }
 
 
@@ -103,7 +110,7 @@ class Timeline:
     fleet: np.ndarray[Any, np.dtype[np.int64]]
 
 
-MARKETS = (Market.SPOT, Market.ON_DEMAND)
+MARKETS = (Market.SPOT, Market.ON_DEMAND, Market.RESERVED)
 HOURS_PER_MONTH = 720.0
 """A 30-day month: ``$/month`` is ``$/h`` times this."""
 
@@ -154,18 +161,29 @@ class Run:
     are the same for every policy that keeps that ordinal occupied."""
 
 
+def reserved_per_hour(pool: PoolConfig) -> float:
+    """What the pool's reserved groups cost per hour, used or not."""
+    return sum((g.count or 0) * g.hourly_price for g in pool.groups
+               if g.market == Market.RESERVED)
+
+
 def lower_bound_cost(trace: Trace, pool: PoolConfig, warmup: float) -> float:
-    """Busy slot-seconds of counted requests, packed perfectly at the cheapest price."""
+    """Busy slot-seconds of counted requests, packed perfectly at the cheapest price, and never
+    below the reserved commitment over the counted span (paid whatever the policy does)."""
     counted = trace.arrival_s >= warmup
     busy = float(trace.service_s[counted].sum())
     price = min(g.hourly_price for g in pool.groups)
-    return busy / pool.capacity.slots_per_instance * price / 3600.0
+    packed = busy / pool.capacity.slots_per_instance * price / 3600.0
+    committed = reserved_per_hour(pool) * max(0.0, trace.span_s - warmup) / 3600.0
+    return max(packed, committed)
 
 
 class _Loop:
     """State of one run; split from ``simulate`` to keep each step short and named."""
 
-    def __init__(self, pool: PoolConfig, trace: Trace, controller: PoolController, seed: int):
+    def __init__(self, pool: PoolConfig, trace: Trace, controller: PoolController, seed: int,
+                 budget: SimBudget | None = None):
+        self.budget = budget
         self.pool = pool
         self.trace = trace
         self.controller = controller
@@ -231,6 +249,8 @@ class _Loop:
         obs = self.observe(t)
         fleet_state = self.fleet.view(t)
         decision, state = self.controller.decide(obs, fleet_state, state)
+        if self.budget is not None:  # the daemon's cross-pool step, for this one pool
+            decision = self.budget.apply(t, decision, fleet_state)
         if decision.changes(fleet_state):
             self.actions += 1
         if self.fleet.actuate(decision.targets, t):
@@ -271,6 +291,7 @@ def simulate(
     phase_s: float = 0.0,
     horizon_s: float | None = None,
     progress: Progress | None = None,
+    budget: SimBudget | None = None,
 ) -> Run:
     """Replay ``trace`` through ``controller`` until every request is served.
 
@@ -281,7 +302,7 @@ def simulate(
     the last arrival, so a policy that never scales up still ends; requests not served by then
     are reported as ``unserved`` and count as misses with the wait they had reached.
     """
-    loop = _Loop(pool, trace, controller, seed)
+    loop = _Loop(pool, trace, controller, seed, budget)
     loop.start()
     state = controller.initial_state()
     last = trace.span_s
@@ -322,10 +343,15 @@ def _summarise(
     hours = 0.0
     by_market = dict.fromkeys(MARKETS, 0.0)
     for use in fleet.usage:
+        group = fleet.groups[use.group].config
+        if group.market == Market.RESERVED:
+            continue  # billed below, for the whole run
         billed = max(0.0, min(use.ended, end) - max(use.launched, warmup)) / 3600.0
         hours += billed
-        group = fleet.groups[use.group].config
         by_market[group.market] += billed * group.hourly_price
+    committed_h = max(0.0, end - warmup) / 3600.0
+    by_market[Market.RESERVED] = reserved_per_hour(pool) * committed_h
+    hours += sum(g.count or 0 for g in pool.groups if g.market == Market.RESERVED) * committed_h
     cost = sum(by_market.values())
     requeued = int(fleet.ist[kernel.REQUEUED])
     unserved = int(np.count_nonzero(unserved_mask))
@@ -344,6 +370,8 @@ def _summarise(
         counted_s=max(0.0, trace.span_s - warmup),
         cost_spot_usd=by_market[Market.SPOT], cost_on_demand_usd=by_market[Market.ON_DEMAND],
         launch_failures=launch_failures, requeued=requeued, unserved=unserved,
+        budget=loop.budget.summary() if loop.budget is not None else (),
+        cost_reserved_usd=by_market[Market.RESERVED],
     )
     timeline = Timeline(
         t=samples[:, 0], depth=samples[:, 1], in_flight=samples[:, 2],

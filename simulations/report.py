@@ -106,6 +106,12 @@ def total_table(study: Study) -> Table:
     return out
 
 
+def _reserved(d: dict[str, Any]) -> str:
+    """`` + reserved $X`` when the pool commits to reserved instances (billed used or not)."""
+    cost = d.get("cost_reserved_usd_mean", 0.0)
+    return f" + reserved ${cost:,.2f}" if cost else ""
+
+
 def recommendation_lines(study: Study) -> list[str]:
     """One line per pool: what to deploy, or that nothing deployable met the SLA."""
     lines = []
@@ -126,7 +132,7 @@ def recommendation_lines(study: Study) -> list[str]:
             f">= {pool.sla.target:.1%} on {every}, ${d['cost_per_hour_usd']:,.2f}/h, "
             f"${d['cost_per_month_usd']:,.0f} per 30-day month "
             f"(spot ${d['cost_spot_usd_mean']:,.2f} + on-demand "
-            f"${d['cost_on_demand_usd_mean']:,.2f} over the trace)"
+            f"${d['cost_on_demand_usd_mean']:,.2f}{_reserved(d)} over the trace)"
         )
     return lines
 
@@ -142,6 +148,31 @@ def print_report(study: Study, traces: dict[str, Path]) -> None:
         console.print(total_table(study))
     for line in recommendation_lines(study):
         console.print("recommendation: " + line, highlight=False, markup=False, soft_wrap=True)
+    for line in budget_lines(study):
+        console.print("budget: " + line, highlight=False, markup=False, soft_wrap=True)
+
+
+def budget_lines(study: Study) -> list[str]:
+    """Per pool, policy and budget scope: what the run spent of the monthly budget (mean over
+    the seeds), the levels it reached and on how many ticks the hard cap held scale-out."""
+    lines = []
+    for pool in study.pools:
+        for row in study.pool_rows(pool.name):
+            uses = [r.budget for r in row.results if r.budget]
+            if not uses:
+                continue
+            for k, first in enumerate(uses[0]):
+                scoped = [u[k] for u in uses]
+                spent = sum(u.spent_usd for u in scoped) / len(scoped)
+                levels = sorted({lv for u in scoped for lv, _t in u.alerts})
+                held = sum(u.held_ticks for u in scoped)
+                lines.append(
+                    f"pool {pool.name!r} {row.policy}: {first.scope} spent ${spent:,.2f} of "
+                    f"${first.monthly_usd:,.2f} ({spent / first.monthly_usd:.1%}) over the "
+                    f"trace; levels reached: {', '.join(levels) or 'none'}; scale-out held by "
+                    f"the hard cap on {held} ticks"
+                )
+    return lines
 
 
 def write_outputs(

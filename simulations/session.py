@@ -18,10 +18,11 @@ from autoscaler.config.plugins import default_registries
 from autoscaler.config.to_core import controller_for
 from autoscaler.core.pipeline import PoolController
 from autoscaler.registry import Registry
+from autoscaler.simulations.budget import sim_budget
 from autoscaler.simulations.engine import Progress, Run, simulate, tick_phase
 from autoscaler.simulations.oracle import simulation_policies
 from autoscaler.simulations.specs import PolicySpec, SpecError, resolve
-from autoscaler.simulations.traces import Trace, load_trace
+from autoscaler.simulations.traces import Trace, batched, load_trace
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +64,12 @@ class Session:
         return (spec.kind or self.pool.policy.kind) in _installed_policies()
 
     def run(self, spec: PolicySpec, progress: Progress | None = None) -> Run:
+        controller = self.controller(spec)
         return simulate(
-            self.pool, self.interval_s, self.trace, self.controller(spec),
+            self.pool, self.interval_s, self.trace, controller,
             label=self.label(spec), warmup_s=self.warmup_s, seed=self.seed,
             phase_s=self.phase_s, progress=progress,
+            budget=sim_budget(self.pool, self.config.budget, controller, self.interval_s),
         )
 
     def reseeded(self, seed: int) -> Session:
@@ -75,7 +78,8 @@ class Session:
             return self
         if self.trace.format != "rates":
             return dataclasses.replace(self, seed=seed)
-        trace = load_trace(self.trace_path, self.pool.service_model, seed=seed)
+        trace = batched(load_trace(self.trace_path, self.pool.service_model, seed=seed),
+                        self.pool.service_model, self.pool.capacity.slots_per_instance)
         return dataclasses.replace(self, seed=seed, trace=trace,
                                    policies=simulation_policies(trace))
 
@@ -115,6 +119,7 @@ def open_session(
     if tick_phase_s is not None and not 0 <= tick_phase_s < config.controller.interval:
         raise SpecError(f"--tick-phase {tick_phase_s:g}: must be in [0, interval "
                         f"{float(config.controller.interval):g}s)")
-    trace = load_trace(trace_path, pool.service_model, seed=seed)
+    trace = batched(load_trace(trace_path, pool.service_model, seed=seed),
+                    pool.service_model, pool.capacity.slots_per_instance)
     return Session(config, pool, trace, simulation_policies(trace), warmup_s, seed,
                    Path(trace_path), tick_phase_s)

@@ -70,6 +70,7 @@ class Row:
             "cost_per_month_usd": round(per_hour * HOURS_PER_MONTH, 2),
             "cost_spot_usd_mean": round(self.mean("cost_spot_usd"), 2),
             "cost_on_demand_usd_mean": round(self.mean("cost_on_demand_usd"), 2),
+            "cost_reserved_usd_mean": round(self.mean("cost_reserved_usd"), 2),
             "instance_hours_mean": round(self.mean("instance_hours"), 3),
             "wait_p99_s_worst": round(max(r.wait_p99_s for r in self.results), 3),
             "launch_failures": sum(r.launch_failures for r in self.results),

@@ -18,6 +18,7 @@ them from its distribution. Every bad row is reported as ``file:line: message``.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,42 @@ def sample_service_times(n: int, model: ServiceModel, rng: np.random.Generator) 
     sigma2 = math.log1p(model.cv**2)
     mu = math.log(model.mean_s) - sigma2 / 2
     return rng.lognormal(mu, math.sqrt(sigma2), n)
+
+
+def batch_multiplier(points: dict[int, float], concurrency: int) -> float:
+    """Service-time multiplier with ``concurrency`` requests sharing an instance.
+
+    Linear between the measured points; below the first point its value (a lone request is
+    no faster than the smallest batch measured); beyond the last, the last segment's slope
+    continues (more sharing keeps costing: never flattened into an optimistic constant). One
+    point is a constant; no points is 1.
+    """
+    if not points:
+        return 1.0
+    xs = sorted(points)
+    if len(xs) == 1 or concurrency <= xs[0]:
+        return float(points[xs[0] if concurrency <= xs[0] else xs[-1]])
+    for lo, hi in itertools.pairwise(xs):
+        if concurrency <= hi:
+            frac = (concurrency - lo) / (hi - lo)
+            return points[lo] + frac * (points[hi] - points[lo])
+    lo, hi = xs[-2], xs[-1]
+    slope = (points[hi] - points[lo]) / (hi - lo)
+    return max(1e-9, points[hi] + slope * (concurrency - hi))
+
+
+def batched(trace: Trace, model: ServiceModel, slots_per_instance: int) -> Trace:
+    """The trace with service times stretched by the batching table at full occupancy.
+
+    An instance with S slots serves up to S requests at once; the table says what that costs
+    each of them. The simulator applies the multiplier at S (the batch a loaded instance
+    runs), which is exact for a busy fleet, where the cost is decided, and pessimistic for a
+    nearly idle one.
+    """
+    factor = batch_multiplier(model.batching, slots_per_instance)
+    if factor == 1.0:
+        return trace
+    return Trace(trace.name, trace.format, trace.arrival_s, trace.service_s * factor)
 
 
 def load_trace(

@@ -61,10 +61,17 @@ def test_config_in_the_configmap_loads_with_leader_election(
     deployment = one(objects, "Deployment")
     volume = next(v for v in deployment["spec"]["template"]["spec"]["volumes"]
                   if "configMap" in v)
-    configmap = objects[("ConfigMap", "autoscaler", volume["configMap"]["name"])]
+    namespace = deployment["metadata"]["namespace"]
+    configmap = objects[("ConfigMap", namespace, volume["configMap"]["name"])]
     monkeypatch.setenv("REDIS_URL", "redis://:secret@redis.autoscaler:6379/0")
     config = parse_config(configmap["data"]["policy.yaml"], "policy.yaml")
-    assert config.controller.leader_election is not None
+    election = config.controller.leader_election
+    assert election is not None and election.backend == "kubernetes"
+    lease_roles = [doc for (kind, ns, _n), doc in objects.items()
+                   if kind == "Role" and ns == election.namespace
+                   and any("leases" in rule["resources"] for rule in doc["rules"])]
+    assert [r for role in lease_roles for rule in role["rules"]
+            for r in rule.get("resourceNames", [])] == [election.name]
     assert config.controller.metrics_port == 9464
     assert config.controller.metrics_host == "0.0.0.0"  # scraped from outside the pod
     spec = deployment["spec"]["template"]["spec"]
@@ -127,14 +134,21 @@ def test_rbac_binds_the_pods_service_account_to_the_scale_subresource(
     account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
     namespace = deployment["metadata"]["namespace"]
     assert ("ServiceAccount", namespace, account) in objects
-    binding = one(objects, "RoleBinding")
-    assert {"kind": "ServiceAccount", "name": account, "namespace": namespace} in \
-        binding["subjects"]
-    role = objects[("Role", binding["metadata"]["namespace"], binding["roleRef"]["name"])]
-    granted = {(group, resource, verb) for rule in role["rules"]
-               for group in rule["apiGroups"] for resource in rule["resources"]
-               for verb in rule["verbs"]}
-    # what providers/kubernetes calls: read and patch the scale subresource, list pods
+    granted = set()
+    for (kind, ns, _name), binding in objects.items():
+        if kind != "RoleBinding":
+            continue
+        assert {"kind": "ServiceAccount", "name": account, "namespace": namespace} in \
+            binding["subjects"]
+        role = objects[("Role", ns, binding["roleRef"]["name"])]
+        granted |= {(group, resource, verb) for rule in role["rules"]
+                    for group in rule["apiGroups"] for resource in rule["resources"]
+                    for verb in rule["verbs"]}
+    # what providers/kubernetes calls: read and patch the scale subresource, list pods; and
+    # the Lease of leader election
     assert {("apps", "deployments/scale", "get"), ("apps", "deployments/scale", "patch"),
-            ("apps", "statefulsets/scale", "patch"), ("", "pods", "list")} <= granted
-    assert not any(verb in ("*", "delete", "create") for _g, _r, verb in granted)
+            ("apps", "statefulsets/scale", "patch"), ("", "pods", "list"),
+            ("coordination.k8s.io", "leases", "get"), ("coordination.k8s.io", "leases", "update"),
+            ("coordination.k8s.io", "leases", "create")} <= granted
+    assert not any(verb in ("*", "delete") for _g, _r, verb in granted)
+    assert not any(verb == "create" and resource != "leases" for _g, resource, verb in granted)

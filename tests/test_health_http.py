@@ -97,7 +97,7 @@ def read_all(s: socket.socket) -> bytes:
 def test_idle_connections_are_capped_and_timed_out() -> None:
     health = Health()
     server, _ = serve("127.0.0.1", 0, PrometheusTelemetry().registry, health,
-                      timeout_s=1.0, max_connections=4)
+                      timeout_s=1.0, max_connections=4, probe_slots=0)
     port = server.server_port
     held: list[socket.socket] = []
     try:
@@ -121,6 +121,39 @@ def test_idle_connections_are_capped_and_timed_out() -> None:
                 break
             time.sleep(0.05)
         assert status == 200
+    finally:
+        for s in held:
+            s.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_health_probes_pass_while_idle_clients_hold_every_regular_slot() -> None:
+    health = Health()
+    health.ticked()
+    server, _ = serve("127.0.0.1", 0, PrometheusTelemetry().registry, health,
+                      timeout_s=30.0, max_connections=4, probe_slots=2, probe_timeout_s=0.3)
+    port = server.server_port
+    held: list[socket.socket] = []
+    try:
+        held = [idle(port) for _ in range(4)]  # idle for far longer than the probes below
+        for _ in range(200):
+            if server.active == 4:
+                break
+            time.sleep(0.01)
+        assert server.active == 4
+        # a probe gets a probe slot and its answer, though every regular slot is held
+        assert get(port, "/healthz")[0] == 200
+        status, body = get(port, "/readyz")
+        assert status == 200 and b'"status": "ok"' in body
+        assert get(port, "/metrics")[0] == 503  # a probe slot serves probes only
+        # an idle client in a probe slot is dropped after the short probe timeout
+        squatters = [idle(port) for _ in range(2)]
+        for s in squatters:
+            assert read_all(s) == b""
+            s.close()
+        assert get(port, "/healthz")[0] == 200
+        assert server.rejected == 0
     finally:
         for s in held:
             s.close()

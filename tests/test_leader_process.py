@@ -55,10 +55,15 @@ def metrics(port: int) -> dict[str, float] | None:
 
 
 class Replica:
-    def __init__(self, tmp_path: Path, name: str, url: str) -> None:
+    def __init__(self, tmp_path: Path, name: str, url: str, *,
+                 leader_election: bool = True) -> None:
         self.port = free_port()
         config = tmp_path / f"{name}.yaml"
-        config.write_text(CONFIG.format(port=self.port, url=url, python=sys.executable))
+        text = CONFIG.format(port=self.port, url=url, python=sys.executable)
+        if not leader_election:  # each daemon acts alone
+            text = "\n".join(line for line in text.splitlines()
+                              if "leader_election" not in line)
+        config.write_text(text)
         self.log = tmp_path / f"{name}.log"
         with self.log.open("w") as err:
             self.proc = subprocess.Popen(

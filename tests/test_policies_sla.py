@@ -164,6 +164,27 @@ def test_a_spike_the_running_fleet_absorbs_spends_the_saved_budget_instead() -> 
     assert beyond.desired > absorbed.desired
 
 
+def test_a_saturated_fleet_leaves_a_surge_to_the_budget_only_if_its_lateness_fits() -> None:
+    """Every slot busy and a queue of 10: the instance starts S = 8 * 0.5 = 4 a second, so if
+    the surge goes on at 30/s until the next tick (5 s), arrivals after x0 = (4 * 10 - 10) /
+    (30 - 4) = 1.15 s wait past max_wait (10 s): 30 * (5 - 1.15) = 115 late. The queue alone
+    fits what the instance starts within max_wait (40): without the projection the trigger
+    was left to the fleet, and the tick phase decided whether the next batch found capacity."""
+    policy = SlaPolicy(SlaParams())
+    _, saved, _ = run(policy, steady(1.0, 2.0, running=1))
+    assert boost(saved) > 2.5
+    saturated = {**spike(10), "in_flight": 8}
+    rec, _ = policy.recommend(ctx(**saturated), saved)  # type: ignore[arg-type]
+    assert rec.terms["mode"] == "burst"
+    # One free slot: the same queue starts at once and the rest within max_wait, as before.
+    rec, _ = policy.recommend(ctx(**{**saturated, "in_flight": 7}), saved)  # type: ignore[arg-type]
+    assert rec.terms["mode"] == "erlang"
+    # A loose target's spare budget (half of the ~260 requests over the window) takes 115.
+    loose = replace(POOL, target=0.5)
+    rec, _ = policy.recommend(ctx(**saturated, pool=loose), saved)  # type: ignore[arg-type]
+    assert rec.terms["mode"] == "erlang"
+
+
 def test_without_a_saved_budget_every_trigger_is_a_burst() -> None:
     # Start-up (nothing saved yet) and a policy that does not spend its budget.
     _, early, _ = run(SlaPolicy(SlaParams()), steady(1.0, 2.0, t_end=60.0, running=1))

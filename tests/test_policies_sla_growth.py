@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from autoscaler.core.policy import PoolSettings
-from autoscaler.policies.sla import SlaParams, SlaPolicy
+from autoscaler.policies.sla import SlaParams, SlaPolicy, fcfs_fluid_rate
 from autoscaler.policies.sla_growth import Growth, GrowthState
 from tests.test_policies_builtin import POOL
 from tests.test_policies_sla import run, steady
@@ -150,8 +150,42 @@ def test_a_loose_sla_is_sized_for_the_work_of_one_wait_not_for_no_queueing() -> 
     assert desired < erlang
     lam, mu, z = (float(terms[key]) for key in ("arrival_rate", "service_rate", "dispersion"))  # type: ignore[arg-type]
     tail = 0.01 * 4.0  # the whole budget boost is saved after an hour without misses
-    fluid = lam / mu + math.sqrt(2 * math.log(1 / tail) * z * lam * 60.0) / (mu * 60.0)
-    assert desired == math.ceil(fluid / 8)
+    spread = math.sqrt(2 * math.log(1 / tail) * z * lam)
+    assert desired == math.ceil(fcfs_fluid_rate(0.0, lam, spread, 60.0) / mu / 8)
+
+
+def test_a_loose_sla_lets_the_last_arrivals_of_a_wait_wait_too() -> None:
+    """Half the bursts' rate on slots half as fast (2.2/s at 1.9 s each): sizing the queue
+    and all of one max_wait's arrivals to *start* within it (mean plus margin over t = 60 s)
+    asks for 9.2 slots, two instances; the FCFS bound, under which a request arriving u
+    seconds on may itself wait t, finds 5.4 slots, one instance."""
+    loose = replace(POOL, max_wait_s=60.0, boot_time_s=180.0, interval_s=5.0, max_instances=40)
+    half = [{**tick, "arrival": float(tick["arrival"]) / 2, "completion": 2.65}  # type: ignore[arg-type]
+            for tick in bursty(loose)]
+    desired, _, terms = run(SlaPolicy(SlaParams()), half)
+    lam, mu, z = (float(terms[key]) for key in ("arrival_rate", "service_rate", "dispersion"))  # type: ignore[arg-type]
+    spread = math.sqrt(2 * math.log(1 / 0.04) * z * lam)
+    start_within_t = lam / mu + spread * math.sqrt(60.0) / (mu * 60.0)
+    assert math.ceil(start_within_t / 8) == 2
+    assert math.ceil(int(terms["erlang_slots"]) / 8) == 2  # type: ignore[call-overload]
+    assert desired == 1
+
+
+@pytest.mark.parametrize(
+    ("depth", "rate", "spread", "max_wait"),
+    [(0.0, 2.2, 12.0, 60.0), (216.0, 6.2, 35.0, 60.0), (900.0, 3.0, 20.0, 30.0),
+     (0.0, 50.0, 0.0, 60.0), (400.0, 1.0, 0.0, 60.0), (5.0, 0.1, 3.0, 120.0)],
+)
+def test_the_fcfs_fluid_rate_is_the_worst_arrivals_start_rate(
+    depth: float, rate: float, spread: float, max_wait: float
+) -> None:
+    """The closed form against a brute-force search over arrival offsets u, and never above
+    the start-within-t bound it replaced."""
+    closed = fcfs_fluid_rate(depth, rate, spread, max_wait)
+    grid = [0.0] + [10 ** (i / 200) for i in range(-400, 1401)]  # 1e-2 .. 1e7 seconds
+    brute = max((depth + rate * u + spread * math.sqrt(u)) / (max_wait + u) for u in grid)
+    assert closed == pytest.approx(max(brute, rate), rel=1e-3)
+    assert closed <= rate + (depth + spread * math.sqrt(max_wait)) / max_wait + 1e-9
 
 
 def test_peaked_traffic_gets_no_growth_floor() -> None:

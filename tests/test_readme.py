@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
-from autoscaler.config.models import parse_config
+from autoscaler.config.models import Config, PoolConfig, parse_config
 from autoscaler.config.plugins import default_registries
 from autoscaler.config.schema import config_schema
 
@@ -58,10 +58,13 @@ def defines_its_accounts(config: dict[str, Any]) -> bool:
 def test_readme_yaml_block_is_accepted_by_the_code(line: int, body: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", body):
-        monkeypatch.setenv(name, "redis://127.0.0.1:6379/0")
+        value = "redis://127.0.0.1:6379/0" if name.endswith("URL") else "s3cret"
+        monkeypatch.setenv(name, value)
     data = yaml.safe_load(body)
     assert isinstance(data, dict), f"README.md:{line}: not a mapping"
-    assert set(data) <= {"controller", "providers", "pools"}, \
+    if set(data) <= set(PoolConfig.model_fields):  # one pool's blocks (a recommended snippet)
+        data = {"pools": [data]}
+    assert set(data) <= set(Config.model_fields), \
         f"README.md:{line}: not a config (mark it <!-- readme-test: skip (why) -->)"
     config = complete(data)
     if defines_its_accounts(config):

@@ -118,7 +118,7 @@ def test_daemon_speaks_sd_notify_on_a_path_socket_and_exports_group_metrics(
     group = (("group", "local"), ("market", "spot"), ("pool", "chat"))
     assert samples[("autoscaler_group_running_instances", group)] == 2
     assert samples[("autoscaler_group_target_instances", group)] == 2
-    assert samples[("autoscaler_group_available", group)] == 1
+    assert samples[("autoscaler_group_available", (("group", "local"), ("pool", "chat")))] == 1
     # 2 billed instances x $1.5/h
     assert samples[("autoscaler_cost_rate_usd_per_hour", group)] == pytest.approx(3.0)
     build = [labels for name, labels in samples if name == "autoscaler_build_info"]

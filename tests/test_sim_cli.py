@@ -29,7 +29,7 @@ KEYS = ["policy", "requests", "sla_attainment", "wait_p50_s", "wait_p95_s", "wai
         "wait_max_s", "instance_hours", "cost_usd", "scale_actions", "preemptions"]
 ADDED_KEYS = ["pool", "seed", "tick_phase_s", "cost_spot_usd", "cost_on_demand_usd",
               "cost_per_hour_usd", "cost_per_month_usd", "launch_failures", "requeued",
-              "unserved", "reference"]
+              "unserved", "cost_reserved_usd", "reference"]
 
 
 @pytest.fixture

@@ -16,7 +16,11 @@ SUBCOMMANDS: dict[str, str] = {
     "policies": "autoscaler.cli.policies:policies",
     "simulate": "autoscaler.cli.simulate:simulate",
     "tune": "autoscaler.cli.simulate:tune",
+    "plan": "autoscaler.cli.plan:plan",
     "keda-scaler": "autoscaler.cli.keda:keda_scaler",
+    "explain": "autoscaler.cli.explain:explain",
+    "pause": "autoscaler.cli.pause:pause",
+    "resume": "autoscaler.cli.pause:resume",
     "schema": "autoscaler.cli.schema:schema",
     "produce": "autoscaler.cli.produce:produce",
 }

@@ -71,15 +71,32 @@ def produce(url: str, kind: str, key: str, rate: float, service_time: float,
 
 
 class _Counting:
-    """Counts what the wrapped producer accepted (the total when stopped by a signal)."""
+    """Counts what the wrapped producer accepted. A stop never cuts a push in half: a signal
+    during a push lets it finish (and be counted) and stops right after, so the summary's
+    count is what the queue received."""
 
     def __init__(self, inner: Producer) -> None:
         self.inner = inner
         self.sent = 0
+        self.stopping = False
+        self.pushing = False
 
     async def push(self, enqueued_at: float, service_s: float) -> None:
-        await self.inner.push(enqueued_at, service_s)
-        self.sent += 1
+        if self.stopping:
+            raise asyncio.CancelledError
+        self.pushing = True
+        try:
+            await self.inner.push(enqueued_at, service_s)
+            self.sent += 1
+        finally:
+            self.pushing = False
+        if self.stopping:
+            raise asyncio.CancelledError
+
+    def stop(self, task: asyncio.Task[int]) -> None:
+        self.stopping = True
+        if not self.pushing:
+            task.cancel()
 
     async def close(self) -> None:
         await self.inner.close()
@@ -93,7 +110,7 @@ async def _produce(url: str, kind: str, key: str, pattern: BurstPattern, duratio
                                         limit=count, fixed_service_s=fixed))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, producer.stop, task)
     try:
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -18,11 +18,16 @@ from autoscaler.runtime.logs import configure_logging
 @click.option("--dry-run", is_flag=True, help="Decide and log, but never resize a group.")
 @click.option("--once", is_flag=True,
               help="Run one tick, print one JSON line per pool on stdout, exit.")
-def run(config_path: str, dry_run: bool, once: bool) -> None:
-    """Run the autoscaler daemon on a config file (JSON logs on stderr)."""
+@click.option("--watch-config", is_flag=True,
+              help="Reload the config when the file changes (SIGHUP always reloads).")
+def run(config_path: str, dry_run: bool, once: bool, watch_config: bool) -> None:
+    """Run the autoscaler daemon on a config file (JSON logs on stderr).
+
+    SIGHUP reloads the file between ticks; an invalid file keeps the running config."""
     config = config_or_exit(config_path)
     configure_logging(config.controller.log_level)
-    sys.exit(asyncio.run(run_daemon(config, dry_run=dry_run, once=once)))
+    sys.exit(asyncio.run(run_daemon(config, dry_run=dry_run, once=once,
+                                    config_path=config_path, watch_config=watch_config)))
 
 
 @click.command()

@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from autoscaler.cli.common import argv_secret_warnings
+from autoscaler.config.budget import BudgetConfig
 from autoscaler.config.durations import format_duration
 from autoscaler.config.models import Config, load_config
 from autoscaler.config.yaml_lines import ConfigFileError
@@ -27,10 +28,17 @@ from autoscaler.registry import Registry
 EXIT_INVALID = 2
 
 
+def _budget(budget: BudgetConfig | None) -> str:
+    if budget is None:
+        return ""
+    return (f"; budget ${budget.monthly_usd:,.2f}/month, alert at {budget.alert_at:.0%}"
+            f"{', hard cap' if budget.hard_cap else ''}{', webhook' if budget.webhook else ''}")
+
+
 def summarize(config: Config) -> list[str]:
     """One line per pool: enough to see that the file says what its author meant."""
     lines = [f"controller: interval {format_duration(config.controller.interval)}, "
-             f"metrics on {config.controller.metrics_address}"]
+             f"metrics on {config.controller.metrics_address}{_budget(config.budget)}"]
     for pool in config.pools:
         groups = ", ".join(
             f"{g.name} ({g.provider}, {g.market.value}, ${g.hourly_price:g}/h"
@@ -46,7 +54,7 @@ def summarize(config: Config) -> list[str]:
             f"{pool.capacity.min}..{pool.capacity.max} instances x "
             f"{pool.capacity.slots_per_instance} slots, "
             f"boot {format_duration(pool.capacity.boot_time)}{spot}; "
-            f"policy {pool.policy.kind}; groups: {groups}"
+            f"policy {pool.policy.kind}; groups: {groups}{_budget(pool.budget)}"
         )
     return lines
 

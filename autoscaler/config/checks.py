@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 def one_pool_per_queue(config: Config, sources: Registry[Any]) -> None:
     """Two pools on one queue would each scale for the whole queue: twice the capacity, and
     two controllers fighting. A queue is its kind, its sampler's server (``sampler_key``) and
-    its ``key`` and ``group`` (two consumer groups of one stream are two queues).
+    its ``key`` and ``group`` (two consumer groups of one stream are two queues), or what its
+    settings' ``queue_identity()`` returns for kinds that name a queue otherwise.
 
     Not checked: ``memory`` queues (in-process; simulations give every pool the default name
     and each pool gets its own simulated queue), and a source kind without ``sampler_key``."""
@@ -24,11 +25,13 @@ def one_pool_per_queue(config: Config, sources: Registry[Any]) -> None:
         sampler_key = getattr(sources.get(pool.queue.kind), "sampler_key", None)
         if pool.queue.kind == "memory" or sampler_key is None:
             continue
+        identity = getattr(settings, "queue_identity", None)  # kinds without key/name/group
         queue = (
             pool.queue.kind,
             sampler_key(settings),
             getattr(settings, "key", None), getattr(settings, "name", None),
             getattr(settings, "group", None),
+            identity() if callable(identity) else None,
         )
         if queue in seen:
             raise field_error(

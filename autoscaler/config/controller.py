@@ -45,22 +45,39 @@ class StateStoreConfig(Strict):
 
 
 class LeaderElectionConfig(Strict):
-    """One actor among replicas: a Redis lease (``autoscaler.runtime.leader``).
+    """One actor among replicas: a Redis lease (``autoscaler.runtime.leader``) or a Kubernetes
+    ``coordination.k8s.io/v1`` Lease (``autoscaler.runtime.kube_lease``).
 
     Every replica samples, decides and exports metrics; only the lease holder resizes.
     Failover takes at most ``ttl`` plus one renewal period (``ttl / 3``).
     """
 
-    url: str
+    backend: Literal["redis", "kubernetes"] = "redis"
+    url: str | None = None
+    """Redis backend: the server holding the lease."""
     key: str = Field(default="autoscaler:leader", min_length=1, max_length=200)
+    namespace: str = Field(default="default", min_length=1, max_length=63)
+    """Kubernetes backend: the Lease's namespace and name."""
+    name: str = Field(default="queue-autoscaler", min_length=1, max_length=253)
+    kubeconfig: str | None = Field(default=None, min_length=1)
+    """Kubernetes backend: a kubeconfig path (default: in-cluster, else ~/.kube/config)."""
+    context: str | None = Field(default=None, min_length=1)
     ttl: Duration = Field(default=10.0, ge=0.3, le=3600.0)
 
     @field_validator("url")
     @classmethod
-    def _redis_url(cls, value: str) -> str:
-        checked = StateStoreConfig._redis_url(value)
-        assert checked is not None
-        return checked
+    def _redis_url(cls, value: str | None) -> str | None:
+        return StateStoreConfig._redis_url(value)
+
+    @model_validator(mode="after")
+    def _backend(self) -> LeaderElectionConfig:
+        if self.backend == "redis" and self.url is None:
+            raise field_error("leader_election", ("url",),
+                              "the redis backend needs the lease server's url", None)
+        if self.backend == "kubernetes" and self.ttl < 1.0:
+            raise field_error("leader_election", ("ttl",),
+                              "a Kubernetes Lease counts whole seconds: at least 1s", self.ttl)
+        return self
 
 
 class ControllerConfig(Strict):

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from autoscaler.config.budget import BudgetConfig
 from autoscaler.config.checks import one_pool_per_queue
 from autoscaler.config.controller import ControllerConfig
 from autoscaler.config.controller import LeaderElectionConfig as LeaderElectionConfig  # re-exported
@@ -37,6 +38,7 @@ from autoscaler.config.providers import (
     record_account_kinds,
     resolve_kind,
 )
+from autoscaler.config.reserved import reserved_sizes
 from autoscaler.config.spot import check_spot_knobs
 from autoscaler.config.yaml_lines import ConfigFileError, LocatedDocument, load_yaml, parse_yaml
 from autoscaler.core.model import Market
@@ -227,6 +229,13 @@ class ServiceModel(Strict):
     distribution: Literal["exponential", "lognormal", "fixed"] = "exponential"
     mean_s: Duration = Field(default=1.0, gt=0)
     cv: float = Field(default=1.0, ge=0)
+    batching: dict[Annotated[int, Field(ge=1)], Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict,
+        description="measured points: requests sharing an instance -> service-time multiplier",
+    )
+    """Batching is not free: ``{1: 1.0, 8: 1.4, 32: 2.6}`` says a request takes 1.4x as long
+    when 8 share the instance. Interpolated linearly (``simulations.traces.batch_multiplier``)
+    and applied at ``slots_per_instance``; empty: service time does not depend on the slots."""
 
 
 class StockoutWindow(Strict):
@@ -270,6 +279,8 @@ class GroupConfig(Strict):
     hourly_price: float = Field(default=0.0, ge=0)
     min: int = Field(default=0, ge=0)
     max: int | None = Field(default=None, ge=0)
+    count: int | None = Field(default=None, ge=1)
+    """Reserved groups only: the committed instances (``min = max = count``; config/reserved)."""
     simulation: GroupSimulation = Field(default_factory=GroupSimulation)
     settings: BaseModel
 
@@ -278,8 +289,8 @@ class GroupConfig(Strict):
     def _resolve(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             raise ValueError("must be a mapping")
-        keys = ("name", "market", "hourly_price", "min", "max", "simulation")
-        common = {k: data[k] for k in keys if k in data}
+        keys = ("name", "market", "hourly_price", "min", "max", "count", "simulation")
+        common = reserved_sizes({k: data[k] for k in keys if k in data})
         rest = {k: v for k, v in data.items() if k not in common and k != "provider"}
         if "kind" in rest:
             raise field_error(
@@ -325,6 +336,8 @@ class PoolConfig(Strict):
     behavior: BehaviorConfig = Field(default_factory=BehaviorConfig)
     service_model: ServiceModel = Field(default_factory=ServiceModel)
     groups: tuple[GroupConfig, ...] = Field(min_length=1)
+    budget: BudgetConfig | None = None
+    """This pool's monthly budget (``autoscaler.config.budget``)."""
 
     @model_validator(mode="after")
     def _groups(self) -> PoolConfig:
@@ -350,6 +363,8 @@ class Config(Strict):
     controller: ControllerConfig = Field(default_factory=ControllerConfig)
     providers: dict[Name, ProviderAccount] = Field(default_factory=dict)
     pools: tuple[PoolConfig, ...] = Field(min_length=1)
+    budget: BudgetConfig | None = None
+    """The whole config's monthly budget, over every pool (``autoscaler.config.budget``)."""
 
     @model_validator(mode="before")
     @classmethod

@@ -28,11 +28,11 @@ def check_spot_knobs(pool: PoolConfig) -> None:
     base = pool.capacity.on_demand_base
     if base == 0:
         return
-    on_demand = [g for g in pool.groups if g.market == Market.ON_DEMAND]
+    on_demand = [g for g in pool.groups if g.market != Market.SPOT]  # reserved counts too
     if not on_demand:
         raise field_error(
             "pool", ("capacity", "on_demand_base"),
-            "needs at least one group with market: on-demand", base,
+            "needs at least one group with market: on-demand or reserved", base,
         )
     limits = [g.max for g in on_demand]
     if all(m is not None for m in limits) and sum(m or 0 for m in limits) < base:

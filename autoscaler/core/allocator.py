@@ -1,19 +1,22 @@
-"""Spread a pool's desired total over its groups: spot first, cheapest first.
+"""Spread a pool's desired total over its groups: reserved, then spot, cheapest first.
 
-Preference order is fixed per pool (spot before on-demand, then by price, then by the order in
-the file), so filling in that order also means scale-in removes the least preferred capacity
-first. A group whose provider reports failed launches (or that the shell holds unavailable
-after a capacity error or a boot timeout) keeps what runs but gets no more, and the shortfall
-flows to the next group: that is the spot → on-demand fallback, and it reverses by itself when
-the spot group reports available again.
+Preference order is fixed per pool (reserved before spot before on-demand, then by price,
+then by the order in the file), so filling in that order also means scale-in removes the least
+preferred capacity first. A group whose provider reports failed launches (or that the shell
+holds unavailable after a capacity error or a boot timeout) keeps what runs but gets no more,
+and the shortfall flows to the next group: that is the spot → on-demand fallback, and it
+reverses by itself when the spot group reports available again.
 
 The fill, in order:
 
 1. every group's ``min`` (a floor, requested even while the group is unavailable: it is the
    group's own lower bound, and a cloud refuses a size below it anyway);
+   A reserved group's floor is its whole committed size (the config sets ``min = max =
+   count``): it is paid whether used or not, so it is filled before anything else;
 2. the pool's ``on_demand_base``: the first instances of the desired total go on on-demand
-   groups (their floors count toward it), cheapest available first. If no on-demand group can
-   take them, the rest joins step 3: serving capacity is worth more than the market mix;
+   groups (their floors, and reserved groups, count toward it: neither is preempted),
+   cheapest available first. If no on-demand group can take them, the rest joins step 3:
+   serving capacity is worth more than the market mix;
 3. the remainder, in preference order (spot first), honouring availability;
 4. what no usable group can take stays on the most preferred groups even if unavailable, so
    the shortfall is visible and launches when capacity returns.
@@ -37,12 +40,15 @@ from autoscaler.core.specs import GroupSpec
 
 Limits = tuple[tuple[str, int | None], ...]
 
+_RANK = {Market.RESERVED: 0, Market.SPOT: 1, Market.ON_DEMAND: 2}
+"""Fill order by market: committed capacity first (paid anyway), then the cheap preemptible."""
+
 
 class Allocator:
     def __init__(self, groups: Sequence[GroupSpec], on_demand_base: int = 0) -> None:
         ranked = sorted(
             enumerate(groups),
-            key=lambda item: (item[1].market != Market.SPOT, item[1].hourly_price, item[0]),
+            key=lambda item: (_RANK[item[1].market], item[1].hourly_price, item[0]),
         )
         self.order = tuple(g for _, g in ranked)
         self.on_demand_base = on_demand_base
@@ -52,7 +58,7 @@ class Allocator:
         self._floors = tuple((g.name, g.min) for g in self.order if g.min > 0)
         on_demand = [g for g in self.order if g.market == Market.ON_DEMAND]
         self._on_demand: Limits = tuple((g.name, g.max) for g in on_demand)
-        self._on_demand_floors = sum(g.min for g in on_demand)
+        self._on_demand_floors = sum(g.min for g in self.order if g.market != Market.SPOT)
 
     def allocate(self, desired: int, fleet: FleetState) -> dict[str, int]:
         targets = dict.fromkeys(self._names, 0)

@@ -14,10 +14,16 @@ Term = float | int | str | bool | None
 
 
 class Market(StrEnum):
-    """How a group's capacity is bought; spot is preferred and may vanish."""
+    """How a group's capacity is bought; spot is preferred and may vanish.
+
+    ``reserved``: committed instances (reserved instances, savings plans, committed-use
+    discounts), paid whether used or not, so they are filled first and never given back; to a
+    provider they are on-demand capacity of a fixed size.
+    """
 
     SPOT = "spot"
     ON_DEMAND = "on-demand"
+    RESERVED = "reserved"
 
 
 @dataclass(frozen=True, slots=True)

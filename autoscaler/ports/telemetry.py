@@ -6,9 +6,27 @@ The daemon uses the Prometheus implementation (``autoscaler.runtime.metrics``) o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from autoscaler.core.model import Decision, FleetState, Observation
+
+
+class InstanceFailures:
+    """Provider-side telemetry without a dependency on the runtime: a provider client that
+    can tell when an instance failed right after its start owns one of these as its
+    ``instance_failures`` attribute and calls ``record``; the daemon points ``sink`` at
+    ``Telemetry.record_instance_fast_failure`` (``autoscaler_instance_fast_failures_total``)."""
+
+    def __init__(self) -> None:
+        self.sink: Callable[[str, str], None] | None = None
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def record(self, pool: str, group: str) -> None:
+        key = (pool, group)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if self.sink is not None:
+            self.sink(pool, group)
 
 
 class Telemetry(Protocol):
@@ -37,6 +55,10 @@ class Telemetry(Protocol):
     def record_observation_invalid(self, pool: str, reason: str) -> None:
         """A source saw an implausible enqueue time (``reason`` from
         ``autoscaler.core.plausibility.REASONS``) and reported the wait as unknown."""
+
+    def record_instance_fast_failure(self, pool: str, group: str) -> None:
+        """An instance of the group exited on its own right after its start (a crash loop
+        in the making: the provider backs off and may report the group unavailable)."""
 
 
 class NullTelemetry:
@@ -67,4 +89,7 @@ class NullTelemetry:
         return None
 
     def record_observation_invalid(self, pool: str, reason: str) -> None:
+        return None
+
+    def record_instance_fast_failure(self, pool: str, group: str) -> None:
         return None

@@ -130,6 +130,7 @@ class GroupActuator:
     ) -> None:
         self.group = group
         self._gate = gate
+        """Asked before each resize; a config reload swaps it (``retarget``)."""
         self.account = account
         self._client = client
         self._clock = clock
@@ -201,6 +202,11 @@ class GroupActuator:
         """Wait until the latest submission has had at least one outcome (``--once``)."""
         await self._reported.wait()
 
+    def retarget(self, gate: ActuationGate) -> None:
+        """Use ``gate`` from the next resize on (a config reload rebuilt the gate's wrappers:
+        pauses, budgets); a call in progress is not affected."""
+        self._gate = gate
+
     async def stop(self, timeout_s: float) -> None:
         """Stop retrying. A call in progress is not cancelled midway: it gets up to
         ``timeout_s`` to finish, then is abandoned (its outcome is never known here)."""
@@ -214,6 +220,14 @@ class GroupActuator:
             done, _ = await asyncio.wait({call}, timeout=timeout_s)
             if not done:
                 log.warning("resize_abandoned", account=self.account, group=str(self.group))
+                call.add_done_callback(self._abandoned_outcome)
+
+    def _abandoned_outcome(self, call: asyncio.Future[None]) -> None:
+        """The late end of an abandoned call (often the client closing under it): logged,
+        so that asyncio never prints an unretrieved exception outside the JSON log."""
+        error = None if call.cancelled() else call.exception()
+        log.info("resize_abandoned_outcome", account=self.account, group=str(self.group),
+                 error=None if error is None else str(error))
 
     # ------------------------------------------------------------------ the task
 
@@ -231,7 +245,7 @@ class GroupActuator:
                 await asyncio.sleep(delay)  # a newer submit waits the hold-off too
                 continue
             work, self._wanted = self._wanted, None
-            if self._gate is not None and not await may_actuate(self._gate):
+            if self._gate is not None and not await may_actuate(self._gate, self.group.pool):
                 log.warning("resize_dropped", group=str(self.group), target=work.target,
                             reason=self._gate.why_closed or "not_confirmed")
                 self._reported.set()

@@ -25,15 +25,18 @@ from autoscaler.ports.clock import Clock
 from autoscaler.ports.observations import InvalidObservations
 from autoscaler.ports.provider import GroupId, ManagedGroup
 from autoscaler.ports.source import QueueSampler
-from autoscaler.ports.telemetry import NullTelemetry, Telemetry
+from autoscaler.ports.telemetry import InstanceFailures, NullTelemetry, Telemetry
 from autoscaler.registry import Registry, RegistryError
 from autoscaler.runtime.accounts import AccountRuntime
 from autoscaler.runtime.clock import LoopClock
+from autoscaler.runtime.extensions import Extensions, build_extensions
 from autoscaler.runtime.gate import ActuationGate, DryRunGate, OpenGate
-from autoscaler.runtime.leader import LeaderGate, RedisLease
+from autoscaler.runtime.leader import LeaderGate, make_lease
 from autoscaler.runtime.loop import ControlLoop, PoolRuntime
 from autoscaler.runtime.metrics import PrometheusTelemetry
+from autoscaler.runtime.peers import PeerWatch
 from autoscaler.runtime.persistence import build_persistence
+from autoscaler.runtime.reload import ConfigReloader
 from autoscaler.runtime.sdnotify import Notifier, watchdog_interval_s
 from autoscaler.runtime.supervisor import CANCEL_GRACE_S, Supervisor
 
@@ -55,6 +58,7 @@ class Daemon:
         self.config = config
         self.loop = loop
         self.samplers = samplers
+        self.extensions: Extensions | None = None
 
     @property
     def accounts(self) -> dict[str, AccountRuntime]:
@@ -91,18 +95,24 @@ class Daemon:
             if isinstance(invalid, InvalidObservations):
                 invalid.sink = telemetry.record_observation_invalid
         accounts = _accounts(config, regs["providers"], clock)
+        for account in accounts.values():  # providers count fast failures; telemetry exports
+            failures = getattr(account.client, "instance_failures", None)
+            if isinstance(failures, InstanceFailures):
+                failures.sink = telemetry.record_instance_fast_failure
         runtimes = []
         for pool in config.pools:
             controller = controller_for(pool, ctl.interval, regs["policies"])
             groups = tuple(GroupId(pool.name, g.name) for g in pool.groups)
             runtimes.append(PoolRuntime(pool.name, controller, groups,
                                         controller.initial_state()))
-        loop = ControlLoop(
-            runtimes, samplers, accounts, clock, telemetry,
-            interval_s=ctl.interval, gate=gate or (DryRunGate() if dry_run else OpenGate()),
-        )
+        ext = build_extensions(config, runtimes, clock, telemetry,
+                               gate or (DryRunGate() if dry_run else OpenGate()))
+        loop = ControlLoop(runtimes, samplers, accounts, clock, telemetry,
+                           interval_s=ctl.interval, gate=ext.gate, cross_pool=ext.cross_pool)
         loop.persistence = build_persistence(config, runtimes, clock, telemetry, read_only=dry_run)
-        return cls(config, loop, samplers)
+        daemon = cls(config, loop, samplers)
+        daemon.extensions = ext  # pauses and budgets (autoscaler.runtime.extensions)
+        return daemon
 
     async def start(self) -> None:
         """Start every account concurrently. One that fails is logged and retried later; its
@@ -119,6 +129,8 @@ class Daemon:
         await asyncio.gather(*(s.close() for s in self.samplers), return_exceptions=True)
         if self.loop.persistence is not None:
             await self.loop.persistence.close()
+        if self.extensions is not None:
+            await self.extensions.close()
         return [k for account in killed for k in account]
 
 
@@ -152,6 +164,8 @@ async def run_once(daemon: Daemon, out: TextIO) -> int:
     failed = False
     if daemon.loop.persistence is not None:  # one look must not overwrite a live daemon's state
         daemon.loop.persistence.read_only = True
+    if daemon.extensions is not None and daemon.extensions.budget is not None:
+        daemon.extensions.budget.read_only = True  # nor its month's spend
     try:
         await daemon.start()  # inside: a provider that fails half-way is still closed
         results = await daemon.loop.tick()
@@ -185,15 +199,20 @@ async def run_daemon(
     out: TextIO | None = None,
     install_signals: bool = True,
     supervisor: Supervisor | None = None,
+    config_path: str | None = None,
+    watch_config: bool = False,
 ) -> int:
-    """The daemon: serve metrics, tick until a signal, drain within ``drain_timeout``."""
+    """The daemon: serve metrics, tick until a signal, drain within ``drain_timeout``.
+
+    With ``config_path``, SIGHUP (and with ``watch_config`` a change of the file) reloads the
+    config between ticks (``autoscaler.runtime.reload``)."""
     ctl = config.controller
     telemetry = NullTelemetry() if once else PrometheusTelemetry()
     leader: LeaderGate | None = None
     if ctl.leader_election is not None and not dry_run:
         election = ctl.leader_election
         leader = LeaderGate(
-            RedisLease(election.url, election.key, election.ttl), LoopClock(),
+            make_lease(election), LoopClock(),
             on_change=telemetry.record_leader if isinstance(telemetry, PrometheusTelemetry)
             else None,
         )
@@ -234,27 +253,46 @@ async def run_daemon(
     clock = daemon.loop.clock
     killed: list[str] = []
     notifier = _systemd_notifier(ctl.interval)
+    reloader = None
+    if config_path is not None:
+        reloader = ConfigReloader(
+            daemon, config_path, lambda new: Daemon.build(
+                new, registries=registries, clock=clock, telemetry=telemetry, dry_run=dry_run,
+                gate=leader),
+            telemetry=telemetry, registries=registries, watch=watch_config)
+        if install_signals:
+            reloader.install_signal_handler()
     try:
         try:
             if leader is not None:
                 sup.spawn("leader-lease", leader.run(sup.stop))
             await daemon.start()
             sup.spawn("control-loop", daemon.loop.run(sup.stop, on_tick=notifier.on_tick))
+            if reloader is not None:
+                sup.spawn("config-reload", reloader.run(sup.stop))
+            if leader is None and not dry_run:  # a lone actor: warn if it is not alone
+                sup.spawn("peer-watch", PeerWatch(daemon, telemetry=telemetry).run(sup.stop))
             await sup.stop.wait()
         finally:
-            notifier.stopping(ctl.drain_timeout, grace_s=CANCEL_GRACE_S + 10.0)
+            drain_timeout = daemon.config.controller.drain_timeout  # a reload may change it
+            notifier.stopping(drain_timeout, grace_s=CANCEL_GRACE_S + 10.0)
             started = clock.monotonic()
-            log.info("daemon_draining", drain_timeout_s=ctl.drain_timeout)
-            await sup.drain(ctl.drain_timeout)
-            left = max(0.0, ctl.drain_timeout - (clock.monotonic() - started))
+            log.info("daemon_draining", drain_timeout_s=drain_timeout)
+            await sup.drain(drain_timeout)
+            if reloader is not None:
+                await reloader.close(drain_timeout - (clock.monotonic() - started))
+            left = max(0.0, drain_timeout - (clock.monotonic() - started))
             killed = await daemon.close(left)
     finally:
         telemetry.shutdown()
         notifier.close()
         if install_signals:
             sup.remove_signal_handlers()
+            if reloader is not None:
+                reloader.remove_signal_handler()
     if killed:  # their requests in progress were cut off: a supervisor should see that
-        log.error("drain_incomplete", killed=killed, drain_timeout_s=ctl.drain_timeout)
+        log.error("drain_incomplete", killed=killed,
+                  drain_timeout_s=daemon.config.controller.drain_timeout)
     log.info("daemon_stopped", failure=sup.failure, killed=len(killed))
     return EXIT_FAILED if sup.failure or killed else EXIT_OK
 

@@ -31,9 +31,22 @@ class FencedGate(ActuationGate, Protocol):
         ...
 
 
-async def may_actuate(gate: ActuationGate) -> bool:
+@runtime_checkable
+class PoolGate(ActuationGate, Protocol):
+    """A gate that can also be closed for single pools (``autoscaler pause``)."""
+
+    def is_open_for(self, pool: str) -> bool:
+        ...
+
+
+def open_for(gate: ActuationGate, pool: str) -> bool:
+    """Whether ``pool``'s decisions may be carried out now."""
+    return gate.is_open_for(pool) if isinstance(gate, PoolGate) else gate.is_open()
+
+
+async def may_actuate(gate: ActuationGate, pool: str | None = None) -> bool:
     """Asked by a group actuator right before each resize call."""
-    if not gate.is_open():
+    if not (gate.is_open() if pool is None else open_for(gate, pool)):
         return False
     return await gate.confirm() if isinstance(gate, FencedGate) else True
 

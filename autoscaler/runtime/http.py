@@ -5,8 +5,14 @@ and spawns one thread per connection with no socket timeout, so 300 idle connect
 threads for ever. This server is the standard library's threaded server with two bounds:
 
 - every connection's socket has a timeout (``timeout_s``): an idle or slow client is dropped;
-- at most ``max_connections`` are served at once; one more is answered ``503`` at once by the
-  accepting thread (a short write, never a read) and closed.
+- at most ``max_connections`` are served at once;
+- beyond them, ``probe_slots`` more connections are kept for health probes: their socket
+  timeout is ``probe_timeout_s`` (short) and they answer only ``/healthz`` and ``/readyz``
+  (``503`` for anything else), so a client holding every regular slot idle cannot make a
+  liveness probe fail: the probe's own request arrives at once, an idle holder of a probe slot
+  is dropped within ``probe_timeout_s``;
+- past both, a connection is answered ``503`` at once by the accepting thread (a short write,
+  never a read) and closed.
 
 What it does not guarantee: the refusal is written without reading the request, so a client
 whose request arrives after the close may see a connection reset instead of the 503; that
@@ -83,11 +89,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.connection.settimeout(self.server.timeout_s)  # an idle client is dropped
+        probe = self.server.is_probe_connection(self.connection)
+        self.probe_only = probe
+        # an idle client is dropped; one in a probe slot much sooner
+        self.connection.settimeout(self.server.probe_timeout_s if probe else self.server.timeout_s)
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        if path == "/metrics":
+        if self.probe_only and path not in ("/healthz", "/readyz"):
+            self._send(503, "text/plain; charset=utf-8", b"busy: health probes only\n")
+        elif path == "/metrics":
             self._send(200, CONTENT_TYPE_LATEST, generate_latest(self.server.registry))
         elif path in ("/healthz", "/readyz"):
             health = self.server.health
@@ -117,13 +128,18 @@ class MetricsServer(ThreadingHTTPServer):
 
     def __init__(
         self, host: str, port: int, registry: CollectorRegistry, health: Health, *,
-        timeout_s: float = 5.0, max_connections: int = 16,
+        timeout_s: float = 5.0, max_connections: int = 16, probe_slots: int = 4,
+        probe_timeout_s: float = 0.5,
     ) -> None:
         self.registry = registry
         self.health = health
         self.timeout_s = timeout_s
         self.max_connections = max_connections
+        self.probe_timeout_s = probe_timeout_s
         self._slots = threading.BoundedSemaphore(max_connections)
+        self._probe_slots = threading.BoundedSemaphore(probe_slots) if probe_slots else None
+        self._probe_connections: set[int] = set()
+        """``id`` of the sockets being served in a probe slot."""
         self.rejected = 0
         """Connections answered 503 because ``max_connections`` were being served."""
         self.active = 0
@@ -131,29 +147,45 @@ class MetricsServer(ThreadingHTTPServer):
         self._count = threading.Lock()
         super().__init__((host, port), _Handler)
 
+    def is_probe_connection(self, request: Any) -> bool:
+        with self._count:
+            return id(request) in self._probe_connections
+
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
+        if self._slots.acquire(blocking=False):
+            probe = False
+        elif self._probe_slots is not None and self._probe_slots.acquire(blocking=False):
+            probe = True
+        else:
             self.rejected += 1
             self._refuse(request)
             return
         with self._count:
             self.active += 1
+            if probe:
+                self._probe_connections.add(id(request))
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._release()
+            self._release(request)
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._release()
+            self._release(request)
 
-    def _release(self) -> None:
+    def _release(self, request: Any) -> None:
         with self._count:
             self.active -= 1
-        self._slots.release()
+            probe = id(request) in self._probe_connections
+            self._probe_connections.discard(id(request))
+        if probe:
+            assert self._probe_slots is not None
+            self._probe_slots.release()
+        else:
+            self._slots.release()
 
     def _refuse(self, request: socket.socket) -> None:
         try:
@@ -168,11 +200,13 @@ class MetricsServer(ThreadingHTTPServer):
 
 def serve(
     host: str, port: int, registry: CollectorRegistry, health: Health, *,
-    timeout_s: float = 5.0, max_connections: int = 16,
+    timeout_s: float = 5.0, max_connections: int = 16, probe_slots: int = 4,
+    probe_timeout_s: float = 0.5,
 ) -> tuple[MetricsServer, threading.Thread]:
     """Bind and serve in a daemon thread (``port=0``: any free port, see ``server_port``)."""
     server = MetricsServer(host, port, registry, health, timeout_s=timeout_s,
-                           max_connections=max_connections)
+                           max_connections=max_connections, probe_slots=probe_slots,
+                           probe_timeout_s=probe_timeout_s)
     thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
     thread.start()
     return server, thread

@@ -1,4 +1,5 @@
-"""One actor among replicas: a Redis lease behind the actuation gate.
+"""One actor among replicas: a lease behind the actuation gate (Redis here; a Kubernetes Lease
+in ``autoscaler.runtime.kube_lease``, same gate and fencing).
 
 ``RedisLease`` holds ``key`` with ``SET NX PX ttl``; its value is ``<holder>:<fence>``, where
 ``fence`` comes from ``INCR <key>:fence`` on every acquisition, so each term of leadership has a
@@ -26,10 +27,12 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Callable
+from typing import Protocol
 
 import redis.asyncio as aioredis
 import structlog
 
+from autoscaler.config.controller import LeaderElectionConfig
 from autoscaler.ports.clock import Clock
 from autoscaler.sources.redis.settings import redact_url
 
@@ -124,12 +127,46 @@ class RedisLease:
         await self._client.aclose()
 
 
+class Lease(Protocol):
+    """A lease backend: ``RedisLease`` here, ``KubernetesLease`` (``runtime.kube_lease``)."""
+
+    ttl_ms: int
+    token: str | None
+
+    @property
+    def location(self) -> str: ...
+
+    @property
+    def fence(self) -> int | None: ...
+
+    async def acquire(self) -> bool: ...
+
+    async def renew(self) -> bool: ...
+
+    async def holds(self) -> bool: ...
+
+    async def release(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def make_lease(election: LeaderElectionConfig) -> Lease:
+    """The lease of ``controller.leader_election`` (no I/O: clients connect on first use)."""
+    if election.backend == "kubernetes":
+        from autoscaler.runtime.kube_lease import KubernetesLease  # the optional extra
+
+        return KubernetesLease(election.namespace, election.name, election.ttl,
+                               kubeconfig=election.kubeconfig, context=election.context)
+    assert election.url is not None  # checked by the config
+    return RedisLease(election.url, election.key, election.ttl)
+
+
 class LeaderGate:
     """The actuation gate of a replica in leader election (see the module docstring)."""
 
     def __init__(
         self,
-        lease: RedisLease,
+        lease: Lease,
         clock: Clock,
         *,
         on_change: Callable[[bool], None] | None = None,

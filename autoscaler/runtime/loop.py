@@ -42,7 +42,8 @@ from autoscaler.runtime.actuator import (
     Ticket,
     Unavailability,
 )
-from autoscaler.runtime.gate import ActuationGate, OpenGate
+from autoscaler.runtime.crosspool import CrossPoolStep, TickView, identity_step
+from autoscaler.runtime.gate import ActuationGate, OpenGate, open_for
 from autoscaler.runtime.persistence import ControllerPersistence
 
 log = structlog.get_logger("autoscaler.runtime")
@@ -118,15 +119,6 @@ class TickGrid:
         return self.start + k * self.interval, skipped
 
 
-CrossPoolStep = Callable[[Mapping[str, Decision]], Mapping[str, Decision]]
-
-
-def identity_step(decisions: Mapping[str, Decision]) -> Mapping[str, Decision]:
-    """The cross-pool step of today: every pool's decision as it is. Budgets will fill this
-    seam (they need all decisions of a tick at once, which is why it exists)."""
-    return decisions
-
-
 class ControlLoop:
     def __init__(
         self,
@@ -165,6 +157,8 @@ class ControlLoop:
         self._saturated: set[str] = set()
         """Pools saturated at their last decision (a warning when one starts, info at its end)."""
         self.persistence: ControllerPersistence | None = None  # controller.state_store
+        self.tick_lock = asyncio.Lock()
+        """Held by ``run`` for each tick: a config reload swaps parts only between ticks."""
 
     @property
     def dry_run(self) -> bool:
@@ -196,7 +190,10 @@ class ControlLoop:
             results[rt.name] = tick
             if tick.decision is not None and fleet is not None:
                 decided[rt.name], fleets[rt.name] = tick.decision, fleet
-        for name, decision in self.cross_pool(decided).items():
+        view = TickView(decided, fleets, observations)
+        for name, decision in (await self.cross_pool(view)).items():
+            if decision is not decided[name]:  # a budget cap changed it: export what stands
+                self.telemetry.record_decision(decision)
             results[name] = self._actuate(results[name], decision, fleets[name])
         if self.persistence is not None and self.gate.is_open():
             # Only the actor writes: a standby (or a dry run) behind a closed gate keeps its own
@@ -213,9 +210,12 @@ class ControlLoop:
         ``on_tick`` sees every tick's results (the demo's live table)."""
         grid = TickGrid(self.clock.monotonic(), self.interval_s)
         while not stop.is_set():
-            results = await self.tick()
+            async with self.tick_lock:
+                results = await self.tick()
             if on_tick is not None:
                 on_tick(results)
+            if grid.interval != self.interval_s:  # a reload changed it: a new grid from now
+                grid = TickGrid(self.clock.monotonic(), self.interval_s)
             due, skipped = grid.advance(self.clock.monotonic())
             if skipped:
                 log.warning("tick_overrun", skipped_slots=skipped, interval_s=self.interval_s)
@@ -224,6 +224,29 @@ class ControlLoop:
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
+
+    def reconfigure(
+        self, pools: Sequence[PoolRuntime], samplers: Sequence[QueueSampler],
+        accounts: Mapping[str, AccountRuntime], *, interval_s: float, cross_pool: CrossPoolStep,
+        persistence: ControllerPersistence | None, gate: ActuationGate,
+    ) -> None:
+        """Swap in a reloaded config's parts (``autoscaler.runtime.reload``, under
+        ``tick_lock``). Per-pool memory of pools that stay is kept; that of removed pools and
+        groups is dropped. Actuators are the caller's: it stops those it retires; the others
+        ask the new gate from their next resize on."""
+        self.gate = gate
+        for actuator in self.actuators.values():
+            actuator.retarget(gate)
+        self.pools, self.samplers, self.accounts = list(pools), list(samplers), dict(accounts)
+        self._account_of = {g: a for a in self.accounts.values() for g in a.groups}
+        self._by_name = {rt.name: rt for rt in self.pools}
+        for table in (self._watches, self._last):
+            for name in set(table) - set(self._by_name):
+                del table[name]
+        self._saturated &= set(self._by_name)
+        for gid in set(self._describe_errors) - set(self._account_of):
+            del self._describe_errors[gid]
+        self.interval_s, self.cross_pool, self.persistence = interval_s, cross_pool, persistence
 
     # ------------------------------------------------------------------ outcomes
 
@@ -416,7 +439,7 @@ class ControlLoop:
             terms=dict(decision.terms), depth=obs.depth if obs else None,
             oldest_wait_s=obs.oldest_wait_s if obs else None, dry_run=not self.gate.is_open(),
         )
-        if not self.gate.is_open():
+        if not open_for(self.gate, rt.name):  # a dry run, a standby, or a paused pool
             return tick
         self._seq += 1
         ticket = Ticket(rt.name, decision, self._seq)

@@ -7,9 +7,12 @@ own metrics, never collide. The simulator and the ``--once`` path use ``NullTele
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.registry import Collector
 
 from autoscaler.core.model import Decision, FleetState, Observation
 from autoscaler.runtime.http import Health, MetricsServer
@@ -19,11 +22,46 @@ from autoscaler.runtime.metrics_fleet import FleetMetrics
 TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
+class ReloadableRegistry(CollectorRegistry):
+    """A registry on which a config reload may register a metric again.
+
+    Components built from the config (persistence, pauses, budgets, the attainment estimate)
+    register their collectors when they are wired; a reload wires a second set before the
+    first is dropped. Inside ``replacing()``, a collector whose names are taken replaces the
+    one holding them (the rebuilt component's collector is the one exported from then on; a
+    replaced counter starts again from 0, which ``rate()`` reads as a reset). Outside, a
+    duplicate raises as usual, so an accidental clash at start-up is still caught."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._replace = False
+
+    @contextlib.contextmanager
+    def replacing(self) -> Iterator[None]:
+        self._replace = True
+        try:
+            yield
+        finally:
+            self._replace = False
+
+    def register(self, collector: Collector) -> None:
+        if self._replace:
+            # prometheus_client's own name expansion (``_total``, ``_created``, ...): the
+            # names ``register`` would refuse.
+            names = set(self._get_names(collector))  # type: ignore[no-untyped-call]
+            with self._lock:
+                held = {self._names_to_collectors[n] for n in names
+                        if n in self._names_to_collectors}
+            for old in held:
+                self.unregister(old)
+        super().register(collector)
+
+
 class PrometheusTelemetry:
     """Prometheus metrics for the daemon, on a private registry served by ``serve``."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
+        self.registry = registry if registry is not None else ReloadableRegistry()
         self._server: MetricsServer | None = None
         self.health = Health()
         """Liveness and readiness served at ``/healthz`` and ``/readyz``; the daemon sets its
@@ -116,6 +154,40 @@ class PrometheusTelemetry:
         self.fleet = FleetMetrics(r)
         """Per group and market, rates, cost, build info, process (``metrics_fleet``)."""
 
+        self.instance_fast_failures = Counter(
+            "autoscaler_instance_fast_failures",
+            "Instances that exited on their own right after their start (crash loop)",
+            ["pool", "group"],
+            registry=r,
+        )
+        self.group_available = Gauge(
+            "autoscaler_group_available",
+            "0 while the group is held unavailable (capacity, boot timeout, crash loop: the "
+            "reason is in the group_unavailable log line), 1 otherwise",
+            ["pool", "group"],
+            registry=r,
+        )
+        self._groups: dict[str, set[str]] = {}
+        """Groups with a ``group_available`` series, by pool (``forget_pool`` drops them)."""
+        self.state_save_failures = Counter(
+            "autoscaler_state_save_failures",
+            "Pools whose controller state could not be saved after a tick",
+            registry=r,
+        )
+
+    def forget_pool(self, pool: str) -> None:
+        """Drop a pool's gauges (a reload removed it): a pool no longer managed must not
+        keep exporting its last values as if they were current. Counters keep their history."""
+        for gauge in (self.queue_depth, self.oldest_wait, self.in_flight, self.stale,
+                      self.desired, self.recommended, self.saturated, self.running,
+                      self.booting, self.draining):
+            with contextlib.suppress(KeyError):
+                gauge.remove(pool)
+        for group in self._groups.pop(pool, set()):
+            with contextlib.suppress(KeyError):
+                self.group_available.remove(pool, group)
+        self.fleet.forget_pool(pool)
+
     def serve(self, host: str, port: int, *, timeout_s: float = 5.0,
               max_connections: int = 16) -> int:
         """Serve ``/metrics``, ``/healthz`` and ``/readyz`` (``autoscaler.runtime.http``) in a
@@ -147,6 +219,9 @@ class PrometheusTelemetry:
         self.running.labels(pool).set(fleet.running)
         self.booting.labels(pool).set(fleet.booting)
         self.draining.labels(pool).set(fleet.draining)
+        for group in fleet.groups:
+            self.group_available.labels(pool, group.name).set(1 if group.available else 0)
+            self._groups.setdefault(pool, set()).add(group.name)
         self.fleet.described(pool, fleet)
 
     def record_decision(self, decision: Decision) -> None:
@@ -181,3 +256,6 @@ class PrometheusTelemetry:
 
     def record_observation_invalid(self, pool: str, reason: str) -> None:
         self.observation_invalid.labels(pool=pool, reason=reason).inc()
+
+    def record_instance_fast_failure(self, pool: str, group: str) -> None:
+        self.instance_fast_failures.labels(pool=pool, group=group).inc()

@@ -10,6 +10,7 @@ bounded by pools x groups.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
 
@@ -39,7 +40,8 @@ def _unknown_is_nan(value: float | int | None) -> float:
 
 
 class FleetMetrics:
-    """Group and market gauges, arrival/completion/service rates, cost rate, build info and the
+    """Group and market gauges (``autoscaler_group_available{pool,group}`` is the crash-loop
+    work's, in ``metrics``), arrival/completion/service rates, cost rate, build info and the
     process collector (``process_*``: CPU, resident memory, open file descriptors)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -60,10 +62,6 @@ class FleetMetrics:
         self.group_draining = Gauge(
             "autoscaler_group_draining_instances", "Instances leaving the group (billed, "
             "taking no new work)", GROUP_LABELS, registry=r)
-        self.group_available = Gauge(
-            "autoscaler_group_available",
-            "0 while the group is held unavailable (spot stockout, quota, boot timeout)",
-            GROUP_LABELS, registry=r)
         self.cost_rate = Gauge(
             "autoscaler_cost_rate_usd_per_hour",
             "Billed instances (booting + running + draining) x the group's hourly_price",
@@ -107,6 +105,20 @@ class FleetMetrics:
             self.capacity_min.labels(pool.name).set(pool.capacity.min)
             self.capacity_max.labels(pool.name).set(pool.capacity.max)
 
+    def forget_pool(self, pool: str) -> None:
+        """Drop a removed pool's series (a reload): no stale values exported as current."""
+        for gauge in (self.arrival_rate, self.completion_rate, self.service_rate,
+                      self.sla_max_wait, self.sla_target, self.capacity_min, self.capacity_max):
+            with contextlib.suppress(KeyError):
+                gauge.remove(pool)
+        groups = [(p, g) for (p, g) in self._markets if p == pool]
+        for key in groups:
+            market = self._markets.pop(key)
+            for gauge in (self.group_desired, self.group_target, self.group_running,
+                          self.group_booting, self.group_draining, self.cost_rate):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(pool, key[1], market)
+
     def observed(self, pool: str, obs: Observation) -> None:
         if not obs.fresh:
             return  # a stale copy carries old rates: keep the last measured values
@@ -121,7 +133,6 @@ class FleetMetrics:
             self.group_running.labels(*labels).set(g.running)
             self.group_booting.labels(*labels).set(g.booting)
             self.group_draining.labels(*labels).set(g.draining)
-            self.group_available.labels(*labels).set(1 if g.available else 0)
             price = self._prices.get((pool, g.name), 0.0)
             self.cost_rate.labels(*labels).set((g.booting + g.running + g.draining) * price)
 

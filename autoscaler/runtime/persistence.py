@@ -254,12 +254,8 @@ def build_persistence(
     if not bindings:
         return None
     failures: Counter | None = None
-    if isinstance(telemetry, PrometheusTelemetry):
-        failures = Counter(
-            "autoscaler_state_save_failures",
-            "Pools whose controller state could not be saved after a tick",
-            registry=telemetry.registry,
-        )
+    if isinstance(telemetry, PrometheusTelemetry):  # one counter per registry: a reload rebuilds
+        failures = telemetry.state_save_failures
     log.info("state_store_configured", stores=[s.location for s in stores.values()],
              pools=[b.pool for b in bindings], read_only=read_only)
     return ControllerPersistence(bindings, clock, read_only=read_only, failures=failures)

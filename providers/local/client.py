@@ -20,6 +20,7 @@ from autoscaler.core.model import GroupState, scale_in_key
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.errors import CapacityUnavailable, NotFound, ProviderError
 from autoscaler.ports.provider import AccountSpec, GroupId, ManagedGroup
+from autoscaler.ports.telemetry import InstanceFailures
 from autoscaler.providers.local.output import finish_forwarding, pipes, start_forwarding
 from autoscaler.providers.local.settings import LocalSettings, group_problems
 from autoscaler.sources.memory import MemoryQueue, MemorySettings, get_queue
@@ -90,7 +91,10 @@ class LocalClient:
         ]
         if problems:
             raise ValueError("; ".join(problems))
-        self.groups = {g.id: LocalGroup(g, clock, account.name) for g in groups}
+        self.instance_failures = InstanceFailures()
+        """Fast failures by (pool, group): the daemon exports them (``ports.telemetry``)."""
+        self.groups = {g.id: LocalGroup(g, clock, account.name, self.instance_failures)
+                       for g in groups}
 
     async def start(self) -> None:
         """Nothing to adopt: local instances do not outlive the daemon that started them
@@ -134,12 +138,14 @@ class LocalClient:
 class LocalGroup:
     """One local group's instances."""
 
-    def __init__(self, spec: ManagedGroup, clock: Clock, account: str = "local") -> None:
+    def __init__(self, spec: ManagedGroup, clock: Clock, account: str = "local",
+                 failures: InstanceFailures | None = None) -> None:
         settings = spec.settings
         if not isinstance(settings, LocalSettings):
             raise TypeError(f"group {spec.id}: local provider settings expected")
         self.id = spec.id
         self.group = spec
+        self._failures = failures or InstanceFailures()
         self.account = account
         self.settings = settings
         self._clock = clock
@@ -256,6 +262,7 @@ class LocalGroup:
             return
         self.fast_failures += 1
         self.fast_failures_total += 1
+        self._failures.record(self.id.pool, self.id.group)
         n = self.fast_failures
         backoff = min(CRASH_BACKOFF_MAX_S, CRASH_BACKOFF_BASE_S * 2 ** (n - 1))
         backoff *= self._rng.uniform(0.5, 1.5)

@@ -9,10 +9,17 @@ It also plays the controllers: on every request, each workload's pods are reconc
 workload's capacity is 0), scale-in deletes not-ready pods first, then the newest (the
 ReplicaSet's order), and deleted pods stay terminating while ``hold_terminating`` is set.
 Errors are injected per request as real ``Status`` bodies (``fail_next``).
+
+Leases (``/apis/coordination.k8s.io/v1/namespaces/{ns}/leases[/{name}]``): GET, POST (409
+``AlreadyExists`` when it exists), PUT (409 ``Conflict`` unless the body's
+``metadata.resourceVersion`` is the stored one: the compare-and-swap leader election relies
+on) and DELETE; every write bumps the ``resourceVersion``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -63,6 +70,11 @@ class FakeKubeApi:
         self.hold_terminating = False
         self.failures: list[tuple[int, dict[str, str]]] = []
         self.requests: list[tuple[str, str]] = []
+        self.leases: dict[tuple[str, str], dict[str, Any]] = {}
+        self.slow: dict[str, float] = {}
+        self._stopping = asyncio.Event()
+        """HTTP method -> seconds each such request is held before it is answered."""
+        self._versions = itertools.count(100)
         self.auth_headers: list[str] = []
         self._ids = itertools.count(1)
         self.url = ""
@@ -96,6 +108,7 @@ class FakeKubeApi:
         return self.url
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -133,11 +146,17 @@ class FakeKubeApi:
     async def _handle(self, request: web.Request) -> web.Response:
         self.requests.append((request.method, request.path))
         self.auth_headers.append(request.headers.get("Authorization", ""))
+        if request.method in self.slow:  # held, but released at once by ``stop``
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.slow[request.method])
         if self.failures:
             status, headers = self.failures.pop(0)
             return _status(status, f"injected {status}", headers)
         self.reconcile_all()
         parts = request.path.strip("/").split("/")
+        if parts[:4] == ["apis", "coordination.k8s.io", "v1", "namespaces"] and len(parts) in (
+                6, 7) and parts[5] == "leases":
+            return await self._lease(request, parts[4], parts[6] if len(parts) == 7 else None)
         if parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 5 and parts[4] == "pods":
             return self._pods(parts[3], request.query.get("labelSelector", ""))
         if parts[:4] == ["apis", "apps", "v1", "namespaces"] and len(parts) in (7, 8):
@@ -160,6 +179,44 @@ class FakeKubeApi:
                 self._reconcile(w)
                 return _json(self._scale(w))
         return _status(404, "the server could not find the requested resource")
+
+    async def _lease(self, request: web.Request, namespace: str, name: str | None
+                     ) -> web.Response:
+        if request.method == "POST" and name is None:
+            body = json.loads(await request.text())
+            name = str(body.get("metadata", {}).get("name", ""))
+            if (namespace, name) in self.leases:
+                return _status(409, f'leases.coordination.k8s.io "{name}" already exists',
+                               reason="AlreadyExists")
+            return _json(self._store_lease(namespace, name, body), status=201)
+        if name is None:
+            return _status(405, "method not allowed")
+        stored = self.leases.get((namespace, name))
+        if stored is None and request.method != "POST":
+            return _status(404, f'leases.coordination.k8s.io "{name}" not found')
+        assert stored is not None
+        if request.method == "GET":
+            return _json(stored)
+        if request.method == "PUT":
+            body = json.loads(await request.text())
+            sent = body.get("metadata", {}).get("resourceVersion")
+            if sent != stored["metadata"]["resourceVersion"]:
+                return _status(409, f'Operation cannot be fulfilled on leases.coordination.k8s.io'
+                                    f' "{name}": the object has been modified; please apply your'
+                                    f' changes to the latest version and try again')
+            return _json(self._store_lease(namespace, name, body))
+        if request.method == "DELETE":
+            del self.leases[(namespace, name)]
+            return _json({"kind": "Status", "apiVersion": "v1", "status": "Success"})
+        return _status(405, "method not allowed")
+
+    def _store_lease(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        metadata = {**body.get("metadata", {}), "name": name, "namespace": namespace,
+                    "resourceVersion": str(next(self._versions)), "uid": f"lease-{name}"}
+        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                 "metadata": metadata, "spec": dict(body.get("spec", {}))}
+        self.leases[(namespace, name)] = lease
+        return lease
 
     def _scale(self, w: Workload) -> dict[str, Any]:
         return {
@@ -208,17 +265,19 @@ class FakeKubeApi:
                 "status": {"phase": phase, "conditions": conditions}}
 
 
-def _json(data: dict[str, Any]) -> web.Response:
-    return web.json_response(data)
+def _json(data: dict[str, Any], status: int = 200) -> web.Response:
+    return web.json_response(data, status=status)
 
 
-_REASONS = {403: "Forbidden", 404: "NotFound", 409: "Conflict", 415: "UnsupportedMediaType",
+_REASONS = {403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed", 409: "Conflict",
+            415: "UnsupportedMediaType",
             422: "Invalid", 429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}
 
 
-def _status(code: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+def _status(code: int, message: str, headers: dict[str, str] | None = None, *,
+            reason: str | None = None) -> web.Response:
     body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": _REASONS.get(code, "Unknown"), "code": code}
+            "message": message, "reason": reason or _REASONS.get(code, "Unknown"), "code": code}
     return web.json_response(body, status=code, headers=headers)
 
 

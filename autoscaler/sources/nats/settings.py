@@ -1,0 +1,71 @@
+"""A ``nats-jetstream`` queue: a server, a stream and a durable consumer on it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NAME = re.compile(r"^[^\s.*>/\\]+$")
+"""JetStream stream and consumer names: no whitespace, dots, wildcards or path separators."""
+
+
+def redact(url: str) -> str:
+    """The URL with any password or token in its user-info replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, hostpart = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user, colon, _secret = userinfo.partition(":")
+    return f"{scheme}://{user + ':***' if colon else '***'}@{hostpart}"
+
+
+class NatsSettings(BaseModel):
+    """Inputs are hidden from validation errors: the URL may carry a password or token."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    url: str = Field(description="nats://[user:password@]host[:port] or tls://...")
+    stream: str = Field(description="the JetStream stream")
+    consumer: str = Field(description="the durable consumer the workers pull from")
+    credentials: Path | None = Field(default=None, description="a .creds file (NGS, "
+                                                               "operator mode)")
+    domain: str | None = Field(default=None, min_length=1, description="JetStream domain "
+                                                                       "(leaf nodes)")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        safe = redact(value)
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018  (raises ValueError on a bad port)
+        except ValueError as exc:
+            raise ValueError(f"invalid NATS URL {safe!r}: {exc}") from None
+        if parts.scheme not in ("nats", "tls") or not parts.hostname:
+            raise ValueError(f"NATS URL must be nats://host[:port] or tls://host[:port], "
+                             f"got {safe!r}")
+        return value
+
+    @field_validator("stream", "consumer")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not a JetStream name (no spaces, '.', '*', '>', "
+                             "'/' or '\\\\')")
+        return value
+
+    @field_validator("credentials")
+    @classmethod
+    def _credentials(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"credentials file {str(value)!r} does not exist")
+        return value
+
+    def queue_identity(self) -> str:
+        return f"{self.stream}/{self.consumer}"
+
+    def describe(self) -> str:
+        return f"{redact(self.url)} stream {self.stream!r} consumer {self.consumer!r}"

@@ -1,0 +1,98 @@
+"""A ``rabbitmq`` queue: the broker's AMQP URL, the queue, and how to read what AMQP cannot."""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+AgeMethod = Literal["management", "peek", "none"]
+
+
+def redact(url: str) -> str:
+    """The URL with any password in its user-info replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, hostpart = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user, colon, _secret = userinfo.partition(":")
+    return f"{scheme}://{user + ':***' if colon else '***'}@{hostpart}"
+
+
+def _check_url(value: str, schemes: tuple[str, ...], what: str) -> str:
+    safe = redact(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError as exc:
+        raise ValueError(f"invalid {what} URL {safe!r}: {exc}") from None
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"{what} URL must start with {' or '.join(s + '://' for s in schemes)} "
+                         f"and name a host, got {safe!r}")
+    return value
+
+
+class RabbitMqSettings(BaseModel):
+    """Inputs are hidden from validation errors: the URLs may carry passwords."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    url: str = Field(description="amqp://user:password@host[:port][/vhost] or amqps://...")
+    queue: str = Field(min_length=1, max_length=255, description="the queue's name")
+    management_url: str | None = Field(
+        default=None, description="http(s)://host:15672 of the management plugin: ready, "
+                                  "unacked, consumers, head age and rates from its HTTP API")
+    age: AgeMethod | None = Field(
+        default=None, description="head-of-line age: management (default with "
+                                  "management_url), peek (basic.get + requeue) or none")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value, ("amqp", "amqps"), "AMQP")
+
+    @field_validator("management_url")
+    @classmethod
+    def _management(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return _check_url(value, ("http", "https"), "management").rstrip("/")
+
+    @model_validator(mode="after")
+    def _age(self) -> RabbitMqSettings:
+        if self.age is None:
+            object.__setattr__(self, "age", "management" if self.management_url else "none")
+        if self.age == "management" and self.management_url is None:
+            raise ValueError("age: management needs management_url (the management plugin's "
+                             "HTTP API, e.g. http://rabbit:15672)")
+        return self
+
+    @property
+    def vhost(self) -> str:
+        """The AMQP URL's path, unquoted; ``/`` when it has none (RabbitMQ's default)."""
+        path = urlsplit(self.url).path
+        return unquote(path[1:]) if len(path) > 1 else "/"
+
+    def credentials(self) -> tuple[str, str]:
+        """User and password for the management API: its URL's, else the AMQP URL's, else
+        RabbitMQ's default ``guest``/``guest``."""
+        for url in (self.management_url or "", self.url):
+            parts = urlsplit(url)
+            if parts.username is not None:
+                return unquote(parts.username), unquote(parts.password or "")
+        return "guest", "guest"
+
+    def management_base(self) -> str | None:
+        """``management_url`` without its user-info (sent as basic auth instead)."""
+        if self.management_url is None:
+            return None
+        parts = urlsplit(self.management_url)
+        host = parts.netloc.rpartition("@")[2]
+        return f"{parts.scheme}://{host}{parts.path}"
+
+    def queue_identity(self) -> str:
+        return f"{self.vhost}/{self.queue}"
+
+    def describe(self) -> str:
+        return f"{redact(self.url)} vhost {self.vhost!r} queue {self.queue!r}"
