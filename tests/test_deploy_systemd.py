@@ -53,16 +53,21 @@ def test_notify_with_a_watchdog_that_outlasts_several_ticks(service: dict[str, l
     assert watchdog >= 3 * ControllerConfig().interval
 
 
-def test_config_is_a_credential_the_dynamic_user_can_read(service: dict[str, list[str]]) -> None:
-    """``DynamicUser`` cannot read a root-owned 0750 ConfigurationDirectory; a credential is
-    copied by systemd (as root) into the unit's private %d, owned by the service user."""
+def test_config_is_readable_by_the_dynamic_user_and_reloadable(
+    service: dict[str, list[str]],
+) -> None:
+    """``DynamicUser`` cannot read a root-owned 0750 ConfigurationDirectory (the issue's
+    ``Permission denied``, rc 2, never retried): the directory is 0755 and the file 0644 with
+    its secrets in the environment file or credentials; ``systemctl reload`` sends SIGHUP."""
     assert service["DynamicUser"] == ["yes"]
-    assert "ConfigurationDirectoryMode" not in service
-    credentials = dict(v.split(":", 1) for v in service["LoadCredential"])
-    assert credentials["policy.yaml"] == "/etc/autoscaler/policy.yaml"
+    assert service["ConfigurationDirectory"] == ["autoscaler"]
+    mode = int(service["ConfigurationDirectoryMode"][0], 8)
+    assert mode & 0o005 == 0o005, "others must read and traverse /etc/autoscaler"
     for key in ("ExecStartPre", "ExecStart"):
-        assert "%d/policy.yaml" in service[key][0], key
+        assert "/etc/autoscaler/policy.yaml" in service[key][0], key
+    assert service["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     assert service["RestartPreventExitStatus"] == ["2"]
+    assert any("/etc/autoscaler/env" in v for v in service["EnvironmentFile"])
 
 
 def test_gpu_devices_reach_local_workers(service: dict[str, list[str]]) -> None:
