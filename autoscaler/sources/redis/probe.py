@@ -32,7 +32,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-Kind = Literal["list", "zset", "stream"]
+Kind = Literal["list", "zset", "stream", "rq", "arq", "celery"]
 
 CHUNK = 250
 """Pools per EVALSHA: bounds how long one script holds the Redis event loop."""
@@ -64,29 +64,36 @@ local function fail(key, err)
   return 'E\t' .. (key .. ': ' .. tostring(err)):gsub('[\r\n\t]', ' ')
 end
 
--- The head payload's TOP-LEVEL "enqueued_at" number, read from its first `prefix` bytes
+-- The head payload's TOP-LEVEL "enqueued_at" number (or, with `nested`, the one inside its
+-- top-level "headers" object: a Celery message), read from its first `prefix` bytes
 -- only, so a 100 MB request costs LINDEX's copy (~0.5 s), not also a scan of 100 MB.
--- Escapes are dropped, then every string except the key itself is emptied (so braces in
--- prompts do not count) and the key is marked \1; the first marked key at depth 1 followed
--- by ':' is the one. A value that is not a number, or a key past the prefix, gives ''
--- (unknown). No cjson.decode: a truncated prefix is not valid JSON, and decoding a whole
--- prompt per tick would make sampling cost grow with it.
-local function enqueued_at(item)
+-- Escapes are dropped, then every string except the keys looked for is emptied (so braces in
+-- prompts do not count) and the keys are marked \1 (enqueued_at) and \2 (headers); the first
+-- marked key at the wanted depth followed by ':' is the one. A value that is not a number,
+-- or a key past the prefix, gives '' (unknown). No cjson.decode: a truncated prefix is not
+-- valid JSON, and decoding a whole prompt per tick would make sampling cost grow with it.
+local function enqueued_at(item, nested)
   local s = item:sub(1, prefix)
   if not s:match('^%s*{') then return '' end
   s = s:gsub('\\.', '')
   s = s:gsub('"[^"]*"', function(m)
     if m == '"enqueued_at"' then return '\1' end
+    if m == '"headers"' then return '\2' end
     return '""'
   end)
-  local depth = 0
-  for pos, c in s:gmatch('()([{}%[%]\1])') do
+  local depth, want, inside, opening = 0, nested and 2 or 1, not nested, false
+  for pos, c in s:gmatch('()([{}%[%]\1\2])') do
     if c == '{' or c == '[' then
       depth = depth + 1
+      if opening and depth == 2 then inside = true end
+      opening = false
     elseif c == '}' or c == ']' then
       depth = depth - 1
       if depth <= 0 then return '' end
-    elseif depth == 1 and s:find('^%s*:', pos + 1) then
+      if nested and depth < 2 then inside = false end
+    elseif c == '\2' then
+      opening = nested and depth == 1 and s:find('^%s*:%s*{', pos + 1) ~= nil
+    elseif inside and depth == want and s:find('^%s*:', pos + 1) then
       local v = s:match('^%s*:%s*(%-?[%d.]+[eE]?[-+]?%d*)', pos + 1)
       if v and tonumber(v) then return v end
       return ''
@@ -95,11 +102,36 @@ local function enqueued_at(item)
   return ''
 end
 
+-- Redis server time, read once per call and only by kinds that need it (rq, arq).
+local clock
+local function now()
+  if not clock then
+    local t = call('TIME')
+    clock = tonumber(t[1]) + tonumber(t[2]) / 1e6
+  end
+  return clock
+end
+
+-- An rq timestamp ('2024-05-01T12:00:00.123456Z', UTC) as unix seconds; '' if not one.
+local function iso_seconds(v)
+  if not v then return '' end
+  local y, mo, d, h, mi, sec = v:match('^(%d+)%-(%d+)%-(%d+)T(%d+):(%d+):([%d.]+)Z?$')
+  if not y then return '' end
+  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
+  if mo <= 2 then y = y - 1 end  -- days from civil (H. Hinnant), years starting in March
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local doy = math.floor((153 * ((mo + 9) % 12) + 2) / 5) + d - 1
+  local days = era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+               - 719468
+  return format('%.6f', days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec))
+end
+
 local function list(key, enq, done)
   local n = pcall_redis('LLEN', key)
   if type(n) == 'table' then return fail(key, n.err) end
   local head = ''
-  if n > 0 then head = enqueued_at(call('LINDEX', key, -1)) end
+  if n > 0 then head = enqueued_at(call('LINDEX', key, -1), false) end
   -- In flight: each worker's own processing list (reclaim needs to know whose request it is).
   local busy = 0
   local members = pcall_redis('SMEMBERS', key .. ':consumers')
@@ -154,6 +186,95 @@ local function stream(key, group, enq, done)
   return 'ok\t' .. lag .. '\t' .. head .. '\t' .. pending .. '\t' .. enq .. '\t' .. done
 end
 
+-- rq: `key` is the queue's list `<prefix>:queue:<name>`; RPUSH-ed job ids, popped from the
+-- left. The head job's hash has `enqueued_at`; running jobs are in the started registry
+-- `<prefix>:wip:<name>` scored by when their worker's lease ends (an expired score: the worker
+-- died, rq will fail or requeue it); completions are the finished + failed registries' sizes,
+-- and arrivals = completions + waiting + running (every job is in exactly one of them).
+local function rq(key, rq_prefix, enq, done)
+  local n = pcall_redis('LLEN', key)
+  if type(n) == 'table' then return fail(key, n.err) end
+  local name = key:sub(#rq_prefix + 8)
+  local head = ''
+  if n > 0 then
+    local id = call('LINDEX', key, 0)
+    local at = pcall_redis('HGET', rq_prefix .. ':job:' .. id, 'enqueued_at')
+    if type(at) == 'string' then head = iso_seconds(at) end
+  end
+  local busy = pcall_redis('ZCOUNT', rq_prefix .. ':wip:' .. name, '(' .. format('%.6f', now()),
+                           '+inf')
+  local fin = pcall_redis('ZCARD', rq_prefix .. ':finished:' .. name)
+  local failed = pcall_redis('ZCARD', rq_prefix .. ':failed:' .. name)
+  if type(busy) ~= 'number' then busy = '' end
+  if type(fin) == 'number' and type(failed) == 'number' then
+    done = fin + failed
+    if busy ~= '' then enq = done + n + busy end
+  end
+  return 'ok\t' .. n .. '\t' .. head .. '\t' .. busy .. '\t' .. enq .. '\t' .. done
+end
+
+-- arq: a sorted set scored by when each job may run (unix ms). Due jobs (score <= now) stay in
+-- it while they run, marked by `arq:in-progress:<id>`; workers start the oldest due first, so
+-- the running ones are found by walking the due jobs from the oldest until `ARQ_RUN` waiting
+-- ones in a row (or `cap` in all) have been seen. Deferred jobs (score in the future) wait
+-- for nobody: not counted.
+local ARQ_RUN, ARQ_BATCH = 64, 128
+local function arq(key, enq, done)
+  local t = format('%d', math.floor(now() * 1000))
+  local due = pcall_redis('ZCOUNT', key, '-inf', t)
+  if type(due) == 'table' then return fail(key, due.err) end
+  local busy, head, run, offset = 0, '', 0, 0
+  while offset < due and offset < cap and run < ARQ_RUN do
+    local batch = call('ZRANGEBYSCORE', key, '-inf', t, 'WITHSCORES', 'LIMIT', offset, ARQ_BATCH)
+    if #batch == 0 then break end
+    for j = 1, #batch, 2 do
+      if call('EXISTS', 'arq:in-progress:' .. batch[j]) == 1 then
+        busy = busy + 1
+      else
+        run = run + 1
+        if head == '' then head = format('%.3f', tonumber(batch[j + 1]) / 1000) end
+        if run >= ARQ_RUN then break end
+      end
+    end
+    offset = offset + ARQ_BATCH
+  end
+  return 'ok\t' .. (due - busy) .. '\t' .. head .. '\t' .. busy .. '\t' .. enq .. '\t' .. done
+end
+
+-- celery (kombu's Redis transport): LPUSH-ed JSON messages, popped from the right, in the
+-- list `key` and its priority sub-queues `key .. SEP .. p` (p = 1..9: every priority step a
+-- transport may be configured with). Delivered, unacknowledged messages sit in the hash
+-- `unacked` as `[message, exchange, routing_key]`: counted for this queue by routing key,
+-- unless there are more than CELERY_UNACKED_CAP of them (then unknown).
+local CELERY_SEP, CELERY_UNACKED_CAP = '\6\22', 1000
+local function celery(key, unacked, enq, done)
+  local n, head = 0, nil
+  for p = 0, 9 do
+    local q = key
+    if p > 0 then q = key .. CELERY_SEP .. p end
+    local m = pcall_redis('LLEN', q)
+    if type(m) == 'table' then return fail(q, m.err) end
+    if m > 0 then
+      n = n + m
+      local at = tonumber(enqueued_at(call('LINDEX', q, -1), true))
+      if at and (head == nil or at < head) then head = at end
+    end
+  end
+  local busy = ''
+  local size = pcall_redis('HLEN', unacked)
+  if type(size) == 'number' and size <= CELERY_UNACKED_CAP then
+    busy = 0
+    local tail = ', "' .. key .. '"]'
+    if size > 0 then
+      for _, v in ipairs(call('HVALS', unacked)) do
+        if v:sub(-#tail) == tail then busy = busy + 1 end
+      end
+    end
+  end
+  if head then head = format('%.6f', head) else head = '' end
+  return 'ok\t' .. n .. '\t' .. head .. '\t' .. busy .. '\t' .. enq .. '\t' .. done
+end
+
 local spec = {}
 for line in (ARGV[2] .. '\n'):gmatch('([^\n]*)\n') do spec[#spec + 1] = line end
 local names = {}
@@ -169,8 +290,16 @@ for i = 1, #spec / 3 do
     out[i] = list(key, enq, done)
   elseif kind == 'zset' then
     out[i] = zset(key, enq, done)
-  else
+  elseif kind == 'stream' then
     out[i] = stream(key, spec[3 * i], enq, done)
+  elseif kind == 'rq' then
+    out[i] = rq(key, spec[3 * i], enq, done)
+  elseif kind == 'arq' then
+    out[i] = arq(key, enq, done)
+  elseif kind == 'celery' then
+    out[i] = celery(key, spec[3 * i], enq, done)
+  else
+    out[i] = fail(key, 'unknown probe kind ' .. kind)
   end
 end
 return table.concat(out, '\n')
