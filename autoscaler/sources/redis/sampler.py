@@ -24,7 +24,6 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-import redis.asyncio as aioredis
 import structlog
 from pydantic import BaseModel
 from redis.exceptions import NoScriptError
@@ -34,6 +33,7 @@ from autoscaler.core.plausibility import classify_enqueue_time
 from autoscaler.core.rates import RateMeter
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.observations import InvalidObservations
+from autoscaler.sources.redis.connect import redis_client
 from autoscaler.sources.redis.probe import (
     CHUNK,
     SCRIPT,
@@ -94,9 +94,8 @@ class RedisSampler:
             (self._pools[i : i + chunk], call_args([p.probe for p in self._pools[i : i + chunk]]))
             for i in range(0, len(self._pools), chunk)
         ]
-        self._client = aioredis.Redis.from_url(
-            url, socket_connect_timeout=timeout_s, health_check_interval=0
-        )
+        self._client = redis_client(url, socket_connect_timeout=timeout_s,
+                                    health_check_interval=0)
 
     async def sample(self) -> Mapping[str, Observation]:
         """One round trip for all pools; never raises (a failed round gives stale values)."""
@@ -138,7 +137,7 @@ class RedisSampler:
     async def _execute(self) -> list[object]:
         async with self._client.pipeline(transaction=False) as pipe:
             for _, args in self._calls:
-                pipe.evalsha(SCRIPT_SHA, *args)  # type: ignore[arg-type]
+                pipe.evalsha(SCRIPT_SHA, *args)
             replies: list[object] = await pipe.execute(raise_on_error=False)
             return replies
 

@@ -1,4 +1,4 @@
-"""What the three Redis queue kinds share: settings, key names, URL redaction.
+"""What the Redis queue kinds share: settings and key names (URLs: ``autoscaler.ports.redis_urls``).
 
 Key names (``<key>`` is the pool's ``key`` setting; the suffixes are plain string suffixes, not
 cluster hash tags):
@@ -18,73 +18,17 @@ that key samples every pool on a Redis server in one round trip, whatever their 
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from autoscaler.ports.redis_urls import redact_url, validate_redis_url
 from autoscaler.sources.redis.probe import Probe
+
+__all__ = ["RedisSettings", "plain_name", "redact_url", "validate_redis_url"]
 
 COMPLETED_SUFFIX = ":completed"
 PROCESSING_SUFFIX = ":processing"
 INFLIGHT_SUFFIX = ":inflight"
 DEAD_SUFFIX = ":dead"
-
-_SCHEMES = ("redis", "rediss")
-
-
-def validate_redis_url(value: str) -> str:
-    """Accept ``redis://`` and ``rediss://`` URLs with a host, a valid port and a numeric db.
-
-    Checked at config load so that a typo is reported with its file and line, not as a
-    connection error on the first tick. The user-info is checked apart from the rest and never
-    quoted in a message: a password with an unencoded ``/``, ``?``, ``#`` or ``@`` would make a
-    URL parser read part of it as the port, path or fragment, and echo it back.
-    """
-    scheme, sep, rest = value.partition("://")
-    if not sep:
-        raise ValueError(
-            f"Redis URL must start with redis:// or rediss:// (got {redact_url(value)!r})"
-        )
-    userinfo, _at, hostpart = rest.rpartition("@")
-    if any(ch in userinfo for ch in "/?#@[]"):
-        raise ValueError("Redis URL user or password has a character that must be "
-                         "percent-encoded (/ ? # @ [ ] as %2F %3F %23 %40 %5B %5D)")
-    safe = f"{scheme}{sep}{hostpart}"  # no secret in it: may be quoted
-    try:
-        parts = urlsplit(safe)
-        port = parts.port  # raises ValueError on a non-numeric or out-of-range port
-    except ValueError as exc:
-        raise ValueError(f"invalid Redis URL {safe!r}: {exc}") from None
-    if parts.scheme not in _SCHEMES:
-        raise ValueError(f"Redis URL must start with redis:// or rediss:// (got {safe!r})")
-    if not parts.hostname:
-        raise ValueError(f"Redis URL has no host: {redact_url(value)!r}")
-    if port == 0:
-        raise ValueError(f"Redis URL has port 0: {redact_url(value)!r}")
-    db = parts.path.lstrip("/")
-    if db and not db.isdigit():
-        raise ValueError(f"Redis URL database must be a number, got {db!r}")
-    return value
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***``: safe for logs and error messages.
-
-    Does not rely on ``urlsplit``: a password with an unencoded ``#``, ``/``, ``?`` or ``@``
-    makes it split the authority in the wrong place and print the rest of the password as a
-    path or fragment. Everything between ``scheme://`` and the LAST ``@`` is the user-info
-    (a host never contains ``@``); its part after the first ``:`` is the password. A user-info
-    without ``:`` is hidden whole, since Redis clients may send it as the password. What is not
-    a URL at all is not printed."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "<unparseable url>" if "@" in url else url
-    userinfo, at, hostpart = rest.rpartition("@")
-    if not at:
-        return url
-    user, colon, _password = userinfo.partition(":")
-    shown = f"{user}:***" if colon else "***"
-    return f"{scheme}://{shown}@{hostpart}"
 
 
 class RedisSettings(BaseModel):
@@ -93,7 +37,8 @@ class RedisSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
-    url: str = Field(description="redis://[user:password@]host[:port][/db] or rediss://...")
+    url: str = Field(description="redis://[user:password@]host[:port][/db], rediss://, "
+                     "unix:///path.sock, redis+sentinel://host,host/master or redis+cluster://")
     key: str = Field(min_length=1, max_length=1024, description="the queue's Redis key")
 
     @field_validator("url")

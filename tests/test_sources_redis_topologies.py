@@ -1,0 +1,91 @@
+"""The queue sampler on a unix socket, behind Redis Sentinel (through a failover) and on a Redis
+Cluster, each a real redis-server topology started by the test (tests/redis_topologies.py)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import redis
+from pydantic import BaseModel
+
+from autoscaler.ports.clock import ManualClock
+from autoscaler.sources.redis.lists import RedisListSettings
+from autoscaler.sources.redis.sampler import RedisSampler
+from tests import redis_topologies as topo
+
+MakeSampler = Callable[[list[tuple[str, BaseModel]]], RedisSampler]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(start=0.0, wall_offset=1_800_000_000.0)
+
+
+@pytest.fixture
+async def make_sampler(clock: ManualClock) -> AsyncIterator[MakeSampler]:
+    samplers: list[RedisSampler] = []
+
+    def make(pools: list[tuple[str, BaseModel]]) -> RedisSampler:
+        samplers.append(RedisSampler(pools, clock, 2.0))
+        return samplers[-1]
+
+    yield make
+    for sampler in samplers:
+        await sampler.close()
+
+
+def job(at: float) -> str:
+    return json.dumps({"enqueued_at": at})
+
+
+async def test_unix_socket(clock: ManualClock, make_sampler: MakeSampler) -> None:
+    with tempfile.TemporaryDirectory(prefix="autoscaler-sock-") as tmp:
+        sock = Path(tmp) / "redis.sock"
+        with topo.server(unix=sock):
+            client = redis.Redis(unix_socket_path=str(sock), db=2)
+            client.lpush("q", job(clock.wall() - 4.0), job(clock.wall() - 1.0))
+            client.close()
+            sampler = make_sampler([("p", RedisListSettings(url=f"unix://{sock}?db=2", key="q"))])
+            obs = (await sampler.sample())["p"]
+            assert (obs.depth, obs.oldest_wait_s, obs.fresh) == (2, 4.0, True)
+
+
+async def test_sentinel_finds_the_master_and_follows_a_failover(
+    clock: ManualClock, make_sampler: MakeSampler
+) -> None:
+    with topo.sentinel_pair("gpu") as (master, replica, sentinel, _stack):
+        primary = redis.Redis(port=master)
+        primary.lpush("q", job(clock.wall() - 2.0))
+        url = f"redis+sentinel://127.0.0.1:{sentinel}/gpu/0"
+        sampler = make_sampler([("p", RedisListSettings(url=url, key="q"))])
+        assert (await sampler.sample())["p"].depth == 1
+
+        watcher = redis.Redis(port=sentinel, decode_responses=True)
+        topo.wait_until(lambda: int(watcher.info("sentinel")["sentinel_masters"]) == 1,
+                        "sentinel to watch the master")
+        topo.wait_until(lambda: redis.Redis(port=replica).info("replication")[
+            "master_link_status"] == "up", "the replica to sync")
+        watcher.execute_command("SENTINEL", "FAILOVER", "gpu")
+        topo.wait_until(
+            lambda: watcher.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "gpu")[1]
+            == str(replica), "the failover", timeout_s=20)
+        promoted = redis.Redis(port=replica)
+        topo.wait_until(lambda: promoted.info("replication")["role"] == "master", "promotion")
+        promoted.lpush("q", job(clock.wall() - 1.0))
+        primary.shutdown(nosave=True)  # the old master is gone for good
+        primary.close()
+
+        observed = []
+        for _ in range(3):  # the first round after the failover may fail on the old connection
+            clock.advance(1.0)
+            observed.append((await sampler.sample())["p"])
+            if observed[-1].fresh:
+                break
+        assert observed[-1].fresh and observed[-1].depth == 2
+        promoted.close()
+        watcher.close()
