@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
