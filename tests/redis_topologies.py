@@ -3,6 +3,7 @@ with a replica, a three-node cluster. Loopback and temporary directories only.""
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -80,11 +81,31 @@ def sentinel_pair(master_name: str = "gpu") -> Iterator[tuple[int, int, int, Exi
         yield master, replica, sentinel, stack
 
 
+def cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free and valid too."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 50000)
+        if not port_open(port) and not port_open(port + 10000) and _bindable(port) \
+                and _bindable(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 @contextmanager
 def cluster(nodes: int = 3) -> Iterator[list[int]]:
     """``nodes`` masters with ``--cluster-enabled yes``, joined by ``redis-cli --cluster
     create`` (no replicas); yields their ports once every slot is served."""
-    ports = [free_port() for _ in range(nodes)]
+    ports = [cluster_port() for _ in range(nodes)]
     with ExitStack() as stack:
         for port in ports:
             stack.enter_context(server("--cluster-enabled", "yes", "--cluster-config-file",

@@ -88,3 +88,52 @@ async def test_sentinel_finds_the_master_and_follows_a_failover(
         assert observed[-1].fresh and observed[-1].depth == 2
         promoted.close()
         watcher.close()
+
+
+async def test_cluster_routes_one_call_per_slot_and_reads_each_pools_companions(
+    clock: ManualClock, make_sampler: MakeSampler
+) -> None:
+    from redis.cluster import RedisCluster
+
+    from autoscaler.sources.redis.streams import RedisStreamSettings
+    from autoscaler.sources.redis.zsets import RedisZsetSettings
+
+    with topo.cluster(3) as ports:
+        client = RedisCluster(host="127.0.0.1", port=ports[0])
+        keys = [f"{{gpu-{i}}}:requests" for i in range(12)]  # tags spread over the 3 nodes
+        assert len({client.keyslot(k) for k in keys}) == 12
+        for i, key in enumerate(keys):
+            client.lpush(key, *(job(clock.wall() - 10.0 - i) for _ in range(i + 1)))
+            client.set(f"{key}:completed", 5)
+        client.zadd("{z}", {json.dumps({"id": 1}): clock.wall() - 3.0})
+        client.xadd("{s}", {"f": "v"}, id=f"{int((clock.wall() - 2.0) * 1000)}-0")
+        client.close()
+        url = ",".join(f"127.0.0.1:{p}" for p in ports)
+        pools: list[tuple[str, BaseModel]] = [
+            (key, RedisListSettings(url=f"redis+cluster://{url}", key=key)) for key in keys
+        ]
+        pools.append(("z", RedisZsetSettings(url=f"redis+cluster://{url}", key="{z}")))
+        pools.append(("s", RedisStreamSettings(url=f"redis+cluster://{url}", key="{s}",
+                                               group="g")))
+        sampler = make_sampler(pools)
+        first = await sampler.sample()
+        clock.advance(2.0)
+        second = await sampler.sample()
+        for i, key in enumerate(keys):
+            assert (first[key].depth, first[key].oldest_wait_s) == (i + 1, 10.0 + i)
+            assert second[key].completion_rate == 0.0 and second[key].fresh
+        assert (first["z"].depth, first["z"].oldest_wait_s) == (1, 3.0)
+        assert (first["s"].depth, first["s"].oldest_wait_s) == (1, 2.0)
+
+
+def test_cluster_settings_need_hash_tags_and_refuse_single_server_libraries() -> None:
+    from pydantic import ValidationError
+
+    from autoscaler.sources.redis.rq_jobs import RqSettings
+
+    url = "redis+cluster://127.0.0.1:7000"
+    with pytest.raises(ValidationError, match=r"needs a \{hash tag\}"):
+        RedisListSettings(url=url, key="requests")
+    with pytest.raises(ValidationError, match="rq queues do not run on Redis Cluster"):
+        RqSettings(url=url, key="{default}")
+    assert RedisListSettings(url=url, key="{gpu}:requests").key == "{gpu}:requests"

@@ -24,7 +24,7 @@ import structlog
 
 from autoscaler.emulator.queues import KINDS, ListQueue, Queue, StreamQueue, ZsetQueue
 from autoscaler.emulator.worker import Worker, slot_consumers
-from autoscaler.ports.redis_urls import redact_url, validate_redis_url
+from autoscaler.ports.redis_urls import redact_url, redis_url_kind, validate_redis_url
 from autoscaler.runtime.logs import LEVELS, configure_logging
 from autoscaler.sources.redis.connect import redis_client
 from autoscaler.sources.redis.reclaim import Membership, ReclaimKind
@@ -73,6 +73,10 @@ def worker(
 ) -> None:
     """Consume a Redis queue like an inference server would, serving by sleeping."""
     _checked(url, "--url", validate_redis_url)
+    if redis_url_kind(url) == "cluster":  # its scripts take keys as arguments (reclaim)
+        raise click.BadParameter("Redis Cluster is not supported by the worker (the sources "
+                                 "sample it; workers need standalone or Sentinel)",
+                                 param_hint="--url")
     _checked(key, "--key", lambda v: plain_name(v, "key"))
     if kind == "redis-stream":
         if not group:

@@ -8,12 +8,14 @@ fields), because parsing thousands of small RESP elements in pure Python cost mo
 whole server-side work. It only reads; each call covers at most ``CHUNK`` pools so that it
 holds the server for a bounded time (a few microseconds per pool).
 
-Calling convention: ``EVALSHA sha 0 <cap> <spec> <prefix>`` where ``spec`` lists the pools as lines
+Calling convention: ``EVALSHA sha 0 <cap> <spec> <prefix>`` (on Redis Cluster ``EVALSHA sha 1
+<key> ...``, one call per hash slot: see ``call_args``) where ``spec`` lists the pools as lines
 ``kind``, ``key``, ``group`` (empty unless a stream); the script derives
 ``<key>:processing:<c>`` for each ``<c>`` in ``<key>:consumers`` (list: a worker's own
 processing list, see ``redis_reclaim``; one LLEN per registered worker, fine for tens of them),
-``<key>:inflight`` (zset), ``<key>:enqueued`` and ``<key>:completed`` itself. Keys are
-not declared in KEYS, so the probe is for a standalone Redis server, not Redis Cluster.
+``<key>:inflight`` (zset), ``<key>:enqueued`` and ``<key>:completed`` itself. Only a
+routing key is declared, so on Redis Cluster every key a call reads must share that key's slot:
+the settings require ``{hash tag}`` keys there and the sampler groups pools by slot.
 Each pool's line is ``ok depth head in_flight arrivals completed`` (empty field = unknown) or
 ``E message`` for a key that could not be read (wrong type). ``head`` is the oldest item's
 enqueue time (list: the TOP-LEVEL ``"enqueued_at": <number>`` member of a JSON object payload,
@@ -332,15 +334,19 @@ class Measured(NamedTuple):
     error: str | None = None
 
 
-def call_args(probes: list[Probe]) -> list[str | int]:
-    """``numkeys`` and ARGV of one EVALSHA for ``probes``: built once, sent every tick.
+def call_args(probes: list[Probe], route_key: str | None = None) -> list[str | int]:
+    """``numkeys``, KEYS and ARGV of one EVALSHA for ``probes``: built once, sent every tick.
+
+    ``route_key`` (Redis Cluster) is declared as the one KEYS entry so that the call goes to
+    the node serving its slot; every probe of the call must be in that slot.
 
     The pools travel as one newline-separated argument (kind, key, group per pool) because
     redis-py spends more time encoding thousands of small arguments than the server spends
     on the whole script. Keys and groups cannot hold newlines (the settings forbid them).
     """
     spec = "\n".join(f"{p.kind}\n{p.key}\n{p.group}" for p in probes)
-    return [0, LAG_SCAN_LIMIT, spec, HEAD_PREFIX]
+    keys: list[str | int] = [0] if route_key is None else [1, route_key]
+    return [*keys, LAG_SCAN_LIMIT, spec, HEAD_PREFIX]
 
 
 def split_reply(reply: object, count: int) -> list[list[str]] | None:

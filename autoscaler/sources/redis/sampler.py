@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 
 import structlog
 from pydantic import BaseModel
+from redis.crc import key_slot
 from redis.exceptions import NoScriptError
 
 from autoscaler.core.model import Observation
@@ -33,7 +34,7 @@ from autoscaler.core.plausibility import classify_enqueue_time
 from autoscaler.core.rates import RateMeter
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.observations import InvalidObservations
-from autoscaler.sources.redis.connect import redis_client
+from autoscaler.sources.redis.connect import is_cluster, redis_client
 from autoscaler.sources.redis.probe import (
     CHUNK,
     SCRIPT,
@@ -47,6 +48,9 @@ from autoscaler.sources.redis.probe import (
 from autoscaler.sources.redis.settings import RedisSettings, redact_url
 
 log = structlog.get_logger(__name__)
+
+CLUSTER_CONCURRENCY = 32
+"""Script calls in flight at once on Redis Cluster (one per hash slot sampled)."""
 
 
 @dataclass(slots=True)
@@ -90,12 +94,24 @@ class RedisSampler:
         self.invalid = InvalidObservations()
         """Implausible enqueue times seen; the daemon points its ``sink`` at telemetry."""
         self._pools = [_Pool(name, probe_for(settings)) for name, settings in pools]
+        self._cluster = is_cluster(url)
         self._calls = [
-            (self._pools[i : i + chunk], call_args([p.probe for p in self._pools[i : i + chunk]]))
-            for i in range(0, len(self._pools), chunk)
+            (part, call_args([p.probe for p in part], route))
+            for group, route in self._slot_groups(url)
+            for part in (group[i : i + chunk] for i in range(0, len(group), chunk))
         ]
         self._client = redis_client(url, socket_connect_timeout=timeout_s,
                                     health_check_interval=0)
+
+    def _slot_groups(self, url: str) -> list[tuple[list[_Pool], str | None]]:
+        """All pools in one group on one server; on Redis Cluster one group per hash slot,
+        routed by its first key (the settings made every companion key share that slot)."""
+        if not is_cluster(url):
+            return [(self._pools, None)]
+        by_slot: dict[int, list[_Pool]] = {}
+        for pool in self._pools:
+            by_slot.setdefault(key_slot(pool.probe.key.encode()), []).append(pool)
+        return [(group, group[0].probe.key) for group in by_slot.values()]
 
     async def sample(self) -> Mapping[str, Observation]:
         """One round trip for all pools; never raises (a failed round gives stale values)."""
@@ -135,11 +151,29 @@ class RedisSampler:
         return replies
 
     async def _execute(self) -> list[object]:
+        if self._cluster:
+            return await self._execute_cluster()
         async with self._client.pipeline(transaction=False) as pipe:
             for _, args in self._calls:
                 pipe.evalsha(SCRIPT_SHA, *args)
             replies: list[object] = await pipe.execute(raise_on_error=False)
             return replies
+
+    async def _execute_cluster(self) -> list[object]:
+        """redis-py refuses scripts in cluster pipelines: the calls (one per hash slot, each
+        routed to its node) go concurrently instead, at most ``CLUSTER_CONCURRENCY`` at once,
+        and a failed call is returned in its place like a pipeline's error."""
+        gate = asyncio.Semaphore(CLUSTER_CONCURRENCY)
+
+        async def one(args: list[str | int]) -> object:
+            async with gate:
+                try:
+                    reply: object = await self._client.evalsha(SCRIPT_SHA, *args)
+                except Exception as exc:
+                    return exc
+                return reply
+
+        return list(await asyncio.gather(*(one(args) for _, args in self._calls)))
 
     def _observe(self, pool: _Pool, row: list[str], now: float, wall: float) -> Observation:
         """One pool's row to an observation. The common row (``ok`` with integer fields) is

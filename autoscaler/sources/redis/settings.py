@@ -18,9 +18,9 @@ that key samples every pool on a Redis server in one round trip, whatever their 
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from autoscaler.ports.redis_urls import redact_url, validate_redis_url
+from autoscaler.ports.redis_urls import redact_url, redis_url_kind, validate_redis_url
 from autoscaler.sources.redis.probe import Probe
 
 __all__ = ["RedisSettings", "plain_name", "redact_url", "validate_redis_url"]
@@ -51,10 +51,38 @@ class RedisSettings(BaseModel):
     def _key(cls, value: str) -> str:
         return plain_name(value, "key")
 
+    @model_validator(mode="after")
+    def _cluster_keys(self) -> RedisSettings:
+        """On Redis Cluster the probe declares each pool's key so that it is routed to the
+        key's node, and reads the key's companions (``<key>:completed``, ...) there too: they
+        must share its slot, which only a ``{hash tag}`` guarantees."""
+        if redis_url_kind(self.url) == "cluster":
+            kind = self.probe().kind
+            if kind not in CLUSTER_KINDS:
+                raise ValueError(f"{kind} queues do not run on Redis Cluster (the library "
+                                 "itself needs one server); use a standalone or Sentinel URL")
+            if not hash_tag(self.key):
+                raise ValueError(
+                    "on Redis Cluster the key needs a {hash tag} so that its companion keys "
+                    f"share its slot, e.g. '{{{self.key}}}' or '{{{self.key}}}:requests'")
+        return self
+
     def probe(self) -> Probe:
         """What the sampler's script reads for this pool; each kind's settings say it, so the
         sampler never needs to import the kinds."""
         raise NotImplementedError(f"{type(self).__name__} does not say how to probe it")
+
+
+CLUSTER_KINDS = ("list", "zset", "stream")
+"""Probe kinds whose keys all derive from the pool's key (so one hash tag keeps them in one
+slot); rq, arq and Celery use fixed prefixes (``rq:job:``, ``arq:in-progress:``, ``unacked``)."""
+
+
+def hash_tag(key: str) -> str:
+    """The part of ``key`` Redis Cluster hashes when it has a non-empty ``{tag}``, else ''."""
+    start = key.find("{")
+    end = key.find("}", start + 1) if start >= 0 else -1
+    return key[start + 1 : end] if end > start + 1 else ""
 
 
 def plain_name(value: str, what: str) -> str:
