@@ -18,11 +18,17 @@ from autoscaler.runtime.logs import configure_logging
 @click.option("--dry-run", is_flag=True, help="Decide and log, but never resize a group.")
 @click.option("--once", is_flag=True,
               help="Run one tick, print one JSON line per pool on stdout, exit.")
-def run(config_path: str, dry_run: bool, once: bool) -> None:
+@click.option("--record", "record_dir", default=None, type=click.Path(file_okay=False),
+              help="Write what each pool observed under DIR/<pool>/ as traces that "
+              "`autoscaler simulate --trace` replays (rate-*.csv) plus observations-*.csv.")
+def run(config_path: str, dry_run: bool, once: bool, record_dir: str | None) -> None:
     """Run the autoscaler daemon on a config file (JSON logs on stderr)."""
+    if once and record_dir is not None:
+        raise click.BadParameter("records a running daemon; not with --once",
+                                 param_hint="--record")
     config = config_or_exit(config_path)
     configure_logging(config.controller.log_level)
-    sys.exit(asyncio.run(run_daemon(config, dry_run=dry_run, once=once)))
+    sys.exit(asyncio.run(run_daemon(config, dry_run=dry_run, once=once, record_dir=record_dir)))
 
 
 @click.command()

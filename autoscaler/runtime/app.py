@@ -34,6 +34,7 @@ from autoscaler.runtime.leader import LeaderGate, RedisLease
 from autoscaler.runtime.loop import ControlLoop, PoolRuntime
 from autoscaler.runtime.metrics import PrometheusTelemetry
 from autoscaler.runtime.persistence import build_persistence
+from autoscaler.runtime.recorder import TraceRecorder
 from autoscaler.runtime.supervisor import Supervisor
 
 log = structlog.get_logger("autoscaler.runtime")
@@ -184,8 +185,11 @@ async def run_daemon(
     out: TextIO | None = None,
     install_signals: bool = True,
     supervisor: Supervisor | None = None,
+    record_dir: str | None = None,
 ) -> int:
-    """The daemon: serve metrics, tick until a signal, drain within ``drain_timeout``."""
+    """The daemon: serve metrics, tick until a signal, drain within ``drain_timeout``.
+
+    ``record_dir``: write what each tick observed as replayable traces (``runtime.recorder``)."""
     ctl = config.controller
     telemetry = NullTelemetry() if once else PrometheusTelemetry()
     leader: LeaderGate | None = None
@@ -224,6 +228,15 @@ async def run_daemon(
               f"{exc.strerror or exc}", file=sys.stderr)
         await daemon.close(0.0)  # nothing started yet: release the samplers' connections
         return EXIT_FAILED
+    recorder = None
+    if record_dir is not None:
+        try:
+            recorder = TraceRecorder(record_dir)
+        except OSError as exc:
+            print(f"error: --record {record_dir}: {exc.strerror or exc}", file=sys.stderr)
+            telemetry.shutdown()
+            await daemon.close(0.0)
+            return EXIT_FAILED
     sup = supervisor or Supervisor()
     if install_signals:
         sup.install_signal_handlers()
@@ -236,7 +249,8 @@ async def run_daemon(
             if leader is not None:
                 sup.spawn("leader-lease", leader.run(sup.stop))
             await daemon.start()
-            sup.spawn("control-loop", daemon.loop.run(sup.stop))
+            sup.spawn("control-loop", daemon.loop.run(
+                sup.stop, on_tick=recorder.on_tick if recorder is not None else None))
             await sup.stop.wait()
         finally:
             started = clock.monotonic()
@@ -245,6 +259,8 @@ async def run_daemon(
             left = max(0.0, ctl.drain_timeout - (clock.monotonic() - started))
             killed = await daemon.close(left)
     finally:
+        if recorder is not None:
+            recorder.close()
         telemetry.shutdown()
         if install_signals:
             sup.remove_signal_handlers()
