@@ -42,7 +42,6 @@ from autoscaler.sources.redis.probe import (
     Probe,
     call_args,
     decode,
-    head_seconds,
     split_reply,
 )
 from autoscaler.sources.redis.settings import RedisSettings, redact_url
@@ -57,6 +56,8 @@ CLUSTER_CONCURRENCY = 32
 class _Pool:
     name: str
     probe: Probe
+    stream: bool = False
+    """The head field is a stream ID (milliseconds), not unix seconds."""
     arrivals: RateMeter = field(default_factory=RateMeter)
     completions: RateMeter = field(default_factory=RateMeter)
     last: Observation | None = None
@@ -93,7 +94,8 @@ class RedisSampler:
         self._timeout_s = timeout_s
         self.invalid = InvalidObservations()
         """Implausible enqueue times seen; the daemon points its ``sink`` at telemetry."""
-        self._pools = [_Pool(name, probe_for(settings)) for name, settings in pools]
+        self._pools = [_Pool(name, probe, probe.kind == "stream")
+                       for name, probe in ((n, probe_for(s)) for n, s in pools)]
         self._cluster = is_cluster(url)
         self._calls = [
             (part, call_args([p.probe for p in part], route))
@@ -188,7 +190,9 @@ class RedisSampler:
             in_flight = int(in_flight_s) if in_flight_s else None
             arrivals = int(arrivals_s) if arrivals_s else None
             completed = int(completed_s) if completed_s else None
-            head_time = head_seconds(pool.probe, head) if head and depth else None
+            head_time = None
+            if head and depth:
+                head_time = int(head.partition("-")[0]) / 1000.0 if pool.stream else float(head)
         except ValueError:  # not the common row: decode names the problem
             error = decode(pool.probe, row).error or f"unexpected probe reply {row!r:.80}"
             log.warning("queue_sample_failed", url=self.url, pool=pool.name, error=error)
@@ -201,13 +205,9 @@ class RedisSampler:
                 wait = wait if wait > 0.0 else 0.0
             else:  # unknown, never a 57-year wait nor a hidden one
                 self.invalid.record(pool.name, reason, head_time)
-        obs = Observation(
-            time=now,
-            depth=depth,
-            oldest_wait_s=wait,
-            in_flight=in_flight,
-            arrival_rate=pool.arrivals.update(now, arrivals),
-            completion_rate=pool.completions.update(now, completed),
+        obs = Observation(  # positional: measurably cheaper per pool than keywords
+            now, depth, wait, in_flight,
+            pool.arrivals.update(now, arrivals), pool.completions.update(now, completed),
         )
         pool.last = obs
         return obs
