@@ -8,9 +8,10 @@ fields), because parsing thousands of small RESP elements in pure Python cost mo
 whole server-side work. It only reads; each call covers at most ``CHUNK`` pools so that it
 holds the server for a bounded time (a few microseconds per pool).
 
-Calling convention: ``EVALSHA sha 0 <cap> <spec> <prefix>`` (on Redis Cluster ``EVALSHA sha 1
-<key> ...``, one call per hash slot: see ``call_args``) where ``spec`` lists the pools as lines
-``kind``, ``key``, ``group`` (empty unless a stream); the script derives
+Calling convention: ``EVALSHA sha 0 <cap> <n> <prefix> <kind key group>*n <enq done>*n`` (on
+Redis Cluster ``EVALSHA sha 1 <key> ...``, one call per hash slot: see ``call_args``) where
+each pool is ``kind``, ``key``, ``group`` (a stream's group, rq's prefix, Celery's unacked hash;
+else empty) and its two counter names; the script derives
 ``<key>:processing:<c>`` for each ``<c>`` in ``<key>:consumers`` (list: a worker's own
 processing list, see ``redis_reclaim``; one LLEN per registered worker, fine for tens of them),
 ``<key>:inflight`` (zset), ``<key>:enqueued`` and ``<key>:completed`` itself. Only a
@@ -53,6 +54,7 @@ on a loaded 2-core machine, against 1.15 s for 100 MB with the whole-payload sca
 SCRIPT = r"""
 local call, pcall_redis, format = redis.call, redis.pcall, string.format
 local cap = tonumber(ARGV[1])
+local count = tonumber(ARGV[2])
 local prefix = tonumber(ARGV[3])
 local out = {}
 
@@ -317,29 +319,25 @@ local function celery(key, unacked, enq, done)
   return 'ok\t' .. n .. '\t' .. head .. '\t' .. busy .. '\t' .. enq .. '\t' .. done
 end
 
-local spec = {}
-for line in (ARGV[2] .. '\n'):gmatch('([^\n]*)\n') do spec[#spec + 1] = line end
-local names = {}
-for i = 2, #spec, 3 do
-  names[#names + 1] = spec[i] .. ':enqueued'
-  names[#names + 1] = spec[i] .. ':completed'
-end
-local counts = call('MGET', unpack(names))
-for i = 1, #spec / 3 do
-  local kind, key = spec[3 * i - 2], spec[3 * i - 1]
+-- ARGV[4 ..]: kind, key, group of each pool, then the names of their two counters.
+local counters = 3 + 3 * count
+local counts = call('MGET', unpack(ARGV, counters + 1, counters + 2 * count))
+for i = 1, count do
+  local at = 3 * i + 1
+  local kind, key, group = ARGV[at], ARGV[at + 1], ARGV[at + 2]
   local enq, done = int(counts[2 * i - 1]), int(counts[2 * i])
   if kind == 'list' then
     out[i] = list(key, enq, done)
   elseif kind == 'zset' then
     out[i] = zset(key, enq, done)
   elseif kind == 'stream' then
-    out[i] = stream(key, spec[3 * i], enq, done)
+    out[i] = stream(key, group, enq, done)
   elseif kind == 'rq' then
-    out[i] = rq(key, spec[3 * i], enq, done)
+    out[i] = rq(key, group, enq, done)
   elseif kind == 'arq' then
     out[i] = arq(key, enq, done)
   elseif kind == 'celery' then
-    out[i] = celery(key, spec[3 * i], enq, done)
+    out[i] = celery(key, group, enq, done)
   else
     out[i] = fail(key, 'unknown probe kind ' .. kind)
   end
@@ -380,13 +378,18 @@ def call_args(probes: list[Probe], route_key: str | None = None) -> list[str | i
     ``route_key`` (Redis Cluster) is declared as the one KEYS entry so that the call goes to
     the node serving its slot; every probe of the call must be in that slot.
 
-    The pools travel as one newline-separated argument (kind, key, group per pool) because
-    redis-py spends more time encoding thousands of small arguments than the server spends
-    on the whole script. Keys and groups cannot hold newlines (the settings forbid them).
+    Every name is its own argument (kind, key, group per pool, then each pool's
+    ``<key>:enqueued`` and ``<key>:completed``), so the script parses nothing and hands the
+    counter names straight to MGET. The sampler encodes the call once and sends the same
+    bytes every tick, so thousands of small arguments cost no per-tick encoding.
     """
-    spec = "\n".join(f"{p.kind}\n{p.key}\n{p.group}" for p in probes)
     keys: list[str | int] = [0] if route_key is None else [1, route_key]
-    return [*keys, LAG_SCAN_LIMIT, spec, HEAD_PREFIX]
+    names: list[str | int] = []
+    for p in probes:
+        names += (p.kind, p.key, p.group)
+    for p in probes:
+        names += (f"{p.key}:enqueued", f"{p.key}:completed")
+    return [*keys, LAG_SCAN_LIMIT, len(probes), HEAD_PREFIX, *names]
 
 
 def split_reply(reply: object, count: int) -> list[list[str]] | None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 import structlog
 from pydantic import BaseModel
 from redis.crc import key_slot
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from autoscaler.core.model import Observation
 from autoscaler.core.plausibility import classify_enqueue_time
@@ -97,6 +97,8 @@ class RedisSampler:
         self._pools = [_Pool(name, probe, probe.kind == "stream")
                        for name, probe in ((n, probe_for(s)) for n, s in pools)]
         self._cluster = is_cluster(url)
+        self._packed: dict[int, list[bytes]] = {}
+        """Each call's EVALSHA as encoded by redis-py (encoding is per client, not per tick)."""
         self._calls = [
             (part, call_args([p.probe for p in part], route))
             for group, route in self._slot_groups(url)
@@ -117,54 +119,89 @@ class RedisSampler:
 
     async def sample(self) -> Mapping[str, Observation]:
         """One round trip for all pools; never raises (a failed round gives stale values)."""
+        out: dict[str, Observation] = {}
         try:
             async with asyncio.timeout(self._timeout_s):
-                replies = await self._round_trip()
+                await self._round_trip(out)
         except Exception as exc:  # any failure of the I/O: report stale data, keep the loop alive
             log.warning(
                 "queue_sample_failed", url=self.url, error=str(exc) or type(exc).__name__,
                 error_type=type(exc).__name__, pools=len(self._pools),
             )
             return self._stale_all(self._clock.monotonic())
-        now, wall = self._clock.monotonic(), self._clock.wall()
-        out: dict[str, Observation] = {}
-        for (pools, _), reply in zip(self._calls, replies, strict=True):
-            rows = split_reply(reply, len(pools))
-            if rows is None:
-                log.warning(
-                    "queue_sample_failed", url=self.url, error=str(reply)[:200],
-                    error_type=type(reply).__name__, pools=len(pools),
-                )
-                out.update((p.name, self._stale(p, now)) for p in pools)
-                continue
-            for pool, row in zip(pools, rows, strict=True):
-                out[pool.name] = self._observe(pool, row, now, wall)
         return out
 
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def _round_trip(self) -> list[object]:
-        replies = await self._execute()
-        if any(isinstance(r, NoScriptError) for r in replies):
+    async def _round_trip(self, out: dict[str, Observation]) -> None:
+        missing = await self._execute(range(len(self._calls)), out)
+        if missing:
             # First tick, or the server restarted / flushed its scripts: load and go again.
             await self._client.script_load(SCRIPT)
-            replies = await self._execute()
-        return replies
+            for index in await self._execute(missing, out):
+                self._take(index, NoScriptError("probe script not loaded"), out)
 
-    async def _execute(self) -> list[object]:
+    async def _execute(self, indexes: Sequence[int], out: dict[str, Observation]) -> list[int]:
+        """Send the calls ``indexes`` and decode each reply AS IT ARRIVES, so that Python
+        decodes one chunk while Redis runs the next (on a multi-core host the two overlap).
+        Returns the calls that found no script loaded."""
         if self._cluster:
-            return await self._execute_cluster()
-        async with self._client.pipeline(transaction=False) as pipe:
-            for _, args in self._calls:
-                pipe.evalsha(SCRIPT_SHA, *args)
-            replies: list[object] = await pipe.execute(raise_on_error=False)
-            return replies
+            replies = await self._execute_cluster(indexes)
+            return [i for i, reply in zip(indexes, replies, strict=True)
+                    if self._take(i, reply, out)]
+        pool = self._client.connection_pool
+        try:
+            conn = await pool.get_connection()
+        except TypeError:  # redis-py < 5.3 needs a command name
+            conn = await pool.get_connection("EVALSHA")
+        missing = []
+        try:
+            packed: list[bytes] = []
+            for i in indexes:
+                if i not in self._packed:  # the same bytes every tick: encoded once
+                    self._packed[i] = conn.pack_command("EVALSHA", SCRIPT_SHA, *self._calls[i][1])
+                packed += self._packed[i]
+            await conn.send_packed_command(packed)
+            for index in indexes:  # pipelined: every reply is read, errors included
+                reply: object
+                try:
+                    reply = await conn.read_response()
+                except ResponseError as exc:  # read whole: the connection stays in step
+                    reply = exc
+                if self._take(index, reply, out):
+                    missing.append(index)
+        except BaseException:
+            await conn.disconnect()  # replies may be pending: never reuse it
+            raise
+        finally:
+            await pool.release(conn)
+        return missing
 
-    async def _execute_cluster(self) -> list[object]:
+    def _take(self, index: int, reply: object, out: dict[str, Observation]) -> bool:
+        """Decode call ``index``'s reply into ``out``; ``True`` if it found no script."""
+        if isinstance(reply, NoScriptError):
+            return True
+        pools = self._calls[index][0]
+        now, wall = self._clock.monotonic(), self._clock.wall()
+        rows = split_reply(reply, len(pools))
+        if rows is None:
+            log.warning(
+                "queue_sample_failed", url=self.url, error=str(reply)[:200],
+                error_type=type(reply).__name__, pools=len(pools),
+            )
+            out.update((p.name, self._stale(p, now)) for p in pools)
+            return False
+        for pool, row in zip(pools, rows, strict=True):
+            out[pool.name] = self._observe(pool, row, now, wall)
+        return False
+
+    async def _execute_cluster(self, indexes: Sequence[int]) -> list[object]:
         """redis-py refuses scripts in cluster pipelines: the calls (one per hash slot, each
         routed to its node) go concurrently instead, at most ``CLUSTER_CONCURRENCY`` at once,
-        and a failed call is returned in its place like a pipeline's error."""
+        and a failed call is returned in its place like a pipeline's error. A call that failed
+        other than with a Redis error reply is tried once more, alone: redis-py 8's cluster
+        client can lose a race between concurrent first connections to one node."""
         gate = asyncio.Semaphore(CLUSTER_CONCURRENCY)
 
         async def one(args: list[str | int]) -> object:
@@ -175,7 +212,11 @@ class RedisSampler:
                     return exc
                 return reply
 
-        return list(await asyncio.gather(*(one(args) for _, args in self._calls)))
+        replies = list(await asyncio.gather(*(one(self._calls[i][1]) for i in indexes)))
+        for n, (index, reply) in enumerate(zip(indexes, replies, strict=True)):
+            if isinstance(reply, Exception) and not isinstance(reply, ResponseError):
+                replies[n] = await one(self._calls[index][1])
+        return replies
 
     def _observe(self, pool: _Pool, row: list[str], now: float, wall: float) -> Observation:
         """One pool's row to an observation. The common row (``ok`` with integer fields) is
