@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import structlog
 from pydantic import BaseModel
@@ -31,10 +31,11 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from autoscaler.core.model import Observation
 from autoscaler.core.plausibility import classify_enqueue_time
-from autoscaler.core.rates import RateMeter
+from autoscaler.core.rates import Reading, counter_rate
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.observations import InvalidObservations
 from autoscaler.sources.redis.connect import is_cluster, redis_client
+from autoscaler.sources.redis.observations import observation
 from autoscaler.sources.redis.probe import (
     CHUNK,
     SCRIPT,
@@ -58,8 +59,10 @@ class _Pool:
     probe: Probe
     stream: bool = False
     """The head field is a stream ID (milliseconds), not unix seconds."""
-    arrivals: RateMeter = field(default_factory=RateMeter)
-    completions: RateMeter = field(default_factory=RateMeter)
+    arrivals: Reading | None = None
+    """Baselines of the two counters for ``counter_rate`` (the core's one rate helper, called
+    directly: a ``RateMeter`` per counter costs a method call per pool per tick)."""
+    completions: Reading | None = None
     last: Observation | None = None
 
 
@@ -246,10 +249,9 @@ class RedisSampler:
                 wait = wait if wait > 0.0 else 0.0
             else:  # unknown, never a 57-year wait nor a hidden one
                 self.invalid.record(pool.name, reason, head_time)
-        obs = Observation(  # positional: measurably cheaper per pool than keywords
-            now, depth, wait, in_flight,
-            pool.arrivals.update(now, arrivals), pool.completions.update(now, completed),
-        )
+        arrival_rate, pool.arrivals = counter_rate(pool.arrivals, now, arrivals)
+        completion_rate, pool.completions = counter_rate(pool.completions, now, completed)
+        obs = observation(now, depth, wait, in_flight, arrival_rate, completion_rate)
         pool.last = obs
         return obs
 
