@@ -74,3 +74,5 @@ def test_the_controller_takes_the_same_forms_as_the_sources() -> None:
     assert LeaderElectionConfig(url="redis+sentinel://s/gpu").url == "redis+sentinel://s/gpu"
     with pytest.raises(ValidationError, match="has port 0"):
         StateStoreConfig(url="redis://h:0/0")
+    with pytest.raises(ValidationError, match="Cluster serves queue sources only"):
+        LeaderElectionConfig(url="redis+cluster://n1:7000")

@@ -12,7 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 from autoscaler.config.durations import Duration, format_duration, parse_duration
 from autoscaler.config.plugins import Strict, field_error
-from autoscaler.ports.redis_urls import validate_redis_url
+from autoscaler.ports.redis_urls import redis_url_kind, validate_redis_url
 
 
 class StateStoreConfig(Strict):
@@ -32,7 +32,13 @@ class StateStoreConfig(Strict):
     def _redis_url(cls, value: str | None) -> str | None:
         """Any Redis URL form the queue sources accept (``autoscaler.ports.redis_urls``); the
         message never repeats a password."""
-        return None if value is None else validate_redis_url(value)
+        if value is None:
+            return None
+        validate_redis_url(value)
+        if redis_url_kind(value) == "cluster":
+            raise ValueError("Redis Cluster serves queue sources only; the state store and "
+                             "leader election need a standalone, unix socket or Sentinel URL")
+        return value
 
 
 class LeaderElectionConfig(Strict):
