@@ -272,6 +272,14 @@ async def test_celery_counts_priority_sub_queues_and_reads_the_enqueued_at_heade
         taken = (await sampler.sample())["p"]
         assert (taken.depth, taken.in_flight) == (3, 1)
         assert taken.oldest_wait_s == pytest.approx(3.0, abs=1e-3)
+        other = make_sampler([
+            ("all", CelerySettings(url=redis_url, key="gpu", in_flight="all")),
+            ("none", CelerySettings(url=redis_url, key="gpu", in_flight="none")),
+            ("routed", CelerySettings(url=redis_url, key="gpu")),
+        ])
+        counted = await other.sample()  # another queue on the same database
+        assert (counted["all"].in_flight, counted["none"].in_flight) == (1, None)
+        assert counted["routed"].in_flight == 0
         message.ack()
     assert (await sampler.sample())["p"].in_flight == 0
 

@@ -8,9 +8,12 @@ Layout read:
     ``[message, exchange, routing_key]``.
 
 What the source measures (all in the one probe round trip, no Celery import):
-    depth = the sum of the lists' lengths; in-flight = ``unacked`` entries whose routing key
-    is ``<key>`` (Celery's default routing; unknown when more than 1000 messages are unacked
-    on that database); oldest wait = clock.wall() - the oldest ``enqueued_at`` header among the
+    depth = the sum of the lists' lengths; in-flight (setting ``in_flight``): ``routing`` (the
+    default) = ``unacked`` entries whose routing key is ``<key>`` (Celery's default routing;
+    each unacked message is copied into the script once per tick, and above 1000 of them the
+    count is unknown), ``all`` = every unacked message on that database (one ``HLEN``: exact
+    when the database carries only this queue, and cheap whatever the payload size),
+    ``none`` = unknown; oldest wait = clock.wall() - the oldest ``enqueued_at`` header among the
     sub-queues' heads.
 
 Celery messages carry NO enqueue time. The wait is known only when producers add one, e.g.
@@ -21,6 +24,8 @@ the depth still counts and the wait is unknown. Rates: Celery keeps no counters;
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -37,13 +42,17 @@ class CelerySettings(RedisSettings):
     unacked_key: str = Field(default="unacked", min_length=1, max_length=200,
                              description="kombu's unacked hash (transport option unacked_key)")
 
+    in_flight: Literal["routing", "all", "none"] = Field(
+        default="routing", description="how in-flight messages are counted (see the module)")
+
     @field_validator("unacked_key")
     @classmethod
     def _unacked(cls, value: str) -> str:
         return plain_name(value, "unacked_key")
 
     def probe(self) -> Probe:
-        return Probe("celery", self.key, self.unacked_key)
+        kind = {"routing": "celery", "all": "celery-all", "none": "celery-none"}[self.in_flight]
+        return Probe(kind, self.key, self.unacked_key)  # type: ignore[arg-type]
 
 
 class CelerySource(RedisKind):

@@ -35,7 +35,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-Kind = Literal["list", "zset", "stream", "rq", "arq", "celery"]
+Kind = Literal["list", "zset", "stream", "rq", "arq", "celery", "celery-all", "celery-none"]
 
 CHUNK = 250
 """Pools per EVALSHA: bounds how long one script holds the Redis event loop."""
@@ -288,10 +288,11 @@ end
 -- celery (kombu's Redis transport): LPUSH-ed JSON messages, popped from the right, in the
 -- list `key` and its priority sub-queues `key .. SEP .. p` (p = 1..9: every priority step a
 -- transport may be configured with). Delivered, unacknowledged messages sit in the hash
--- `unacked` as `[message, exchange, routing_key]`: counted for this queue by routing key,
--- unless there are more than CELERY_UNACKED_CAP of them (then unknown).
+-- `unacked` as `[message, exchange, routing_key]`. mode 'routing': counted for this queue by
+-- routing key (each unacked message is copied into Lua once per tick), unknown above
+-- CELERY_UNACKED_CAP of them; 'all': HLEN, every queue's on this database; 'none': unknown.
 local CELERY_SEP, CELERY_UNACKED_CAP = '\6\22', 1000
-local function celery(key, unacked, enq, done)
+local function celery(key, unacked, enq, done, mode)
   local n, head = 0, nil
   for p = 0, 9 do
     local q = key
@@ -305,8 +306,10 @@ local function celery(key, unacked, enq, done)
     end
   end
   local busy = ''
-  local size = pcall_redis('HLEN', unacked)
-  if type(size) == 'number' and size <= CELERY_UNACKED_CAP then
+  local size = mode ~= 'none' and pcall_redis('HLEN', unacked)
+  if mode == 'all' and type(size) == 'number' then
+    busy = size
+  elseif mode == 'routing' and type(size) == 'number' and size <= CELERY_UNACKED_CAP then
     busy = 0
     local tail = ', "' .. key .. '"]'
     if size > 0 then
@@ -337,7 +340,11 @@ for i = 1, count do
   elseif kind == 'arq' then
     out[i] = arq(key, enq, done)
   elseif kind == 'celery' then
-    out[i] = celery(key, group, enq, done)
+    out[i] = celery(key, group, enq, done, 'routing')
+  elseif kind == 'celery-all' then
+    out[i] = celery(key, group, enq, done, 'all')
+  elseif kind == 'celery-none' then
+    out[i] = celery(key, group, enq, done, 'none')
   else
     out[i] = fail(key, 'unknown probe kind ' .. kind)
   end
