@@ -311,3 +311,28 @@ async def test_all_kinds_on_one_server_share_one_round_trip(
                                                           "celery": 0}
     assert obs["arq"].oldest_wait_s == pytest.approx(clock.wall() - due, abs=2e-3)
     assert obs["list"].oldest_wait_s == pytest.approx(2.0, abs=1e-3)
+
+
+def test_two_pools_on_one_rq_queue_are_refused_but_other_prefixes_are_other_queues(
+    tmp_path: Path,
+) -> None:
+    from autoscaler.config.models import load_config
+    from autoscaler.ports.errors import ConfigError
+
+    pool = """
+  - name: {name}
+    queue: {{kind: rq, url: "redis://127.0.0.1:6379/0", key: default{extra}}}
+    sla: {{max_wait: 5s}}
+    capacity: {{min: 0, max: 2, slots_per_instance: 1}}
+    policy: {{kind: threshold}}
+    groups:
+      - {{name: local, provider: local, command: ["true"]}}
+"""
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("pools:" + pool.format(name="a", extra="") +
+                  pool.format(name="b", extra=", prefix: other"))
+    assert [p.name for p in load_config(ok).pools] == ["a", "b"]
+    same = tmp_path / "same.yaml"
+    same.write_text("pools:" + pool.format(name="a", extra="") + pool.format(name="b", extra=""))
+    with pytest.raises(ConfigError, match="uses the same queue as pool 'a'"):
+        load_config(same)
