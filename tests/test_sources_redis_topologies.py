@@ -137,3 +137,39 @@ def test_cluster_settings_need_hash_tags_and_refuse_single_server_libraries() ->
     with pytest.raises(ValidationError, match="rq queues do not run on Redis Cluster"):
         RqSettings(url=url, key="{default}")
     assert RedisListSettings(url=url, key="{gpu}:requests").key == "{gpu}:requests"
+
+
+def test_a_real_worker_serves_a_list_over_a_unix_socket_and_through_sentinel() -> None:
+    """``autoscaler worker`` takes the same URL forms: it drains a list on a unix socket, and
+    one behind a Sentinel (exactly once each, counted in ``:completed``)."""
+    import subprocess
+    import sys
+    import time
+
+    cli = str(Path(sys.executable).parent / "autoscaler")
+
+    def drain(url: str, client: redis.Redis) -> None:
+        client.lpush("q", *(json.dumps({"enqueued_at": time.time(), "service_s": 0.01})
+                            for _ in range(5)))
+        proc = subprocess.Popen([cli, "worker", "--url", url, "--kind", "redis-list",
+                                 "--key", "q", "--block", "0.1"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            topo.wait_until(lambda: client.get("q:completed") == b"5" or proc.poll() is not None,
+                            "the worker to drain the queue", timeout_s=60)
+        finally:
+            proc.terminate()
+            _, err = proc.communicate(timeout=30)
+        assert client.get("q:completed") == b"5", err.decode()[-2000:]
+        assert client.llen("q") == 0
+
+    with tempfile.TemporaryDirectory(prefix="autoscaler-sock-") as tmp:
+        sock = Path(tmp) / "redis.sock"
+        with topo.server(unix=sock):
+            client = redis.Redis(unix_socket_path=str(sock), db=1)
+            drain(f"unix://{sock}?db=1", client)
+            client.close()
+    with topo.sentinel_pair("gpu") as (master, _replica, sentinel, _stack):
+        client = redis.Redis(port=master)
+        drain(f"redis+sentinel://127.0.0.1:{sentinel}/gpu", client)
+        client.close()
