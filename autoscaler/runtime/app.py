@@ -259,8 +259,8 @@ async def run_daemon(
             left = max(0.0, ctl.drain_timeout - (clock.monotonic() - started))
             killed = await daemon.close(left)
     finally:
-        if recorder is not None:
-            recorder.close()
+        if recorder is not None:  # writes what is queued and fsyncs: off the event loop
+            await asyncio.to_thread(recorder.close)
         telemetry.shutdown()
         if install_signals:
             sup.remove_signal_handlers()
