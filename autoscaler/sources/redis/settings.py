@@ -12,7 +12,7 @@ cluster hash tags):
 * ``<key>:consumers``, ``<key>:alive:<consumer>`` - worker liveness (``reclaim``).
 * ``<key>:dead``       - all kinds: payloads a worker could not serve, ``LPUSH``-ed for a human.
 
-All three kinds return the same ``sampler_key`` for one URL, so a daemon that groups pools by
+Every Redis kind returns the same ``sampler_key`` for one URL, so a daemon that groups pools by
 that key samples every pool on a Redis server in one round trip, whatever their kinds.
 """
 
