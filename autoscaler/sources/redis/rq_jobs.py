@@ -18,7 +18,9 @@ What the source measures (all in the one probe round trip, no RQ import):
 Limits: registries are trimmed by RQ's cleanup (expired results, default ``result_ttl`` 500 s):
 the counter then drops and that tick has no rates. Jobs run with ``result_ttl=0`` never enter
 the finished registry, so their pools have no rates (depth, wait and in-flight still hold).
-Scheduled and deferred jobs enter the queue list when due: they arrive then.
+Scheduled and deferred jobs enter the queue list when due: they arrive then. The head is the
+job that runs next: one enqueued ``at_front`` hides the wait of older ones behind it until it
+starts.
 """
 
 from __future__ import annotations
