@@ -37,6 +37,7 @@ from autoscaler.runtime.metrics import PrometheusTelemetry
 from autoscaler.runtime.peers import PeerWatch
 from autoscaler.runtime.persistence import build_persistence
 from autoscaler.runtime.reload import ConfigReloader
+from autoscaler.runtime.recorder import TraceRecorder
 from autoscaler.runtime.supervisor import Supervisor
 
 log = structlog.get_logger("autoscaler.runtime")
@@ -200,11 +201,13 @@ async def run_daemon(
     supervisor: Supervisor | None = None,
     config_path: str | None = None,
     watch_config: bool = False,
+    record_dir: str | None = None,
 ) -> int:
     """The daemon: serve metrics, tick until a signal, drain within ``drain_timeout``.
 
     With ``config_path``, SIGHUP (and with ``watch_config`` a change of the file) reloads the
-    config between ticks (``autoscaler.runtime.reload``)."""
+    config between ticks (``autoscaler.runtime.reload``). ``record_dir``: write what each tick
+    observed as replayable traces (``runtime.recorder``)."""
     ctl = config.controller
     telemetry = NullTelemetry() if once else PrometheusTelemetry()
     leader: LeaderGate | None = None
@@ -243,6 +246,15 @@ async def run_daemon(
               f"{exc.strerror or exc}", file=sys.stderr)
         await daemon.close(0.0)  # nothing started yet: release the samplers' connections
         return EXIT_FAILED
+    recorder = None
+    if record_dir is not None:
+        try:
+            recorder = TraceRecorder(record_dir)
+        except OSError as exc:
+            print(f"error: --record {record_dir}: {exc.strerror or exc}", file=sys.stderr)
+            telemetry.shutdown()
+            await daemon.close(0.0)
+            return EXIT_FAILED
     sup = supervisor or Supervisor()
     if install_signals:
         sup.install_signal_handlers()
@@ -264,7 +276,8 @@ async def run_daemon(
             if leader is not None:
                 sup.spawn("leader-lease", leader.run(sup.stop))
             await daemon.start()
-            sup.spawn("control-loop", daemon.loop.run(sup.stop))
+            sup.spawn("control-loop", daemon.loop.run(
+                sup.stop, on_tick=recorder.on_tick if recorder is not None else None))
             if reloader is not None:
                 sup.spawn("config-reload", reloader.run(sup.stop))
             if leader is None and not dry_run:  # a lone actor: warn if it is not alone
@@ -280,6 +293,8 @@ async def run_daemon(
             left = max(0.0, drain_timeout - (clock.monotonic() - started))
             killed = await daemon.close(left)
     finally:
+        if recorder is not None:  # writes what is queued and fsyncs: off the event loop
+            await asyncio.to_thread(recorder.close)
         telemetry.shutdown()
         if install_signals:
             sup.remove_signal_handlers()
