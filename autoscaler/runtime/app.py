@@ -36,8 +36,8 @@ from autoscaler.runtime.loop import ControlLoop, PoolRuntime
 from autoscaler.runtime.metrics import PrometheusTelemetry
 from autoscaler.runtime.peers import PeerWatch
 from autoscaler.runtime.persistence import build_persistence
-from autoscaler.runtime.reload import ConfigReloader
 from autoscaler.runtime.recorder import TraceRecorder
+from autoscaler.runtime.reload import ConfigReloader
 from autoscaler.runtime.supervisor import Supervisor
 
 log = structlog.get_logger("autoscaler.runtime")
