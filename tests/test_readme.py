@@ -25,7 +25,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCK = re.compile(r"(<!-- readme-test: skip[^>]*-->\n)?```ya?ml\n(.*?)```", re.S)
 BASE_POOL: dict[str, Any] = {
     "name": "base", "queue": {"kind": "memory", "name": "readme"}, "sla": {"max_wait": "2s"},
-    "capacity": {"max": 4}, "groups": [{"name": "local", "provider": "local"}],
+    "capacity": {"max": 4},
+    "groups": [{"name": "local", "provider": "local", "command": ["inference-server"]}],
 }
 
 

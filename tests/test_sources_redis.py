@@ -363,7 +363,7 @@ async def test_many_pools_of_mixed_kinds_cost_one_command_per_chunk(
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"url": "http://localhost:6379/0", "key": "q"}, "redis:// or rediss://"),
+        ({"url": "http://localhost:6379/0", "key": "q"}, "must be redis://"),
         ({"url": "redis:///0", "key": "q"}, "no host"),
         ({"url": "redis://h:99999/0", "key": "q"}, "invalid Redis URL"),
         ({"url": "redis://h:6379/zero", "key": "q"}, "database must be a number"),
@@ -411,3 +411,45 @@ async def test_zset_with_an_infinite_score_has_depth_but_no_wait(
     r.zadd("z", {"forever": float("-inf"), "later": 5.0})
     obs = (await make_sampler([("z", RedisZsetSettings(url=redis_url, key="z"))]).sample())["z"]
     assert (obs.depth, obs.oldest_wait_s, obs.fresh) == (2, None, True)
+
+
+async def test_list_head_field_matches_a_json_parser_on_many_shapes(
+    redis_url: str, r: redis.Redis, clock: ManualClock, make_sampler: MakeSampler
+) -> None:
+    """The probe's fast path and its full scan against ``json.loads``: 400 seeded payloads with
+    the field at the top level or only nested, after strings holding braces, quotes, escapes
+    and the field's own name, or absent."""
+    import random
+
+    rng = random.Random(12)
+    tricky = ['x{', '}', '[', '"enqueued_at": 1', 'a\\"b', 'enqueued_at', ',', '\\\\', 'é']
+
+    def value(depth: int) -> Any:
+        pick = rng.random()
+        if depth < 2 and pick < 0.2:
+            return {rng.choice(["a", "enqueued_at", "b"]): value(depth + 1)}
+        if depth < 2 and pick < 0.3:
+            return [value(depth + 1), rng.choice(tricky)]
+        if pick < 0.6:
+            return "".join(rng.choice(tricky) for _ in range(rng.randint(0, 3)))
+        return rng.randint(-5, 5)
+
+    expected: dict[str, float | None] = {}
+    for i in range(400):
+        fields = [(f"k{j}", value(0)) for j in range(rng.randint(0, 3))]
+        at = clock.wall() - rng.uniform(1, 100)
+        if rng.random() < 0.8:
+            fields.insert(rng.randint(0, len(fields)), ("enqueued_at", at))
+        payload = dict(fields)
+        text = json.dumps(payload, ensure_ascii=rng.random() < 0.5,
+                          separators=rng.choice([(",", ":"), (", ", ": ")]))
+        top = json.loads(text).get("enqueued_at")
+        expected[f"q{i}"] = (clock.wall() - top) if isinstance(top, float) else None
+        r.lpush(f"q{i}", text.encode())
+    sampler = make_sampler([lst(redis_url, key) for key in expected], chunk=250)
+    observed = await sampler.sample()
+    for key, wait in expected.items():
+        got = observed[key].oldest_wait_s
+        assert (got is None) == (wait is None), key
+        if wait is not None and got is not None:
+            assert got == pytest.approx(wait, abs=1e-3), key

@@ -20,14 +20,22 @@ from autoscaler.runtime.logs import configure_logging
               help="Run one tick, print one JSON line per pool on stdout, exit.")
 @click.option("--watch-config", is_flag=True,
               help="Reload the config when the file changes (SIGHUP always reloads).")
-def run(config_path: str, dry_run: bool, once: bool, watch_config: bool) -> None:
+@click.option("--record", "record_dir", default=None, type=click.Path(file_okay=False),
+              help="Write what each pool observed under DIR/<pool>/ as traces that "
+              "`autoscaler simulate --trace` replays (rate-*.csv) plus observations-*.csv.")
+def run(config_path: str, dry_run: bool, once: bool, watch_config: bool,
+        record_dir: str | None) -> None:
     """Run the autoscaler daemon on a config file (JSON logs on stderr).
 
     SIGHUP reloads the file between ticks; an invalid file keeps the running config."""
+    if once and record_dir is not None:
+        raise click.BadParameter("records a running daemon; not with --once",
+                                 param_hint="--record")
     config = config_or_exit(config_path)
     configure_logging(config.controller.log_level)
     sys.exit(asyncio.run(run_daemon(config, dry_run=dry_run, once=once,
-                                    config_path=config_path, watch_config=watch_config)))
+                                    config_path=config_path, watch_config=watch_config,
+                                    record_dir=record_dir)))
 
 
 @click.command()

@@ -24,9 +24,11 @@ import structlog
 
 from autoscaler.emulator.queues import KINDS, ListQueue, Queue, StreamQueue, ZsetQueue
 from autoscaler.emulator.worker import Worker, slot_consumers
+from autoscaler.ports.redis_urls import redact_url, redis_url_kind, validate_redis_url
 from autoscaler.runtime.logs import LEVELS, configure_logging
+from autoscaler.sources.redis.connect import redis_client
 from autoscaler.sources.redis.reclaim import Membership, ReclaimKind
-from autoscaler.sources.redis.settings import plain_name, redact_url, validate_redis_url
+from autoscaler.sources.redis.settings import plain_name
 
 
 def _checked(value: str, param: str, check: object) -> str:
@@ -71,6 +73,10 @@ def worker(
 ) -> None:
     """Consume a Redis queue like an inference server would, serving by sleeping."""
     _checked(url, "--url", validate_redis_url)
+    if redis_url_kind(url) == "cluster":  # its scripts take keys as arguments (reclaim)
+        raise click.BadParameter("Redis Cluster is not supported by the worker (the sources "
+                                 "sample it; workers need standalone or Sentinel)",
+                                 param_hint="--url")
     _checked(key, "--key", lambda v: plain_name(v, "key"))
     if kind == "redis-stream":
         if not group:
@@ -106,10 +112,9 @@ async def _serve(
     url: str, kind: str, key: str, group: str, consumer: str, slots: int, service_s: float,
     block_s: float, heartbeat_s: float,
 ) -> None:
-    import redis.asyncio as aioredis
 
     # One connection per slot blocks in BLMOVE/XREADGROUP at a time; the pool grows to that.
-    client = aioredis.Redis.from_url(url, socket_connect_timeout=5.0)
+    client = redis_client(url, socket_connect_timeout=5.0)
     reclaim_kind: ReclaimKind = (
         "list" if kind == "redis-list" else "zset" if kind == "redis-zset" else "stream"
     )

@@ -14,8 +14,9 @@ if TYPE_CHECKING:
 def one_pool_per_queue(config: Config, sources: Registry[Any]) -> None:
     """Two pools on one queue would each scale for the whole queue: twice the capacity, and
     two controllers fighting. A queue is its kind, its sampler's server (``sampler_key``) and
-    its ``key`` and ``group`` (two consumer groups of one stream are two queues), or what its
-    settings' ``queue_identity()`` returns for kinds that name a queue otherwise.
+    its ``key``, ``group`` and ``prefix`` (two consumer groups of one stream are two queues, and
+    so are two RQ queues of one name under different key prefixes), or what its settings'
+    ``queue_identity()`` returns for kinds that name a queue otherwise.
 
     Not checked: ``memory`` queues (in-process; simulations give every pool the default name
     and each pool gets its own simulated queue), and a source kind without ``sampler_key``."""
@@ -30,7 +31,7 @@ def one_pool_per_queue(config: Config, sources: Registry[Any]) -> None:
             pool.queue.kind,
             sampler_key(settings),
             getattr(settings, "key", None), getattr(settings, "name", None),
-            getattr(settings, "group", None),
+            getattr(settings, "group", None), getattr(settings, "prefix", None),
             identity() if callable(identity) else None,
         )
         if queue in seen:

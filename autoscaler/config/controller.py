@@ -7,12 +7,12 @@ readable; ``models`` re-exports these names.
 from __future__ import annotations
 
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
 from autoscaler.config.durations import Duration, format_duration, parse_duration
 from autoscaler.config.plugins import Strict, field_error
+from autoscaler.ports.redis_urls import redis_url_kind, validate_redis_url
 
 
 class StateStoreConfig(Strict):
@@ -30,17 +30,14 @@ class StateStoreConfig(Strict):
     @field_validator("url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
-        """A ``redis://`` or ``rediss://`` URL with a host (the message never repeats the URL:
-        it may carry a password)."""
+        """Any Redis URL form the queue sources accept (``autoscaler.ports.redis_urls``); the
+        message never repeats a password."""
         if value is None:
             return None
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 - raises ValueError on a bad port
-        except ValueError:
-            raise ValueError("not a valid URL (redis://[:password@]host[:port][/db])") from None
-        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-            raise ValueError("must be redis://[:password@]host[:port][/db] or rediss://...")
+        validate_redis_url(value)
+        if redis_url_kind(value) == "cluster":
+            raise ValueError("Redis Cluster serves queue sources only; the state store and "
+                             "leader election need a standalone, unix socket or Sentinel URL")
         return value
 
 

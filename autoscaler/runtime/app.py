@@ -10,7 +10,7 @@ import asyncio
 import json
 import sys
 from collections import defaultdict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import replace
 from typing import Any, TextIO
 
@@ -32,10 +32,11 @@ from autoscaler.runtime.clock import LoopClock
 from autoscaler.runtime.extensions import Extensions, build_extensions
 from autoscaler.runtime.gate import ActuationGate, DryRunGate, OpenGate
 from autoscaler.runtime.leader import LeaderGate, make_lease
-from autoscaler.runtime.loop import ControlLoop, PoolRuntime
+from autoscaler.runtime.loop import ControlLoop, PoolRuntime, PoolTick
 from autoscaler.runtime.metrics import PrometheusTelemetry
 from autoscaler.runtime.peers import PeerWatch
 from autoscaler.runtime.persistence import build_persistence
+from autoscaler.runtime.recorder import TraceRecorder
 from autoscaler.runtime.reload import ConfigReloader
 from autoscaler.runtime.sdnotify import Notifier, watchdog_interval_s
 from autoscaler.runtime.supervisor import CANCEL_GRACE_S, Supervisor
@@ -201,11 +202,13 @@ async def run_daemon(
     supervisor: Supervisor | None = None,
     config_path: str | None = None,
     watch_config: bool = False,
+    record_dir: str | None = None,
 ) -> int:
     """The daemon: serve metrics, tick until a signal, drain within ``drain_timeout``.
 
     With ``config_path``, SIGHUP (and with ``watch_config`` a change of the file) reloads the
-    config between ticks (``autoscaler.runtime.reload``)."""
+    config between ticks (``autoscaler.runtime.reload``). ``record_dir``: write what each tick
+    observed as replayable traces (``runtime.recorder``)."""
     ctl = config.controller
     telemetry = NullTelemetry() if once else PrometheusTelemetry()
     leader: LeaderGate | None = None
@@ -245,6 +248,15 @@ async def run_daemon(
               f"{exc.strerror or exc}", file=sys.stderr)
         await daemon.close(0.0)  # nothing started yet: release the samplers' connections
         return EXIT_FAILED
+    recorder = None
+    if record_dir is not None:
+        try:
+            recorder = TraceRecorder(record_dir)
+        except OSError as exc:
+            print(f"error: --record {record_dir}: {exc.strerror or exc}", file=sys.stderr)
+            telemetry.shutdown()
+            await daemon.close(0.0)
+            return EXIT_FAILED
     sup = supervisor or Supervisor()
     if install_signals:
         sup.install_signal_handlers()
@@ -267,7 +279,8 @@ async def run_daemon(
             if leader is not None:
                 sup.spawn("leader-lease", leader.run(sup.stop))
             await daemon.start()
-            sup.spawn("control-loop", daemon.loop.run(sup.stop, on_tick=notifier.on_tick))
+            sup.spawn("control-loop", daemon.loop.run(
+                sup.stop, on_tick=_each_tick(notifier, recorder)))
             if reloader is not None:
                 sup.spawn("config-reload", reloader.run(sup.stop))
             if leader is None and not dry_run:  # a lone actor: warn if it is not alone
@@ -284,6 +297,8 @@ async def run_daemon(
             left = max(0.0, drain_timeout - (clock.monotonic() - started))
             killed = await daemon.close(left)
     finally:
+        if recorder is not None:  # writes what is queued and fsyncs: off the event loop
+            await asyncio.to_thread(recorder.close)
         telemetry.shutdown()
         notifier.close()
         if install_signals:
@@ -306,3 +321,13 @@ def _systemd_notifier(interval_s: float) -> Notifier:
         log.warning("watchdog_too_short", watchdog_s=watchdog_s, interval_s=interval_s,
                     hint="set WatchdogSec to at least 3 x controller.interval")
     return notifier
+
+
+def _each_tick(notifier: Notifier, recorder: TraceRecorder | None,
+               ) -> Callable[[list[PoolTick]], None]:
+    """What follows every tick: the ``sd_notify`` watchdog and status, then ``--record``."""
+    def on_tick(results: list[PoolTick]) -> None:
+        notifier.on_tick(results)
+        if recorder is not None:
+            recorder.on_tick(results)
+    return on_tick

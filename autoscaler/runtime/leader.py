@@ -29,12 +29,12 @@ import uuid
 from collections.abc import Callable
 from typing import Protocol
 
-import redis.asyncio as aioredis
 import structlog
 
 from autoscaler.config.controller import LeaderElectionConfig
 from autoscaler.ports.clock import Clock
-from autoscaler.sources.redis.settings import redact_url
+from autoscaler.ports.redis_urls import redact_url
+from autoscaler.sources.redis.connect import redis_client
 
 log = structlog.get_logger("autoscaler.runtime")
 
@@ -77,7 +77,7 @@ class RedisLease:
         self.holder = holder or uuid.uuid4().hex
         self.token: str | None = None
         """``<holder>:<fence>`` while held (as last known here), else None."""
-        self._client = aioredis.Redis.from_url(
+        self._client = redis_client(
             url, socket_connect_timeout=ttl_s / 3, socket_timeout=ttl_s / 3,
             health_check_interval=0,
         )

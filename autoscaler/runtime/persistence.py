@@ -42,6 +42,7 @@ from autoscaler.config.to_core import STATE_FORMAT, state_fingerprint
 from autoscaler.core.pipeline import ControllerState, PoolController
 from autoscaler.core.state_codec import StateCodec, StateCodecError, is_state_type
 from autoscaler.ports.clock import Clock
+from autoscaler.ports.redis_urls import redis_url_kind
 from autoscaler.ports.state_store import StateStore
 from autoscaler.ports.telemetry import Telemetry
 from autoscaler.runtime.metrics import PrometheusTelemetry
@@ -215,11 +216,12 @@ class ControllerPersistence:
 
 
 def _store_url(pool: PoolConfig, settings: StateStoreConfig) -> str | None:
-    """The configured URL, else the pool's Redis queue URL, else none (no persistence)."""
+    """The configured URL, else the pool's Redis queue URL (not a Cluster's: the store reads
+    all pools with one MGET), else none (no persistence)."""
     if settings.url is not None:
         return settings.url
     queue = pool.queue.settings
-    if isinstance(queue, RedisSettings):
+    if isinstance(queue, RedisSettings) and redis_url_kind(str(queue.url)) != "cluster":
         return str(queue.url)
     return None
 

@@ -15,10 +15,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 
-import redis.asyncio as aioredis
-
+from autoscaler.ports.redis_urls import redact_url
 from autoscaler.ports.state_store import StateStoreError
-from autoscaler.sources.redis.settings import redact_url
+from autoscaler.sources.redis.connect import redis_client
 
 
 class RedisStateStore:
@@ -31,7 +30,7 @@ class RedisStateStore:
         self.prefix = prefix
         self._ttl_ms = max(1, round(ttl_s * 1000))
         self._timeout_s = timeout_s
-        self._client = aioredis.Redis.from_url(
+        self._client = redis_client(
             url, socket_connect_timeout=timeout_s, health_check_interval=0
         )
 

@@ -1,4 +1,5 @@
-"""The base of the three Redis kinds: one sampler per URL, built from the settings alone."""
+"""The base of the Redis kinds (redis-list, -stream, -zset, rq, arq, celery): one sampler per
+URL, built from the settings alone."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from autoscaler.sources.redis.settings import RedisSettings
 
 
 class RedisKind:
-    """Base of the three kinds: shared sampler key and sampler factory."""
+    """Base of every Redis kind: shared sampler key and sampler factory."""
 
     kind: ClassVar[str]
     Settings: ClassVar[type[RedisSettings]]

@@ -8,12 +8,15 @@ fields), because parsing thousands of small RESP elements in pure Python cost mo
 whole server-side work. It only reads; each call covers at most ``CHUNK`` pools so that it
 holds the server for a bounded time (a few microseconds per pool).
 
-Calling convention: ``EVALSHA sha 0 <cap> <spec> <prefix>`` where ``spec`` lists the pools as lines
-``kind``, ``key``, ``group`` (empty unless a stream); the script derives
+Calling convention: ``EVALSHA sha 0 <cap> <n> <prefix> <kind key group>*n <enq done>*n`` (on
+Redis Cluster ``EVALSHA sha 1 <key> ...``, one call per hash slot: see ``call_args``) where
+each pool is ``kind``, ``key``, ``group`` (a stream's group, rq's prefix, Celery's unacked hash;
+else empty) and its two counter names; the script derives
 ``<key>:processing:<c>`` for each ``<c>`` in ``<key>:consumers`` (list: a worker's own
 processing list, see ``redis_reclaim``; one LLEN per registered worker, fine for tens of them),
-``<key>:inflight`` (zset), ``<key>:enqueued`` and ``<key>:completed`` itself. Keys are
-not declared in KEYS, so the probe is for a standalone Redis server, not Redis Cluster.
+``<key>:inflight`` (zset), ``<key>:enqueued`` and ``<key>:completed`` itself. Only a
+routing key is declared, so on Redis Cluster every key a call reads must share that key's slot:
+the settings require ``{hash tag}`` keys there and the sampler groups pools by slot.
 Each pool's line is ``ok depth head in_flight arrivals completed`` (empty field = unknown) or
 ``E message`` for a key that could not be read (wrong type). ``head`` is the oldest item's
 enqueue time (list: the TOP-LEVEL ``"enqueued_at": <number>`` member of a JSON object payload,
@@ -32,7 +35,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-Kind = Literal["list", "zset", "stream"]
+Kind = Literal["list", "zset", "stream", "rq", "arq", "celery", "celery-all", "celery-none"]
 
 CHUNK = 250
 """Pools per EVALSHA: bounds how long one script holds the Redis event loop."""
@@ -51,6 +54,7 @@ on a loaded 2-core machine, against 1.15 s for 100 MB with the whole-payload sca
 SCRIPT = r"""
 local call, pcall_redis, format = redis.call, redis.pcall, string.format
 local cap = tonumber(ARGV[1])
+local count = tonumber(ARGV[2])
 local prefix = tonumber(ARGV[3])
 local out = {}
 
@@ -64,29 +68,62 @@ local function fail(key, err)
   return 'E\t' .. (key .. ': ' .. tostring(err)):gsub('[\r\n\t]', ' ')
 end
 
--- The head payload's TOP-LEVEL "enqueued_at" number, read from its first `prefix` bytes
+-- The head payload's TOP-LEVEL "enqueued_at" number (or, with `nested`, the one inside its
+-- top-level "headers" object: a Celery message), read from its first `prefix` bytes
 -- only, so a 100 MB request costs LINDEX's copy (~0.5 s), not also a scan of 100 MB.
--- Escapes are dropped, then every string except the key itself is emptied (so braces in
--- prompts do not count) and the key is marked \1; the first marked key at depth 1 followed
--- by ':' is the one. A value that is not a number, or a key past the prefix, gives ''
--- (unknown). No cjson.decode: a truncated prefix is not valid JSON, and decoding a whole
--- prompt per tick would make sampling cost grow with it.
-local function enqueued_at(item)
-  local s = item:sub(1, prefix)
+-- Escapes are dropped, then every string except the keys looked for is emptied (so braces in
+-- prompts do not count) and the keys are marked \1 (enqueued_at) and \2 (headers); the first
+-- marked key at the wanted depth followed by ':' is the one. A value that is not a number,
+-- or a key past the prefix, gives '' (unknown). No cjson.decode: a truncated prefix is not
+-- valid JSON, and decoding a whole prompt per tick would make sampling cost grow with it.
+local find, sub, match, gsub = string.find, string.sub, string.match, string.gsub
+
+-- The common case at a fraction of the scan's cost: the first "enqueued_at" is a top-level key
+-- when nothing between the opening brace and it can nest or hide it (no brace, bracket or
+-- backslash, an even number of quotes) and it follows '{' or ','. nil: ask the full scan.
+local function enqueued_at_fast(item)
+  local _, open = find(item, '^%s*{')
+  if not open then return '' end  -- not a JSON object: unknown either way
+  local at = find(item, '"enqueued_at"', open + 1, true)
+  if not at or at + 13 > prefix then return nil end
+  local between = sub(item, open + 1, at - 1)
+  if find(between, '[{}%[%]\\]') or not (find(between, '^%s*$') or find(between, ',%s*$')) then
+    return nil
+  end
+  local _, quotes = gsub(between, '"', '')
+  if quotes % 2 == 1 then return nil end
+  local v = match(item, '^%s*:%s*(%-?[%d.]+[eE]?[-+]?%d*)', at + 13)
+  if v and tonumber(v) then return v end
+  return ''
+end
+
+local function enqueued_at(item, nested)
+  if not nested then
+    local fast = enqueued_at_fast(item)
+    if fast then return fast end
+  end
+  local s = item
+  if #s > prefix then s = sub(s, 1, prefix) end
   if not s:match('^%s*{') then return '' end
   s = s:gsub('\\.', '')
   s = s:gsub('"[^"]*"', function(m)
     if m == '"enqueued_at"' then return '\1' end
+    if m == '"headers"' then return '\2' end
     return '""'
   end)
-  local depth = 0
-  for pos, c in s:gmatch('()([{}%[%]\1])') do
+  local depth, want, inside, opening = 0, nested and 2 or 1, not nested, false
+  for pos, c in s:gmatch('()([{}%[%]\1\2])') do
     if c == '{' or c == '[' then
       depth = depth + 1
+      if opening and depth == 2 then inside = true end
+      opening = false
     elseif c == '}' or c == ']' then
       depth = depth - 1
       if depth <= 0 then return '' end
-    elseif depth == 1 and s:find('^%s*:', pos + 1) then
+      if nested and depth < 2 then inside = false end
+    elseif c == '\2' then
+      opening = nested and depth == 1 and s:find('^%s*:%s*{', pos + 1) ~= nil
+    elseif inside and depth == want and s:find('^%s*:', pos + 1) then
       local v = s:match('^%s*:%s*(%-?[%d.]+[eE]?[-+]?%d*)', pos + 1)
       if v and tonumber(v) then return v end
       return ''
@@ -95,11 +132,36 @@ local function enqueued_at(item)
   return ''
 end
 
+-- Redis server time, read once per call and only by kinds that need it (rq, arq).
+local clock
+local function now()
+  if not clock then
+    local t = call('TIME')
+    clock = tonumber(t[1]) + tonumber(t[2]) / 1e6
+  end
+  return clock
+end
+
+-- An rq timestamp ('2024-05-01T12:00:00.123456Z', UTC) as unix seconds; '' if not one.
+local function iso_seconds(v)
+  if not v then return '' end
+  local y, mo, d, h, mi, sec = v:match('^(%d+)%-(%d+)%-(%d+)T(%d+):(%d+):([%d.]+)Z?$')
+  if not y then return '' end
+  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
+  if mo <= 2 then y = y - 1 end  -- days from civil (H. Hinnant), years starting in March
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local doy = math.floor((153 * ((mo + 9) % 12) + 2) / 5) + d - 1
+  local days = era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+               - 719468
+  return format('%.6f', days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec))
+end
+
 local function list(key, enq, done)
   local n = pcall_redis('LLEN', key)
   if type(n) == 'table' then return fail(key, n.err) end
   local head = ''
-  if n > 0 then head = enqueued_at(call('LINDEX', key, -1)) end
+  if n > 0 then head = enqueued_at(call('LINDEX', key, -1), false) end
   -- In flight: each worker's own processing list (reclaim needs to know whose request it is).
   local busy = 0
   local members = pcall_redis('SMEMBERS', key .. ':consumers')
@@ -130,11 +192,21 @@ local function stream(key, group, enq, done)
   end
   local found, last, lag, pending, read = false, '', false, 0, false
   for _, g in ipairs(groups) do
-    local f = {}
-    for j = 1, #g, 2 do f[g[j]] = g[j + 1] end
-    if f['name'] == group then
-      found, last, lag, pending, read = true, f['last-delivered-id'], f['lag'], f['pending'],
-                                        f['entries-read']
+    -- Fields by name, read in place (no table per group: this runs for every stream pool).
+    local name
+    for j = 1, #g, 2 do
+      if g[j] == 'name' then name = g[j + 1] break end
+    end
+    if name == group then
+      found = true
+      for j = 1, #g, 2 do
+        local field = g[j]
+        if field == 'last-delivered-id' then last = g[j + 1]
+        elseif field == 'lag' then lag = g[j + 1]
+        elseif field == 'pending' then pending = g[j + 1]
+        elseif field == 'entries-read' then read = g[j + 1] end
+      end
+      break
     end
   end
   local first
@@ -142,7 +214,11 @@ local function stream(key, group, enq, done)
     lag = call('XLEN', key)
     first = call('XRANGE', key, '-', '+', 'COUNT', 1)
   else
-    first = call('XRANGE', key, '(' .. last, '+', 'COUNT', 1)
+    if lag == 0 then
+      first = {}  -- everything delivered: no head to look up
+    else
+      first = call('XRANGE', key, '(' .. last, '+', 'COUNT', 1)
+    end
     if lag and read then
       enq = int(lag + read)  -- entries-added, without the cost of XINFO STREAM
     elseif not lag then
@@ -154,23 +230,123 @@ local function stream(key, group, enq, done)
   return 'ok\t' .. lag .. '\t' .. head .. '\t' .. pending .. '\t' .. enq .. '\t' .. done
 end
 
-local spec = {}
-for line in (ARGV[2] .. '\n'):gmatch('([^\n]*)\n') do spec[#spec + 1] = line end
-local names = {}
-for i = 2, #spec, 3 do
-  names[#names + 1] = spec[i] .. ':enqueued'
-  names[#names + 1] = spec[i] .. ':completed'
+-- rq: `key` is the queue's list `<prefix>:queue:<name>`; RPUSH-ed job ids, popped from the
+-- left. The head job's hash has `enqueued_at`; running jobs are in the started registry
+-- `<prefix>:wip:<name>` scored by when their worker's lease ends (an expired score: the worker
+-- died, rq will fail or requeue it); completions are the finished + failed registries' sizes,
+-- and arrivals = completions + waiting + running (every job is in exactly one of them).
+local function rq(key, rq_prefix, enq, done)
+  local n = pcall_redis('LLEN', key)
+  if type(n) == 'table' then return fail(key, n.err) end
+  local name = key:sub(#rq_prefix + 8)
+  local head = ''
+  if n > 0 then
+    local id = call('LINDEX', key, 0)
+    local at = pcall_redis('HGET', rq_prefix .. ':job:' .. id, 'enqueued_at')
+    if type(at) == 'string' then head = iso_seconds(at) end
+  end
+  local busy = pcall_redis('ZCOUNT', rq_prefix .. ':wip:' .. name, '(' .. format('%.6f', now()),
+                           '+inf')
+  local fin = pcall_redis('ZCARD', rq_prefix .. ':finished:' .. name)
+  local failed = pcall_redis('ZCARD', rq_prefix .. ':failed:' .. name)
+  if type(busy) ~= 'number' then busy = '' end
+  if type(fin) == 'number' and type(failed) == 'number' then
+    done = fin + failed
+    if busy ~= '' then enq = done + n + busy end
+  end
+  return 'ok\t' .. n .. '\t' .. head .. '\t' .. busy .. '\t' .. enq .. '\t' .. done
 end
-local counts = call('MGET', unpack(names))
-for i = 1, #spec / 3 do
-  local kind, key = spec[3 * i - 2], spec[3 * i - 1]
+
+-- arq: a sorted set scored by when each job may run (unix ms). Due jobs (score <= now) stay in
+-- it while they run, marked by `arq:in-progress:<id>`; workers start the oldest due first, so
+-- the running ones are found by walking the due jobs from the oldest until `ARQ_RUN` waiting
+-- ones in a row (or `cap` in all) have been seen. Deferred jobs (score in the future) wait
+-- for nobody: not counted.
+local ARQ_RUN, ARQ_BATCH = 64, 128
+local function arq(key, enq, done)
+  local t = format('%d', math.floor(now() * 1000))
+  local due = pcall_redis('ZCOUNT', key, '-inf', t)
+  if type(due) == 'table' then return fail(key, due.err) end
+  local busy, head, run, offset = 0, '', 0, 0
+  while offset < due and offset < cap and run < ARQ_RUN do
+    local batch = call('ZRANGEBYSCORE', key, '-inf', t, 'WITHSCORES', 'LIMIT', offset, ARQ_BATCH)
+    if #batch == 0 then break end
+    for j = 1, #batch, 2 do
+      if call('EXISTS', 'arq:in-progress:' .. batch[j]) == 1 then
+        busy = busy + 1
+      else
+        run = run + 1
+        if head == '' then head = format('%.3f', tonumber(batch[j + 1]) / 1000) end
+        if run >= ARQ_RUN then break end
+      end
+    end
+    offset = offset + ARQ_BATCH
+  end
+  return 'ok\t' .. (due - busy) .. '\t' .. head .. '\t' .. busy .. '\t' .. enq .. '\t' .. done
+end
+
+-- celery (kombu's Redis transport): LPUSH-ed JSON messages, popped from the right, in the
+-- list `key` and its priority sub-queues `key .. SEP .. p` (p = 1..9: every priority step a
+-- transport may be configured with). Delivered, unacknowledged messages sit in the hash
+-- `unacked` as `[message, exchange, routing_key]`. mode 'routing': counted for this queue by
+-- routing key (each unacked message is copied into Lua once per tick), unknown above
+-- CELERY_UNACKED_CAP of them; 'all': HLEN, every queue's on this database; 'none': unknown.
+local CELERY_SEP, CELERY_UNACKED_CAP = '\6\22', 1000
+local function celery(key, unacked, enq, done, mode)
+  local n, head = 0, nil
+  for p = 0, 9 do
+    local q = key
+    if p > 0 then q = key .. CELERY_SEP .. p end
+    local m = pcall_redis('LLEN', q)
+    if type(m) == 'table' then return fail(q, m.err) end
+    if m > 0 then
+      n = n + m
+      local at = tonumber(enqueued_at(call('LINDEX', q, -1), true))
+      if at and (head == nil or at < head) then head = at end
+    end
+  end
+  local busy = ''
+  local size = mode ~= 'none' and pcall_redis('HLEN', unacked)
+  if mode == 'all' and type(size) == 'number' then
+    busy = size
+  elseif mode == 'routing' and type(size) == 'number' and size <= CELERY_UNACKED_CAP then
+    busy = 0
+    local tail = ', "' .. key .. '"]'
+    if size > 0 then
+      for _, v in ipairs(call('HVALS', unacked)) do
+        if v:sub(-#tail) == tail then busy = busy + 1 end
+      end
+    end
+  end
+  if head then head = format('%.6f', head) else head = '' end
+  return 'ok\t' .. n .. '\t' .. head .. '\t' .. busy .. '\t' .. enq .. '\t' .. done
+end
+
+-- ARGV[4 ..]: kind, key, group of each pool, then the names of their two counters.
+local counters = 3 + 3 * count
+local counts = call('MGET', unpack(ARGV, counters + 1, counters + 2 * count))
+for i = 1, count do
+  local at = 3 * i + 1
+  local kind, key, group = ARGV[at], ARGV[at + 1], ARGV[at + 2]
   local enq, done = int(counts[2 * i - 1]), int(counts[2 * i])
   if kind == 'list' then
     out[i] = list(key, enq, done)
   elseif kind == 'zset' then
     out[i] = zset(key, enq, done)
+  elseif kind == 'stream' then
+    out[i] = stream(key, group, enq, done)
+  elseif kind == 'rq' then
+    out[i] = rq(key, group, enq, done)
+  elseif kind == 'arq' then
+    out[i] = arq(key, enq, done)
+  elseif kind == 'celery' then
+    out[i] = celery(key, group, enq, done, 'routing')
+  elseif kind == 'celery-all' then
+    out[i] = celery(key, group, enq, done, 'all')
+  elseif kind == 'celery-none' then
+    out[i] = celery(key, group, enq, done, 'none')
   else
-    out[i] = stream(key, spec[3 * i], enq, done)
+    out[i] = fail(key, 'unknown probe kind ' .. kind)
   end
 end
 return table.concat(out, '\n')
@@ -203,15 +379,24 @@ class Measured(NamedTuple):
     error: str | None = None
 
 
-def call_args(probes: list[Probe]) -> list[str | int]:
-    """``numkeys`` and ARGV of one EVALSHA for ``probes``: built once, sent every tick.
+def call_args(probes: list[Probe], route_key: str | None = None) -> list[str | int]:
+    """``numkeys``, KEYS and ARGV of one EVALSHA for ``probes``: built once, sent every tick.
 
-    The pools travel as one newline-separated argument (kind, key, group per pool) because
-    redis-py spends more time encoding thousands of small arguments than the server spends
-    on the whole script. Keys and groups cannot hold newlines (the settings forbid them).
+    ``route_key`` (Redis Cluster) is declared as the one KEYS entry so that the call goes to
+    the node serving its slot; every probe of the call must be in that slot.
+
+    Every name is its own argument (kind, key, group per pool, then each pool's
+    ``<key>:enqueued`` and ``<key>:completed``), so the script parses nothing and hands the
+    counter names straight to MGET. The sampler encodes the call once and sends the same
+    bytes every tick, so thousands of small arguments cost no per-tick encoding.
     """
-    spec = "\n".join(f"{p.kind}\n{p.key}\n{p.group}" for p in probes)
-    return [0, LAG_SCAN_LIMIT, spec, HEAD_PREFIX]
+    keys: list[str | int] = [0] if route_key is None else [1, route_key]
+    names: list[str | int] = []
+    for p in probes:
+        names += (p.kind, p.key, p.group)
+    for p in probes:
+        names += (f"{p.key}:enqueued", f"{p.key}:completed")
+    return [*keys, LAG_SCAN_LIMIT, len(probes), HEAD_PREFIX, *names]
 
 
 def split_reply(reply: object, count: int) -> list[list[str]] | None:

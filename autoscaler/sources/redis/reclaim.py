@@ -25,7 +25,8 @@ how long an entry has been pending, so a long request of a live worker is never 
 Delivery is at least once: a live worker that misses its renewals for a whole TTL (a stalled
 process, a partition) is treated as dead; its request is served again and may be counted twice
 in ``<key>:completed``. Consumers outside ``<key>:consumers`` (workers of an older version) are
-never reaped. Keys are not declared to the script: standalone Redis only, like the probe.
+never reaped. Keys are not declared to the script: standalone Redis or Sentinel only (the
+probe, which declares a routing key per hash slot, also samples Redis Cluster).
 """
 
 from __future__ import annotations

@@ -22,18 +22,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
-import redis.asyncio as aioredis
 import structlog
 from pydantic import BaseModel
-from redis.exceptions import NoScriptError
+from redis.crc import key_slot
+from redis.exceptions import NoScriptError, ResponseError
 
 from autoscaler.core.model import Observation
 from autoscaler.core.plausibility import classify_enqueue_time
-from autoscaler.core.rates import RateMeter
+from autoscaler.core.rates import Reading, counter_rate
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.observations import InvalidObservations
+from autoscaler.sources.redis.connect import is_cluster, redis_client
+from autoscaler.sources.redis.observations import observation
 from autoscaler.sources.redis.probe import (
     CHUNK,
     SCRIPT,
@@ -41,20 +43,26 @@ from autoscaler.sources.redis.probe import (
     Probe,
     call_args,
     decode,
-    head_seconds,
     split_reply,
 )
 from autoscaler.sources.redis.settings import RedisSettings, redact_url
 
 log = structlog.get_logger(__name__)
 
+CLUSTER_CONCURRENCY = 32
+"""Script calls in flight at once on Redis Cluster (one per hash slot sampled)."""
+
 
 @dataclass(slots=True)
 class _Pool:
     name: str
     probe: Probe
-    arrivals: RateMeter = field(default_factory=RateMeter)
-    completions: RateMeter = field(default_factory=RateMeter)
+    stream: bool = False
+    """The head field is a stream ID (milliseconds), not unix seconds."""
+    arrivals: Reading | None = None
+    """Baselines of the two counters for ``counter_rate`` (the core's one rate helper, called
+    directly: a ``RateMeter`` per counter costs a method call per pool per tick)."""
+    completions: Reading | None = None
     last: Observation | None = None
 
 
@@ -89,58 +97,129 @@ class RedisSampler:
         self._timeout_s = timeout_s
         self.invalid = InvalidObservations()
         """Implausible enqueue times seen; the daemon points its ``sink`` at telemetry."""
-        self._pools = [_Pool(name, probe_for(settings)) for name, settings in pools]
+        self._pools = [_Pool(name, probe, probe.kind == "stream")
+                       for name, probe in ((n, probe_for(s)) for n, s in pools)]
+        self._cluster = is_cluster(url)
+        self._packed: dict[int, list[bytes]] = {}
+        """Each call's EVALSHA as encoded by redis-py (encoding is per client, not per tick)."""
         self._calls = [
-            (self._pools[i : i + chunk], call_args([p.probe for p in self._pools[i : i + chunk]]))
-            for i in range(0, len(self._pools), chunk)
+            (part, call_args([p.probe for p in part], route))
+            for group, route in self._slot_groups(url)
+            for part in (group[i : i + chunk] for i in range(0, len(group), chunk))
         ]
-        self._client = aioredis.Redis.from_url(
-            url, socket_connect_timeout=timeout_s, health_check_interval=0
-        )
+        self._client = redis_client(url, socket_connect_timeout=timeout_s,
+                                    health_check_interval=0)
+
+    def _slot_groups(self, url: str) -> list[tuple[list[_Pool], str | None]]:
+        """All pools in one group on one server; on Redis Cluster one group per hash slot,
+        routed by its first key (the settings made every companion key share that slot)."""
+        if not is_cluster(url):
+            return [(self._pools, None)]
+        by_slot: dict[int, list[_Pool]] = {}
+        for pool in self._pools:
+            by_slot.setdefault(key_slot(pool.probe.key.encode()), []).append(pool)
+        return [(group, group[0].probe.key) for group in by_slot.values()]
 
     async def sample(self) -> Mapping[str, Observation]:
         """One round trip for all pools; never raises (a failed round gives stale values)."""
+        out: dict[str, Observation] = {}
         try:
             async with asyncio.timeout(self._timeout_s):
-                replies = await self._round_trip()
+                await self._round_trip(out)
         except Exception as exc:  # any failure of the I/O: report stale data, keep the loop alive
             log.warning(
                 "queue_sample_failed", url=self.url, error=str(exc) or type(exc).__name__,
                 error_type=type(exc).__name__, pools=len(self._pools),
             )
             return self._stale_all(self._clock.monotonic())
-        now, wall = self._clock.monotonic(), self._clock.wall()
-        out: dict[str, Observation] = {}
-        for (pools, _), reply in zip(self._calls, replies, strict=True):
-            rows = split_reply(reply, len(pools))
-            if rows is None:
-                log.warning(
-                    "queue_sample_failed", url=self.url, error=str(reply)[:200],
-                    error_type=type(reply).__name__, pools=len(pools),
-                )
-                out.update((p.name, self._stale(p, now)) for p in pools)
-                continue
-            for pool, row in zip(pools, rows, strict=True):
-                out[pool.name] = self._observe(pool, row, now, wall)
         return out
 
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def _round_trip(self) -> list[object]:
-        replies = await self._execute()
-        if any(isinstance(r, NoScriptError) for r in replies):
+    async def _round_trip(self, out: dict[str, Observation]) -> None:
+        missing = await self._execute(range(len(self._calls)), out)
+        if missing:
             # First tick, or the server restarted / flushed its scripts: load and go again.
             await self._client.script_load(SCRIPT)
-            replies = await self._execute()
-        return replies
+            for index in await self._execute(missing, out):
+                self._take(index, NoScriptError("probe script not loaded"), out)
 
-    async def _execute(self) -> list[object]:
-        async with self._client.pipeline(transaction=False) as pipe:
-            for _, args in self._calls:
-                pipe.evalsha(SCRIPT_SHA, *args)  # type: ignore[arg-type]
-            replies: list[object] = await pipe.execute(raise_on_error=False)
-            return replies
+    async def _execute(self, indexes: Sequence[int], out: dict[str, Observation]) -> list[int]:
+        """Send the calls ``indexes`` and decode each reply AS IT ARRIVES, so that Python
+        decodes one chunk while Redis runs the next (on a multi-core host the two overlap).
+        Returns the calls that found no script loaded."""
+        if self._cluster:
+            replies = await self._execute_cluster(indexes)
+            return [i for i, reply in zip(indexes, replies, strict=True)
+                    if self._take(i, reply, out)]
+        pool = self._client.connection_pool
+        try:
+            conn = await pool.get_connection()
+        except TypeError:  # redis-py < 5.3 needs a command name
+            conn = await pool.get_connection("EVALSHA")
+        missing = []
+        try:
+            packed: list[bytes] = []
+            for i in indexes:
+                if i not in self._packed:  # the same bytes every tick: encoded once
+                    self._packed[i] = conn.pack_command("EVALSHA", SCRIPT_SHA, *self._calls[i][1])
+                packed += self._packed[i]
+            await conn.send_packed_command(packed)
+            for index in indexes:  # pipelined: every reply is read, errors included
+                reply: object
+                try:
+                    reply = await conn.read_response()
+                except ResponseError as exc:  # read whole: the connection stays in step
+                    reply = exc
+                if self._take(index, reply, out):
+                    missing.append(index)
+        except BaseException:
+            await conn.disconnect()  # replies may be pending: never reuse it
+            raise
+        finally:
+            await pool.release(conn)
+        return missing
+
+    def _take(self, index: int, reply: object, out: dict[str, Observation]) -> bool:
+        """Decode call ``index``'s reply into ``out``; ``True`` if it found no script."""
+        if isinstance(reply, NoScriptError):
+            return True
+        pools = self._calls[index][0]
+        now, wall = self._clock.monotonic(), self._clock.wall()
+        rows = split_reply(reply, len(pools))
+        if rows is None:
+            log.warning(
+                "queue_sample_failed", url=self.url, error=str(reply)[:200],
+                error_type=type(reply).__name__, pools=len(pools),
+            )
+            out.update((p.name, self._stale(p, now)) for p in pools)
+            return False
+        for pool, row in zip(pools, rows, strict=True):
+            out[pool.name] = self._observe(pool, row, now, wall)
+        return False
+
+    async def _execute_cluster(self, indexes: Sequence[int]) -> list[object]:
+        """redis-py refuses scripts in cluster pipelines: the calls (one per hash slot, each
+        routed to its node) go concurrently instead, at most ``CLUSTER_CONCURRENCY`` at once,
+        and a failed call is returned in its place like a pipeline's error. A call that failed
+        other than with a Redis error reply is tried once more, alone: redis-py 8's cluster
+        client can lose a race between concurrent first connections to one node."""
+        gate = asyncio.Semaphore(CLUSTER_CONCURRENCY)
+
+        async def one(args: list[str | int]) -> object:
+            async with gate:
+                try:
+                    reply: object = await self._client.evalsha(SCRIPT_SHA, *args)
+                except Exception as exc:
+                    return exc
+                return reply
+
+        replies = list(await asyncio.gather(*(one(self._calls[i][1]) for i in indexes)))
+        for n, (index, reply) in enumerate(zip(indexes, replies, strict=True)):
+            if isinstance(reply, Exception) and not isinstance(reply, ResponseError):
+                replies[n] = await one(self._calls[index][1])
+        return replies
 
     def _observe(self, pool: _Pool, row: list[str], now: float, wall: float) -> Observation:
         """One pool's row to an observation. The common row (``ok`` with integer fields) is
@@ -155,7 +234,9 @@ class RedisSampler:
             in_flight = int(in_flight_s) if in_flight_s else None
             arrivals = int(arrivals_s) if arrivals_s else None
             completed = int(completed_s) if completed_s else None
-            head_time = head_seconds(pool.probe, head) if head and depth else None
+            head_time = None
+            if head and depth:
+                head_time = int(head.partition("-")[0]) / 1000.0 if pool.stream else float(head)
         except ValueError:  # not the common row: decode names the problem
             error = decode(pool.probe, row).error or f"unexpected probe reply {row!r:.80}"
             log.warning("queue_sample_failed", url=self.url, pool=pool.name, error=error)
@@ -168,14 +249,9 @@ class RedisSampler:
                 wait = wait if wait > 0.0 else 0.0
             else:  # unknown, never a 57-year wait nor a hidden one
                 self.invalid.record(pool.name, reason, head_time)
-        obs = Observation(
-            time=now,
-            depth=depth,
-            oldest_wait_s=wait,
-            in_flight=in_flight,
-            arrival_rate=pool.arrivals.update(now, arrivals),
-            completion_rate=pool.completions.update(now, completed),
-        )
+        arrival_rate, pool.arrivals = counter_rate(pool.arrivals, now, arrivals)
+        completion_rate, pool.completions = counter_rate(pool.completions, now, completed)
+        obs = observation(now, depth, wait, in_flight, arrival_rate, completion_rate)
         pool.last = obs
         return obs
 

@@ -1,4 +1,4 @@
-"""What the three Redis queue kinds share: settings, key names, URL redaction.
+"""What the Redis queue kinds share: settings and key names (URLs: ``autoscaler.ports.redis_urls``).
 
 Key names (``<key>`` is the pool's ``key`` setting; the suffixes are plain string suffixes, not
 cluster hash tags):
@@ -12,79 +12,23 @@ cluster hash tags):
 * ``<key>:consumers``, ``<key>:alive:<consumer>`` - worker liveness (``reclaim``).
 * ``<key>:dead``       - all kinds: payloads a worker could not serve, ``LPUSH``-ed for a human.
 
-All three kinds return the same ``sampler_key`` for one URL, so a daemon that groups pools by
+Every Redis kind returns the same ``sampler_key`` for one URL, so a daemon that groups pools by
 that key samples every pool on a Redis server in one round trip, whatever their kinds.
 """
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
+from autoscaler.ports.redis_urls import redact_url, redis_url_kind, validate_redis_url
 from autoscaler.sources.redis.probe import Probe
+
+__all__ = ["RedisSettings", "plain_name", "redact_url", "validate_redis_url"]
 
 COMPLETED_SUFFIX = ":completed"
 PROCESSING_SUFFIX = ":processing"
 INFLIGHT_SUFFIX = ":inflight"
 DEAD_SUFFIX = ":dead"
-
-_SCHEMES = ("redis", "rediss")
-
-
-def validate_redis_url(value: str) -> str:
-    """Accept ``redis://`` and ``rediss://`` URLs with a host, a valid port and a numeric db.
-
-    Checked at config load so that a typo is reported with its file and line, not as a
-    connection error on the first tick. The user-info is checked apart from the rest and never
-    quoted in a message: a password with an unencoded ``/``, ``?``, ``#`` or ``@`` would make a
-    URL parser read part of it as the port, path or fragment, and echo it back.
-    """
-    scheme, sep, rest = value.partition("://")
-    if not sep:
-        raise ValueError(
-            f"Redis URL must start with redis:// or rediss:// (got {redact_url(value)!r})"
-        )
-    userinfo, _at, hostpart = rest.rpartition("@")
-    if any(ch in userinfo for ch in "/?#@[]"):
-        raise ValueError("Redis URL user or password has a character that must be "
-                         "percent-encoded (/ ? # @ [ ] as %2F %3F %23 %40 %5B %5D)")
-    safe = f"{scheme}{sep}{hostpart}"  # no secret in it: may be quoted
-    try:
-        parts = urlsplit(safe)
-        port = parts.port  # raises ValueError on a non-numeric or out-of-range port
-    except ValueError as exc:
-        raise ValueError(f"invalid Redis URL {safe!r}: {exc}") from None
-    if parts.scheme not in _SCHEMES:
-        raise ValueError(f"Redis URL must start with redis:// or rediss:// (got {safe!r})")
-    if not parts.hostname:
-        raise ValueError(f"Redis URL has no host: {redact_url(value)!r}")
-    if port == 0:
-        raise ValueError(f"Redis URL has port 0: {redact_url(value)!r}")
-    db = parts.path.lstrip("/")
-    if db and not db.isdigit():
-        raise ValueError(f"Redis URL database must be a number, got {db!r}")
-    return value
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***``: safe for logs and error messages.
-
-    Does not rely on ``urlsplit``: a password with an unencoded ``#``, ``/``, ``?`` or ``@``
-    makes it split the authority in the wrong place and print the rest of the password as a
-    path or fragment. Everything between ``scheme://`` and the LAST ``@`` is the user-info
-    (a host never contains ``@``); its part after the first ``:`` is the password. A user-info
-    without ``:`` is hidden whole, since Redis clients may send it as the password. What is not
-    a URL at all is not printed."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "<unparseable url>" if "@" in url else url
-    userinfo, at, hostpart = rest.rpartition("@")
-    if not at:
-        return url
-    user, colon, _password = userinfo.partition(":")
-    shown = f"{user}:***" if colon else "***"
-    return f"{scheme}://{shown}@{hostpart}"
 
 
 class RedisSettings(BaseModel):
@@ -93,7 +37,8 @@ class RedisSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
-    url: str = Field(description="redis://[user:password@]host[:port][/db] or rediss://...")
+    url: str = Field(description="redis://[user:password@]host[:port][/db], rediss://, "
+                     "unix:///path.sock, redis+sentinel://host,host/master or redis+cluster://")
     key: str = Field(min_length=1, max_length=1024, description="the queue's Redis key")
 
     @field_validator("url")
@@ -106,10 +51,38 @@ class RedisSettings(BaseModel):
     def _key(cls, value: str) -> str:
         return plain_name(value, "key")
 
+    @model_validator(mode="after")
+    def _cluster_keys(self) -> RedisSettings:
+        """On Redis Cluster the probe declares each pool's key so that it is routed to the
+        key's node, and reads the key's companions (``<key>:completed``, ...) there too: they
+        must share its slot, which only a ``{hash tag}`` guarantees."""
+        if redis_url_kind(self.url) == "cluster":
+            kind = self.probe().kind
+            if kind not in CLUSTER_KINDS:
+                raise ValueError(f"{kind} queues do not run on Redis Cluster (the library "
+                                 "itself needs one server); use a standalone or Sentinel URL")
+            if not hash_tag(self.key):
+                raise ValueError(
+                    "on Redis Cluster the key needs a {hash tag} so that its companion keys "
+                    f"share its slot, e.g. '{{{self.key}}}' or '{{{self.key}}}:requests'")
+        return self
+
     def probe(self) -> Probe:
         """What the sampler's script reads for this pool; each kind's settings say it, so the
         sampler never needs to import the kinds."""
         raise NotImplementedError(f"{type(self).__name__} does not say how to probe it")
+
+
+CLUSTER_KINDS = ("list", "zset", "stream")
+"""Probe kinds whose keys all derive from the pool's key (so one hash tag keeps them in one
+slot); rq, arq and Celery use fixed prefixes (``rq:job:``, ``arq:in-progress:``, ``unacked``)."""
+
+
+def hash_tag(key: str) -> str:
+    """The part of ``key`` Redis Cluster hashes when it has a non-empty ``{tag}``, else ''."""
+    start = key.find("{")
+    end = key.find("}", start + 1) if start >= 0 else -1
+    return key[start + 1 : end] if end > start + 1 else ""
 
 
 def plain_name(value: str, what: str) -> str:
