@@ -19,7 +19,7 @@ $(BIN)/python:
 BUILT_FROM := setup.py $(wildcard simulations/*.c simulations/*.h)
 
 $(STAMP): pyproject.toml $(BUILT_FROM) | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,bench,kubernetes,keda,azure,aws,aws-test,gcp,ray,prometheus,sqs,rabbitmq,nats,jobqueues-test]'
+	$(BIN)/python -m pip install --quiet -e '.[sim,test,bench,kubernetes,keda,azure,aws,aws-test,gcp,ray,prometheus,sqs,rabbitmq,nats,jobqueues-test]'
 	# arq (job-queue source tests) pins redis-py < 6: installed without it, on the project's.
 	$(BIN)/python -m pip install --quiet --no-deps 'arq>=0.26,<0.29'
 	touch $(STAMP)

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from autoscaler.config.durations import Duration
 from autoscaler.config.params import PolicyParams
 
 
 class SlaParams(PolicyParams):
-    service_time: float | None = Field(
+    service_time: Duration | None = Field(
         default=None,
         gt=0,
         description="mean seconds one request holds a slot, used until completions are measured",
@@ -36,22 +37,22 @@ class SlaParams(PolicyParams):
         description="while no misses are seen, size for up to this multiple of the miss "
         "budget (spending the error budget saved so far); back to 1x as misses reach it",
     )
-    budget_window: float = Field(
+    budget_window: Duration = Field(
         default=300.0, gt=0, description="seconds of memory of the observed miss fraction"
     )
     max_dispersion: float = Field(
         default=30.0, ge=1, description="cap on the measured burstiness (index of dispersion)"
     )
-    level_window: float = Field(
+    level_window: Duration = Field(
         default=60.0, gt=0, description="seconds of memory of the arrival-rate level"
     )
-    service_window: float = Field(
+    service_window: Duration = Field(
         default=120.0, gt=0, description="seconds of memory of the service-rate estimate"
     )
-    trend_window: float = Field(
+    trend_window: Duration = Field(
         default=3600.0, gt=0, description="seconds of memory of the offered-load slope"
     )
-    dispersion_window: float = Field(
+    dispersion_window: Duration = Field(
         default=600.0, gt=0, description="seconds of memory of the arrival burstiness"
     )
     backlog_floor: float = Field(
@@ -71,7 +72,7 @@ class SlaParams(PolicyParams):
     burst_ratio: float = Field(
         default=2.0, gt=1, description="burst when the raw-rate size reaches this x current"
     )
-    burst_window: float = Field(
+    burst_window: Duration = Field(
         default=60.0, ge=0, description="seconds a burst lasts after its last trigger"
     )
     out_tolerance: float = Field(
@@ -87,7 +88,7 @@ class SlaParams(PolicyParams):
         le=5,
         description="scale in only to a size that would hold this fraction more load",
     )
-    step_window: float = Field(
+    step_window: Duration = Field(
         default=5.0,
         gt=0,
         description="seconds of memory of the short arrival average a load step moves to",
@@ -99,7 +100,7 @@ class SlaParams(PolicyParams):
         "many standard deviations of one tick's noise (the level then jumps to the short "
         "average)",
     )
-    growth_window: float = Field(
+    growth_window: Duration = Field(
         default=21600.0,
         gt=0,
         description="seconds of memory of how much the load grows within one boot",
@@ -111,7 +112,7 @@ class SlaParams(PolicyParams):
         description="headroom covers all but this multiple of the miss budget of the "
         "horizons' growths (moved by the feedback)",
     )
-    feedback_window: float = Field(
+    feedback_window: Duration = Field(
         default=3600.0,
         gt=0,
         description="seconds of memory of the measured miss share that moves the headroom",

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from autoscaler.config.friendly import message as friendly_message
 from autoscaler.config.models import PoolConfig
 from autoscaler.config.params import PolicyParams
 from autoscaler.registry import Registry, RegistryError
@@ -67,7 +68,7 @@ def resolve(
         params: PolicyParams = policy.Params.model_validate({**base, **spec.overrides})
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or kind}: {e['msg']}"
+            f"{'.'.join(str(p) for p in e['loc']) or kind}: {friendly_message(e)}"
             for e in exc.errors(include_url=False)
         )
         raise SpecError(f"policy spec {spec.label!r}: {problems}") from None

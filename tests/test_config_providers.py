@@ -87,7 +87,7 @@ def test_groups_name_accounts_and_get_their_kinds_settings(
      "<string>:10: pools[0].groups[0].provider: provider 'cloud' is a kind that needs an "
      "account"),
     (("asg: us-east-1-chat", "mig: x"), "<string>:10: pools[0].groups[0].mig: unknown key"),
-    (("region: us-east-1, ", ""), "<string>:2: providers.prod.region: Field required"),
+    (("region: us-east-1, ", ""), "<string>:2: providers.prod.region: is required but missing"),
     (("provider: lab", "provider: lba"), "<string>:11: pools[0].groups[1].provider: unknown "
      "provider 'lba' (accounts under providers: lab, prod; kinds usable without an entry: "),
 ])

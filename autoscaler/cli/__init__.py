@@ -21,6 +21,8 @@ SUBCOMMANDS: dict[str, str] = {
     "explain": "autoscaler.cli.explain:explain",
     "pause": "autoscaler.cli.pause:pause",
     "resume": "autoscaler.cli.pause:resume",
+    "schema": "autoscaler.cli.schema:schema",
+    "produce": "autoscaler.cli.produce:produce",
 }
 
 

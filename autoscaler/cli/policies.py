@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import shutil
 import sys
+import textwrap
 import types
 import typing
 from importlib.metadata import entry_points
@@ -19,12 +21,19 @@ import click
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined, to_jsonable_python
 
+from autoscaler.config.durations import DURATION_JSON_SCHEMA, format_duration
 from autoscaler.registry import POLICY_GROUP, Registry, RegistryError
 
 
-def _type_name(annotation: Any) -> str:
-    """A short, YAML-minded spelling of a parameter's type: ``float | none``, ``a|b``."""
+def _type_name(annotation: Any, metadata: typing.Sequence[Any] = ()) -> str:
+    """A short, YAML-minded spelling of a parameter's type: ``float | none``, ``a|b``,
+    ``duration`` (seconds or 500ms, 2s, 5m, 1h)."""
+    if any(getattr(m, "json_schema", None) is DURATION_JSON_SCHEMA for m in metadata):
+        return "duration"
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        base, *extra = typing.get_args(annotation)
+        return _type_name(base, extra)
     if origin is typing.Literal:
         return "|".join(str(v) for v in typing.get_args(annotation))
     if origin in (typing.Union, types.UnionType):
@@ -62,7 +71,8 @@ def describe(registry: Registry[Any]) -> list[dict[str, Any]]:
             described.append({**entry, "error": str(exc), "params": []})
             continue
         module = getattr(item, "__module__", "")
-        entry["builtin"] = module.split(".")[0] == "policies"
+        entry["builtin"] = module.split(".")[0] == "policies" or module.startswith(
+            "autoscaler.policies.")
         entry["summary"] = _summary(item)
         params: list[dict[str, Any]] = []
         model: type[BaseModel] = item.Params
@@ -72,7 +82,7 @@ def describe(registry: Registry[Any]) -> list[dict[str, Any]]:
             params.append(
                 {
                     "name": field_name,
-                    "type": _type_name(field.annotation),
+                    "type": _type_name(field.annotation, field.metadata),
                     "required": required,
                     "default": to_jsonable_python(default),
                     "description": field.description or "",
@@ -83,33 +93,48 @@ def describe(registry: Registry[Any]) -> list[dict[str, Any]]:
     return described
 
 
-def _render(described: list[dict[str, Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _shown(param: dict[str, Any]) -> str:
+    """A default as it would be written in YAML: ``5m`` for a duration, ``none``, ``0.333``."""
+    value = param["default"]
+    if value is None:
+        return "none"
+    if param["type"].startswith("duration") and isinstance(value, int | float):
+        return format_duration(float(value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return json.dumps(value)
 
-    table = Table(title="scaling policies", show_lines=True)
-    table.add_column("policy", no_wrap=True)
-    table.add_column("parameter", no_wrap=True)
-    for column in ("type", "default", "description"):
-        table.add_column(column, overflow="fold")
+
+def _render(described: list[dict[str, Any]], width: int) -> list[str]:
+    """Plain lines no wider than ``width``: per policy a heading and its summary, per
+    parameter one line of name, type and default, its description wrapped and indented below
+    (a table's description column wraps to a word per line at 80 columns)."""
+    lines: list[str] = []
+    name_width = max((len(p["name"]) for e in described for p in e["params"]), default=8)
+    name_width = min(name_width, 24)
     for entry in described:
         origin = "built-in" if entry.get("builtin") else (entry.get("distribution") or "plugin")
-        label = f"[bold]{entry['name']}[/bold]\n{origin}"
+        lines.append(click.style(entry["name"], bold=True) + f"  ({origin})")
         if "error" in entry:
-            table.add_row(label, "", "", "", f"[red]{entry['error']}[/red]")
+            lines += textwrap.wrap(f"error: {entry['error']}", width, initial_indent="  ",
+                                   subsequent_indent="  ")
+            lines.append("")
             continue
+        if entry.get("summary"):
+            lines += textwrap.wrap(entry["summary"].replace("``", ""), width, initial_indent="  ",
+                                   subsequent_indent="  ")
         if not entry["params"]:
-            table.add_row(label, "-", "", "", entry["summary"])
-        for i, param in enumerate(entry["params"]):
-            default = "required" if param["required"] else json.dumps(param["default"])
-            table.add_row(
-                label if i == 0 else "",
-                param["name"],
-                param["type"],
-                default,
-                param["description"],
-            )
-    Console().print(table)
+            lines.append("  no parameters")
+        for param in entry["params"]:
+            default = "required" if param["required"] else f"default {_shown(param)}"
+            head = f"  {param['name']:<{name_width}}  {param['type']}, {default}"
+            lines += textwrap.wrap(head, width, subsequent_indent=" " * (name_width + 4),
+                                   drop_whitespace=False) if len(head) > width else [head]
+            if param["description"]:
+                lines += textwrap.wrap(param["description"], width, initial_indent="      ",
+                                       subsequent_indent="      ")
+        lines.append("")
+    return lines
 
 
 @click.command()
@@ -121,4 +146,5 @@ def policies(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(described, indent=2))
     else:
-        _render(described)
+        width = max(40, min(shutil.get_terminal_size((80, 24)).columns, 100))
+        click.echo("\n".join(_render(described, width)).rstrip() + "\n")

@@ -31,6 +31,16 @@ def _fail(message: str) -> click.ClickException:
     return InputError(message)
 
 
+def _require_simulator() -> None:
+    """The simulator's numpy and matplotlib are the ``sim`` extra (the daemon's install stays
+    lean): without them, say what to install instead of an ImportError traceback."""
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        raise _fail("the simulator is not installed: pip install 'queue-autoscaler[sim]' "
+                    "(numpy, matplotlib)") from None
+
+
 def _warmup(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
     try:
         return parse_duration(value)
@@ -188,6 +198,7 @@ def simulate(
 ) -> None:
     """Replay a recorded trace through the same decision core the daemon runs, on every pool
     and seed, and recommend the cheapest deployable policy that meets the SLA."""
+    _require_simulator()
     from autoscaler.simulations.specs import PolicySpec, SpecError, parse_spec
     from autoscaler.simulations.study import Study
 
@@ -284,6 +295,7 @@ def tune(
 ) -> None:
     """Sweep a policy's parameters; report the cheapest setting meeting the SLA target and
     the cost/attainment Pareto frontier."""
+    _require_simulator()
     from autoscaler.simulations.specs import SpecError
     from autoscaler.simulations.tune import (
         cheapest_meeting,

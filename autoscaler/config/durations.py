@@ -6,7 +6,7 @@ import math
 import re
 from typing import Annotated
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, WithJsonSchema
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _WRONG_TYPE = "a duration must be a number of seconds or a string like 500ms, 2s, 5m, 1h"
@@ -46,10 +46,19 @@ def parse_offset(value: object) -> float:
     return seconds
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+DURATION_JSON_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "minimum": 0},
+        {"type": "string", "pattern": _PATTERN.pattern},
+    ],
+    "description": "seconds, or a string like 500ms, 2s, 5m, 1h",
+}
+"""What editors see (``autoscaler schema``): the forms the parser accepts, not a bare float."""
+
+Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(DURATION_JSON_SCHEMA)]
 """A non-negative number of seconds up to 366 days, parsed from the human forms above."""
 
-Offset = Annotated[float, BeforeValidator(parse_offset)]
+Offset = Annotated[float, BeforeValidator(parse_offset), WithJsonSchema(DURATION_JSON_SCHEMA)]
 """A finite, non-negative time in a simulated trace, in the same forms, with no upper bound."""
 
 

@@ -27,6 +27,7 @@ from autoscaler.config.controller import ControllerConfig
 from autoscaler.config.controller import LeaderElectionConfig as LeaderElectionConfig  # re-exported
 from autoscaler.config.controller import StateStoreConfig as StateStoreConfig  # re-exported
 from autoscaler.config.durations import Duration, Offset
+from autoscaler.config.friendly import message as friendly_message
 from autoscaler.config.interpolate import resolve
 from autoscaler.config.params import PolicyParams
 from autoscaler.config.plugins import Strict, field_error, plugin_block, registry_of
@@ -222,11 +223,11 @@ class BehaviorConfig(Strict):
 class ServiceModel(Strict):
     """How long one request occupies a slot, for traces that only carry token counts."""
 
-    overhead_s: float = Field(default=0.05, ge=0)
+    overhead_s: Duration = Field(default=0.05, ge=0)
     prefill_tokens_per_s: float = Field(default=10_000.0, gt=0)
     decode_s_per_token: float = Field(default=0.02, ge=0)
     distribution: Literal["exponential", "lognormal", "fixed"] = "exponential"
-    mean_s: float = Field(default=1.0, gt=0)
+    mean_s: Duration = Field(default=1.0, gt=0)
     cv: float = Field(default=1.0, ge=0)
     batching: dict[Annotated[int, Field(ge=1)], Annotated[float, Field(gt=0)]] = Field(
         default_factory=dict,
@@ -416,11 +417,7 @@ def _messages(exc: ValidationError, document: LocatedDocument) -> list[str]:
             other[: len(loc)] == loc and len(other) > len(loc) for other in locs
         ):
             continue  # a list emptied by its own failing items: the items' errors say it all
-        msg = error["msg"]
-        for prefix in ("Value error, ", "Assertion failed, "):
-            msg = msg.removeprefix(prefix)
-        if error["type"] == "extra_forbidden":
-            msg = "unknown key"
+        msg = friendly_message(error)  # plain words, not pydantic's phrasing
         line = document.line_of(loc)
         messages.append(f"{document.path}:{line}: {_format_loc(loc)}: {msg}")
     return messages

@@ -102,14 +102,76 @@ class RedisListProducer:
         await self._client.aclose()
 
 
+class RedisZsetProducer:
+    """The ``redis-zset`` producer convention: ``ZADD <key> <enqueued_at> <JSON member>`` (the
+    member carries a unique id) and ``INCR <key>:enqueued``."""
+
+    def __init__(self, url: str, key: str, prefix: str = "req") -> None:
+        import redis.asyncio as aioredis
+
+        self._client: Any = aioredis.Redis.from_url(url)
+        self.key = key
+        self._prefix = prefix
+        self._n = 0
+
+    async def push(self, enqueued_at: float, service_s: float) -> None:
+        self._n += 1
+        member = json.dumps({"id": f"{self._prefix}-{self._n}", "enqueued_at": enqueued_at,
+                             "service_s": round(service_s, 4)})
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.zadd(self.key, {member: enqueued_at})
+            pipe.incr(self.key + ":enqueued")
+            await pipe.execute()
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class RedisStreamProducer:
+    """The ``redis-stream`` producer convention: ``XADD <key> * ...`` (the entry ID is the
+    enqueue time; the stream counts its own arrivals), fields ``id``, ``enqueued_at`` and
+    ``service_s``."""
+
+    def __init__(self, url: str, key: str, prefix: str = "req") -> None:
+        import redis.asyncio as aioredis
+
+        self._client: Any = aioredis.Redis.from_url(url)
+        self.key = key
+        self._prefix = prefix
+        self._n = 0
+
+    async def push(self, enqueued_at: float, service_s: float) -> None:
+        self._n += 1
+        await self._client.xadd(self.key, {"id": f"{self._prefix}-{self._n}",
+                                           "enqueued_at": repr(enqueued_at),
+                                           "service_s": repr(round(service_s, 4))})
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+REDIS_PRODUCERS: dict[str, type[RedisListProducer | RedisZsetProducer | RedisStreamProducer]] = {
+    "redis-list": RedisListProducer,
+    "redis-zset": RedisZsetProducer,
+    "redis-stream": RedisStreamProducer,
+}
+
+
 async def generate(
-    pattern: BurstPattern, producer: Producer, clock: Clock, duration_s: float, seed: int
+    pattern: BurstPattern, producer: Producer, clock: Clock, duration_s: float, seed: int,
+    *, limit: int | None = None, fixed_service_s: float | None = None,
 ) -> int:
-    """Send the pattern's arrivals in real time (on the running loop); returns how many."""
+    """Send the pattern's arrivals in real time (on the running loop); returns how many.
+
+    ``limit`` stops after that many requests; ``fixed_service_s`` replaces the drawn service
+    times (the arrival times stay those of the seed)."""
     loop = asyncio.get_running_loop()
     start = loop.time()
     sent = 0
-    for offset, service in pattern.arrivals(duration_s, seed):
+    for offset, drawn in pattern.arrivals(duration_s, seed):
+        if limit is not None and sent >= limit:
+            break
+        service = drawn if fixed_service_s is None else fixed_service_s
         delay = start + offset - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)

@@ -10,7 +10,7 @@ import asyncio
 import json
 import sys
 from collections import defaultdict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import replace
 from typing import Any, TextIO
 
@@ -32,13 +32,14 @@ from autoscaler.runtime.clock import LoopClock
 from autoscaler.runtime.extensions import Extensions, build_extensions
 from autoscaler.runtime.gate import ActuationGate, DryRunGate, OpenGate
 from autoscaler.runtime.leader import LeaderGate, make_lease
-from autoscaler.runtime.loop import ControlLoop, PoolRuntime
+from autoscaler.runtime.loop import ControlLoop, PoolRuntime, PoolTick
 from autoscaler.runtime.metrics import PrometheusTelemetry
 from autoscaler.runtime.peers import PeerWatch
 from autoscaler.runtime.persistence import build_persistence
 from autoscaler.runtime.recorder import TraceRecorder
 from autoscaler.runtime.reload import ConfigReloader
-from autoscaler.runtime.supervisor import Supervisor
+from autoscaler.runtime.sdnotify import Notifier, watchdog_interval_s
+from autoscaler.runtime.supervisor import CANCEL_GRACE_S, Supervisor
 
 log = structlog.get_logger("autoscaler.runtime")
 
@@ -239,6 +240,7 @@ async def run_daemon(
             await leader.run(stop)  # with stop set: releases the lease, closes its client
     assert isinstance(telemetry, PrometheusTelemetry)
     telemetry.health.configure(ctl.interval, tuple(p.name for p in config.pools))
+    telemetry.fleet.configure(config)
     try:
         port = telemetry.serve(ctl.metrics_host, ctl.metrics_port)
     except OSError as exc:  # port taken, address not local: name the setting, not a traceback
@@ -262,6 +264,7 @@ async def run_daemon(
              metrics_host=ctl.metrics_host, metrics_port=port, dry_run=dry_run)
     clock = daemon.loop.clock
     killed: list[str] = []
+    notifier = _systemd_notifier(ctl.interval)
     reloader = None
     if config_path is not None:
         reloader = ConfigReloader(
@@ -277,7 +280,7 @@ async def run_daemon(
                 sup.spawn("leader-lease", leader.run(sup.stop))
             await daemon.start()
             sup.spawn("control-loop", daemon.loop.run(
-                sup.stop, on_tick=recorder.on_tick if recorder is not None else None))
+                sup.stop, on_tick=_each_tick(notifier, recorder)))
             if reloader is not None:
                 sup.spawn("config-reload", reloader.run(sup.stop))
             if leader is None and not dry_run:  # a lone actor: warn if it is not alone
@@ -285,6 +288,7 @@ async def run_daemon(
             await sup.stop.wait()
         finally:
             drain_timeout = daemon.config.controller.drain_timeout  # a reload may change it
+            notifier.stopping(drain_timeout, grace_s=CANCEL_GRACE_S + 10.0)
             started = clock.monotonic()
             log.info("daemon_draining", drain_timeout_s=drain_timeout)
             await sup.drain(drain_timeout)
@@ -296,6 +300,7 @@ async def run_daemon(
         if recorder is not None:  # writes what is queued and fsyncs: off the event loop
             await asyncio.to_thread(recorder.close)
         telemetry.shutdown()
+        notifier.close()
         if install_signals:
             sup.remove_signal_handlers()
             if reloader is not None:
@@ -305,3 +310,24 @@ async def run_daemon(
                   drain_timeout_s=daemon.config.controller.drain_timeout)
     log.info("daemon_stopped", failure=sup.failure, killed=len(killed))
     return EXIT_FAILED if sup.failure or killed else EXIT_OK
+
+
+def _systemd_notifier(interval_s: float) -> Notifier:
+    """The ``sd_notify`` channel (a no-op outside ``Type=notify``); warns when the unit's
+    ``WatchdogSec`` is shorter than two ticks, which would kill a healthy daemon."""
+    notifier = Notifier.from_environment()
+    watchdog_s = watchdog_interval_s()
+    if notifier.enabled and watchdog_s is not None and watchdog_s < 2 * interval_s:
+        log.warning("watchdog_too_short", watchdog_s=watchdog_s, interval_s=interval_s,
+                    hint="set WatchdogSec to at least 3 x controller.interval")
+    return notifier
+
+
+def _each_tick(notifier: Notifier, recorder: TraceRecorder | None,
+               ) -> Callable[[list[PoolTick]], None]:
+    """What follows every tick: the ``sd_notify`` watchdog and status, then ``--record``."""
+    def on_tick(results: list[PoolTick]) -> None:
+        notifier.on_tick(results)
+        if recorder is not None:
+            recorder.on_tick(results)
+    return on_tick

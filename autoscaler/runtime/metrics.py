@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 from autoscaler.core.model import Decision, FleetState, Observation
 from autoscaler.runtime.http import Health, MetricsServer
 from autoscaler.runtime.http import serve as serve_http
+from autoscaler.runtime.metrics_fleet import FleetMetrics
 
 TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -150,6 +151,8 @@ class PrometheusTelemetry:
             ["pool", "reason"],
             registry=r,
         )
+        self.fleet = FleetMetrics(r)
+        """Per group and market, rates, cost, build info, process (``metrics_fleet``)."""
 
         self.instance_fast_failures = Counter(
             "autoscaler_instance_fast_failures",
@@ -183,6 +186,7 @@ class PrometheusTelemetry:
         for group in self._groups.pop(pool, set()):
             with contextlib.suppress(KeyError):
                 self.group_available.remove(pool, group)
+        self.fleet.forget_pool(pool)
 
     def serve(self, host: str, port: int, *, timeout_s: float = 5.0,
               max_connections: int = 16) -> int:
@@ -209,6 +213,7 @@ class PrometheusTelemetry:
         self.stale.labels(pool).set(0 if obs.fresh else 1)
         if obs.fresh:
             self.health.sampled(pool)
+        self.fleet.observed(pool, obs)
 
     def record_fleet(self, pool: str, fleet: FleetState) -> None:
         self.running.labels(pool).set(fleet.running)
@@ -217,6 +222,7 @@ class PrometheusTelemetry:
         for group in fleet.groups:
             self.group_available.labels(pool, group.name).set(1 if group.available else 0)
             self._groups.setdefault(pool, set()).add(group.name)
+        self.fleet.described(pool, fleet)
 
     def record_decision(self, decision: Decision) -> None:
         self.desired.labels(decision.pool).set(decision.desired)
@@ -225,6 +231,7 @@ class PrometheusTelemetry:
         if isinstance(rec, int | float) and not isinstance(rec, bool):
             value = float(rec)
         self.recommended.labels(decision.pool).set(value)
+        self.fleet.decided(decision)
 
     def record_saturation(self, pool: str, saturated: bool) -> None:
         self.saturated.labels(pool).set(1 if saturated else 0)

@@ -355,6 +355,7 @@ class ConfigReloader:
         if isinstance(telemetry, PrometheusTelemetry):
             telemetry.health.configure(config.controller.interval,
                                        tuple(p.name for p in config.pools))
+            telemetry.fleet.configure(config)  # prices, SLA and bounds of the new file
         restart = tuple(f for f in RESTART_ONLY if getattr(old_config.controller, f)
                         != getattr(config.controller, f))
         if restart:

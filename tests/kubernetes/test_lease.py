@@ -154,7 +154,7 @@ controller:
 async def test_the_shipped_lease_role_grants_exactly_what_the_lease_calls(
     api: FakeKubeApi, kubeconfig_file: Path,
 ) -> None:
-    """deploy/kubernetes/leader-election-rbac.yaml: create on leases, get and update on the one
+    """deploy/kubernetes/base/leader-election-rbac.yaml: create on leases, get and update on the one
     Lease by name; the elector uses exactly those (a whole term: take, renew, check, release)."""
     import yaml
 
@@ -175,7 +175,7 @@ async def test_the_shipped_lease_role_grants_exactly_what_the_lease_calls(
         used.add((verbs[method], parts[6] if len(parts) == 7 else None))
     root = Path(__file__).resolve().parents[2]
     docs = list(yaml.safe_load_all(
-        (root / "deploy/kubernetes/leader-election-rbac.yaml").read_text()))
+        (root / "deploy/kubernetes/base/leader-election-rbac.yaml").read_text()))
     [role] = [d for d in docs if d["kind"] == "Role"]
     granted = set()
     for rule in role["rules"]:

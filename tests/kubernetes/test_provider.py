@@ -292,7 +292,7 @@ async def test_a_burst_of_429_is_retried_after_retry_after_and_applied_once(
 async def test_the_shipped_role_grants_exactly_what_the_client_calls(
     api: FakeKubeApi, open_client: Callable[..., Any],
 ) -> None:
-    """deploy/kubernetes/rbac.yaml grants get+patch on the scale subresources and list on pods,
+    """deploy/kubernetes/base/rbac.yaml grants get+patch on the scale subresources and list on pods,
     nothing more (least privilege), and that is exactly what describe and resize use."""
     import yaml
 
@@ -312,7 +312,7 @@ async def test_the_shipped_role_grants_exactly_what_the_client_calls(
         else:  # /apis/apps/v1/namespaces/NS/RESOURCE/NAME/scale
             used.add(("apps", f"{parts[5]}/{parts[7]}", verbs[method]))
     root = Path(__file__).resolve().parents[2]
-    docs = list(yaml.safe_load_all((root / "deploy/kubernetes/rbac.yaml").read_text()))
+    docs = list(yaml.safe_load_all((root / "deploy/kubernetes/base/rbac.yaml").read_text()))
     [role] = [d for d in docs if d["kind"] == "Role"]
     granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"]
                for r in rule["resources"] for v in rule["verbs"]}
