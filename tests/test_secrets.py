@@ -201,7 +201,7 @@ pools:
 
 
 SHUTDOWN = """
-controller: {{interval: 1s, drain_timeout: 1s}}
+controller: {{interval: 1s, drain_timeout: 1s, metrics_address: "127.0.0.1:0"}}
 pools:
   - name: chat
     queue: {{kind: memory, name: shutdown}}
@@ -214,27 +214,40 @@ pools:
 
 
 @pytest.mark.parametrize(("script", "killed"), [
-    ("trap '' TERM; exec sleep 30", True),  # ignores SIGTERM: killed at the drain deadline
-    ("exec sleep 30", False),               # stops on SIGTERM
+    # ignores SIGTERM (the marker is written once the trap is set): killed at the drain deadline
+    ("trap '' TERM; touch {marker}; exec sleep 30", True),
+    ("touch {marker}; exec sleep 30", False),  # stops on SIGTERM
 ])
-def test_run_once_exits_non_zero_when_shutdown_had_to_kill(
+def test_a_shutdown_that_had_to_kill_exits_non_zero(
     tmp_path: Path, script: str, killed: bool,
 ) -> None:
+    """The daemon is stopped only once its instance runs its script (the marker), so a
+    SIGTERM can never land before the trap is installed."""
+    marker = tmp_path / "started"
     config = tmp_path / "shutdown.yaml"
-    config.write_text(SHUTDOWN.format(script=script))
-    proc = subprocess.run(
-        [sys.executable, "-m", "autoscaler", "run", "--once", "-c", str(config)],
-        capture_output=True, text=True, timeout=120,
+    config.write_text(SHUTDOWN.format(script=script.format(marker=marker)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autoscaler", "run", "-c", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    [line] = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert line["acted"] and line["desired"] == 1
-    events = [json.loads(e) for e in proc.stderr.splitlines() if e.startswith("{")]
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert marker.exists(), "the instance never started"
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    events = [json.loads(e) for e in stderr.splitlines() if e.startswith("{")]
     incomplete = [e for e in events if e["event"] == "drain_incomplete"]
     if killed:
-        assert proc.returncode == 1, proc.stderr[-2000:]
+        assert proc.returncode == 1, stderr[-2000:]
         assert [e["killed"] for e in incomplete] == [["chat/local/1"]]
     else:
-        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.returncode == 0, stderr[-2000:]
         assert incomplete == []
 
 
