@@ -321,7 +321,8 @@ class ConfigReloader:
         if persistence is not None:
             first = loop.persistence is not None and not loop.persistence.loaded
             await persistence.load(pools if first else [rt for rt in pools
-                                                        if rt.name in added])
+                                                        if rt.name in added],
+                                   holds=loop.unavailability, samplers=new.samplers)
         old_samplers, old_persistence = list(loop.samplers), loop.persistence
         loop.reconfigure(pools, new.samplers, accounts, interval_s=new.interval_s,
                          cross_pool=new.cross_pool, persistence=persistence, gate=new.gate)
