@@ -9,13 +9,14 @@ with ``CapacityUnavailable`` (a stockout) and an on-demand one. Daemons run in-p
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
-from autoscaler.config.models import Config, parse_config
+from autoscaler.config.models import Config, load_config, parse_config
 from autoscaler.config.to_core import pool_spec, state_fingerprint
 from autoscaler.core.availability import Hold, Holds
 from autoscaler.ports.clock import ManualClock
@@ -23,6 +24,7 @@ from autoscaler.ports.provider import GroupId
 from autoscaler.registry import Registry
 from autoscaler.runtime.app import Daemon
 from autoscaler.runtime.carryover import BASELINE_MAX_AGE_S, fresh_baselines, resume_holds
+from autoscaler.runtime.reload import ConfigReloader
 from autoscaler.testing.fakes import FakeProvider
 
 CONFIG = """
@@ -57,7 +59,8 @@ async def fill(url: str, clock: ManualClock, depth: int, enqueued: int, complete
     client = aioredis.Redis.from_url(url)
     await client.delete("q:carry")
     now = clock.wall()
-    await client.lpush("q:carry", *[json.dumps({"enqueued_at": now}) for _ in range(depth)])
+    if depth:
+        await client.lpush("q:carry", *[json.dumps({"enqueued_at": now}) for _ in range(depth)])
     await client.set("q:carry:enqueued", enqueued)
     await client.set("q:carry:completed", completed)
     await client.aclose()
@@ -197,3 +200,64 @@ def test_saved_holds_and_baselines_expire() -> None:
     assert fresh_baselines((reading, None), 1000.0 + BASELINE_MAX_AGE_S) == (reading, None)
     assert fresh_baselines((reading, reading), 1001.0 + BASELINE_MAX_AGE_S) is None
     assert fresh_baselines((reading, None), 999.0) is None  # from the future: another clock
+
+
+async def test_a_reload_keeps_the_rates_of_unchanged_queues(
+    registries: dict[str, Registry[Any]], redis_url: str, tmp_path: Path
+) -> None:
+    """A reload rebuilds the samplers; an edited price keeps the queue's counter baselines, so
+    the first tick after it has rates; an edited queue block starts them afresh."""
+    registries["providers"].register("fake", FakeProvider)
+    clock = ManualClock(start=3000.0)
+    await fill(redis_url, clock, 0, 50, 50)
+    path = tmp_path / "carry.yaml"
+    text = CONFIG.format(url=redis_url, store="  state_store: none", refuse="")
+    path.write_text(text)
+
+    def build(cfg: Any) -> Daemon:
+        return Daemon.build(cfg, registries=registries, clock=clock)
+
+    daemon = build(load_config(path, registries))
+    reloader = ConfigReloader(daemon, path, build, registries=registries)
+    await daemon.loop.tick()
+    clock.advance(5.0)
+    await fill(redis_url, clock, 0, 60, 55)
+    path.write_text(text.replace("hourly_price: 3.0", "hourly_price: 2.0"))
+    assert (await reloader.reload("signal")).ok
+    [tick] = await daemon.loop.tick()
+    assert tick.observation is not None and tick.observation.arrival_rate == pytest.approx(2.0)
+    assert tick.observation.completion_rate == pytest.approx(1.0)
+
+    clock.advance(5.0)
+    client = aioredis.Redis.from_url(redis_url)
+    await client.mset({"q:other:enqueued": 1000, "q:other:completed": 900})
+    await client.aclose()
+    path.write_text(text.replace("key: 'q:carry'", "key: 'q:other'"))
+    assert (await reloader.reload("signal")).ok
+    [tick] = await daemon.loop.tick()
+    assert tick.observation is not None and tick.observation.arrival_rate is None
+    await daemon.close(1.0)
+    await reloader.close(1.0)
+
+
+async def test_a_restart_on_another_queue_does_not_resume_its_baselines(
+    registries: dict[str, Registry[Any]], redis_url: str
+) -> None:
+    clock = ManualClock(start=4000.0)
+    await fill(redis_url, clock, 0, 10, 10)
+    daemon1 = Daemon.build(config(registries, redis_url, refuse=False),
+                           registries=registries, clock=clock)
+    await daemon1.loop.tick()
+    await daemon1.close(1.0)
+    client = aioredis.Redis.from_url(redis_url)
+    await client.mset({"q:moved:enqueued": 500, "q:moved:completed": 400})
+    await client.aclose()
+    clock.advance(5.0)
+    moved = parse_config(CONFIG.format(url=redis_url, store="", refuse="").replace(
+        "key: 'q:carry'", "key: 'q:moved'"), registries=registries)
+    with capture_logs() as logs:
+        daemon2 = Daemon.build(moved, registries=registries, clock=clock)
+        [tick] = await daemon2.loop.tick()
+    assert "state_resumed" in [e["event"] for e in logs]  # the policy state is the pool's
+    assert tick.observation is not None and tick.observation.arrival_rate is None
+    await daemon2.close(1.0)

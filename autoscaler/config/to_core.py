@@ -36,9 +36,10 @@ from autoscaler.registry import Registry
 STATE_FORMAT = 2
 """Bumped when the persisted record changes layout or meaning (part of every fingerprint).
 
-1: ``{format, fingerprint, saved_wall, state}``. 2: adds ``holds`` and ``baselines`` (see
-``autoscaler.runtime.persistence``), kept across fingerprint changes; a format-1 record is
-read for nothing (its fingerprint covered the whole spec) and replaced at the next save."""
+1: ``{format, fingerprint, saved_wall, state}``. 2: adds ``holds``, ``queue`` and
+``baselines`` (see ``autoscaler.runtime.persistence``), kept across fingerprint changes; a
+format-1 record is read for nothing (its fingerprint covered the whole spec) and replaced at
+the next save."""
 
 
 def scaling_spec(behavior: ScalingBehavior) -> ScalingSpec:

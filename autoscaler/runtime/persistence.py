@@ -2,14 +2,15 @@
 
 Before the first tick the daemon loads every pool's record (one round trip per server); after
 each tick it saves them all (one round trip per server, bounded by the store's timeout). A
-record is JSON: ``{"format", "fingerprint", "saved_wall", "state", "holds", "baselines"}``,
-where ``state`` is the ``ControllerState`` through the core's ``StateCodec`` (never pickle: a
-record read from a shared server cannot run code), ``fingerprint`` digests what the state is
-meaningful under (the policy, the SLA, the groups' identity:
+record is JSON: ``{"format", "fingerprint", "saved_wall", "state", "holds", "queue",
+"baselines"}``, where ``state`` is the ``ControllerState`` through the core's ``StateCodec``
+(never pickle: a record read from a shared server cannot run code), ``fingerprint`` digests
+what the state is meaningful under (the policy, the SLA, the groups' identity:
 ``autoscaler.config.to_core.state_fingerprint``), and ``holds`` and ``baselines`` are the
-pool's capacity holds and counter baselines (``autoscaler.runtime.carryover``), resumed whatever
-the fingerprint: they describe the groups and the queue, not the policy. ``format`` is
-``STATE_FORMAT``; a record of another format is discarded whole.
+pool's capacity holds and counter baselines (``autoscaler.runtime.carryover``), resumed
+whatever the fingerprint: they describe the groups and the queue, not the policy (baselines
+only while ``queue``, a digest of the pool's queue block, is unchanged: another queue has
+other counters). ``format`` is ``STATE_FORMAT``; a record of another format is discarded.
 
 Every failure degrades to "no state", never to a failed tick: an unreachable store at start,
 an expired, foreign, corrupt or stale-config record (a line ``state_discarded`` with the
@@ -34,6 +35,7 @@ What is not guaranteed:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,7 +51,7 @@ from autoscaler.core.pipeline import ControllerState, PoolController
 from autoscaler.core.state_codec import StateCodec, StateCodecError, is_state_type
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.provider import GroupId
-from autoscaler.ports.redis_urls import redis_url_kind
+from autoscaler.ports.redis_urls import redact_url, redis_url_kind
 from autoscaler.ports.source import Baselines, QueueSampler
 from autoscaler.ports.state_store import StateStore
 from autoscaler.ports.telemetry import Telemetry
@@ -68,7 +70,8 @@ from autoscaler.sources.redis.settings import RedisSettings
 
 log = structlog.get_logger("autoscaler.runtime")
 
-RECORD_FIELDS = frozenset({"format", "fingerprint", "saved_wall", "state", "holds", "baselines"})
+RECORD_FIELDS = frozenset(
+    {"format", "fingerprint", "saved_wall", "state", "holds", "queue", "baselines"})
 
 
 class PoolRuntimeLike(Protocol):
@@ -87,6 +90,9 @@ class PoolBinding:
     store: StateStore
     codec: StateCodec
     fingerprint: str
+    queue: str = ""
+    """``queue_identity`` of the pool's queue: saved counter baselines are another queue's
+    counters when it differs, and are not resumed."""
 
 
 def codec_for(controller: PoolController) -> StateCodec:
@@ -200,7 +206,7 @@ class ControllerPersistence:
             for group, hold in resume_holds(holds, rt.name, groups, saved_holds, now):
                 log.info("hold_resumed", pool=rt.name, group=group, reason=hold.reason,
                          remaining_s=round(max(0.0, hold.until - now), 3), hold_s=hold.hold_s)
-        if saved_baselines is not None:
+        if saved_baselines is not None and record["queue"] == binding.queue:
             fresh = fresh_baselines(saved_baselines, now)
             if fresh is not None:
                 baselines[rt.name] = fresh
@@ -256,7 +262,8 @@ class ControllerPersistence:
             binding = self._bindings[group[0].name]
             records: dict[str, str] = {}
             for rt in group:
-                codec = self._bindings[rt.name].codec
+                binding_of = self._bindings[rt.name]
+                codec = binding_of.codec
                 try:
                     encoded = codec.encode(rt.state)
                     pool_holds = codec.encode(held.get(rt.name, {}))
@@ -267,7 +274,7 @@ class ControllerPersistence:
                 records[rt.name] = json.dumps(
                     {"format": STATE_FORMAT, "fingerprint": self._bindings[rt.name].fingerprint,
                      "saved_wall": wall, "state": encoded, "holds": pool_holds,
-                     "baselines": pool_baselines},
+                     "queue": binding_of.queue, "baselines": pool_baselines},
                     separators=(",", ":"), allow_nan=False,
                 )
             calls.append((binding.store, records))
@@ -286,6 +293,18 @@ class ControllerPersistence:
 
     async def close(self) -> None:
         await asyncio.gather(*(s.close() for s in self._stores), return_exceptions=True)
+
+
+def queue_identity(pool: PoolConfig) -> str:
+    """A digest of the pool's queue block (kind and settings, URLs with their password
+    redacted): which counters the saved baselines were read from."""
+    settings = pool.queue.settings.model_dump(mode="json")
+    for name, value in settings.items():
+        if isinstance(value, str) and "://" in value:
+            settings[name] = redact_url(value)
+    text = json.dumps({"kind": pool.queue.kind, "settings": settings}, sort_keys=True,
+                      separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _store_url(pool: PoolConfig, settings: StateStoreConfig) -> str | None:
@@ -325,7 +344,8 @@ def build_persistence(
                 url, prefix=settings.prefix, ttl_s=settings.ttl, timeout_s=settings.timeout
             )
         fingerprint = state_fingerprint(rt.controller.spec, pool.policy.kind, pool.policy.params)
-        bindings.append(PoolBinding(rt.name, store, codec_for(rt.controller), fingerprint))
+        bindings.append(PoolBinding(rt.name, store, codec_for(rt.controller), fingerprint,
+                                    queue_identity(pool)))
     if not bindings:
         return None
     failures: Counter | None = None
