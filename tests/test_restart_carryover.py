@@ -9,23 +9,28 @@ with ``CapacityUnavailable`` (a stockout) and an on-demand one. Daemons run in-p
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import redis.asyncio as aioredis
+from pydantic import BaseModel
 from structlog.testing import capture_logs
 
 from autoscaler.config.models import Config, load_config, parse_config
 from autoscaler.config.to_core import pool_spec, state_fingerprint
 from autoscaler.core.availability import Hold, Holds
-from autoscaler.ports.clock import ManualClock
-from autoscaler.ports.provider import GroupId
+from autoscaler.core.model import GroupState, Market
+from autoscaler.ports.clock import Clock, ManualClock
+from autoscaler.ports.errors import ProviderError
+from autoscaler.ports.provider import AccountSpec, GroupId, ManagedGroup
 from autoscaler.registry import Registry
 from autoscaler.runtime.app import Daemon
 from autoscaler.runtime.carryover import BASELINE_MAX_AGE_S, fresh_baselines, resume_holds
 from autoscaler.runtime.reload import ConfigReloader
-from autoscaler.testing.fakes import FakeProvider
+from autoscaler.sources.memory import reset_queue
+from autoscaler.testing.fakes import FakeAccountSettings, FakeGroupSettings, FakeProvider
 
 CONFIG = """
 controller:
@@ -260,4 +265,97 @@ async def test_a_restart_on_another_queue_does_not_resume_its_baselines(
         [tick] = await daemon2.loop.tick()
     assert "state_resumed" in [e["event"] for e in logs]  # the policy state is the pool's
     assert tick.observation is not None and tick.observation.arrival_rate is None
+    await daemon2.close(1.0)
+
+
+class StuckClient:
+    """An account whose groups' states outlive the daemon: ``spot`` has 4 instances that
+    never finish booting (a zone that accepted the size and cannot bring VMs up)."""
+
+    states: ClassVar[dict[str, GroupState]] = {}
+
+    def __init__(self, account: AccountSpec, groups: Sequence[ManagedGroup], clock: Clock) -> None:
+        self.groups = groups
+
+    async def start(self) -> None:
+        return None
+
+    async def describe(
+        self, groups: Sequence[GroupId]
+    ) -> Mapping[GroupId, GroupState | ProviderError]:
+        return {g: self.states[g.group] for g in groups}
+
+    async def resize(self, group: GroupId, target: int, request_id: str) -> None:
+        return None
+
+    async def close(self, drain_timeout_s: float) -> None:
+        return None
+
+
+class StuckCloud:
+    kind: ClassVar[str] = "stuck"
+    AccountSettings: ClassVar[type[BaseModel]] = FakeAccountSettings
+    GroupSettings: ClassVar[type[BaseModel]] = FakeGroupSettings
+
+    @classmethod
+    def check_group(cls, group: ManagedGroup, account: BaseModel) -> Sequence[tuple[str, str]]:
+        return []
+
+    @classmethod
+    def client(
+        cls, account: AccountSpec, groups: Sequence[ManagedGroup], clock: Clock
+    ) -> StuckClient:
+        return StuckClient(account, groups, clock)
+
+
+STUCK = """
+controller: {{interval: 5s, state_store: {{url: '{url}', prefix: 'stuck:'}}}}
+pools:
+  - name: chat
+    queue: {{kind: memory, name: stuck}}
+    sla: {{max_wait: 2s}}
+    capacity: {{min: 0, max: 20, boot_time: 60s, boot_timeout: 120s}}
+    policy: {{kind: fixed, instances: 4}}
+    groups:
+      - {{name: spot, provider: stuck, market: spot}}
+      - {{name: od, provider: stuck}}
+"""
+
+
+@pytest.mark.parametrize(("down_s", "fires"), [(50.0, True), (130.0, False)])
+async def test_a_restart_keeps_timing_a_stuck_boot(
+    registries: dict[str, Registry[Any]], redis_url: str, down_s: float, fires: bool,
+) -> None:
+    """Spot's 4 instances boot from t=1000 and never come up; the boot timeout is 120 s.
+    Daemon 1 watches them until t=1050. After a 50 s restart daemon 2 resumes the timing and
+    holds spot at t=1125, as one daemon would have; it does not wait until t=1225. After a
+    restart longer than the timeout (the record is older than one timeout) the watch starts
+    afresh, as without a store."""
+    registries["providers"].register("stuck", StuckCloud)
+    StuckClient.states = {
+        "spot": GroupState("spot", Market.SPOT, desired=4, booting=4, running=0),
+        "od": GroupState("od", Market.ON_DEMAND, desired=0, booting=0, running=0),
+    }
+    reset_queue("stuck")
+    cfg = parse_config(STUCK.format(url=redis_url), registries=registries)
+    clock = ManualClock(start=1000.0)
+    daemon1 = Daemon.build(cfg, registries=registries, clock=clock)
+    await daemon1.loop.tick()
+    clock.set(1050.0)
+    await daemon1.loop.tick()
+    await daemon1.close(1.0)
+
+    clock.set(1050.0 + down_s)
+    daemon2 = Daemon.build(cfg, registries=registries, clock=clock)
+    await daemon2.loop.tick()
+    clock.set(1125.0 if fires else 1050.0 + down_s + 75.0)
+    with capture_logs() as logs:
+        [tick] = await daemon2.loop.tick()
+    timed_out = [e for e in logs if e["event"] == "group_unavailable"]
+    if fires:
+        [event] = timed_out
+        assert event["group"] == "chat/spot" and event["error_class"] == "boot_timeout"
+        assert tick.fleet is not None and not tick.fleet.group("spot").available
+    else:
+        assert timed_out == []
     await daemon2.close(1.0)

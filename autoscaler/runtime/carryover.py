@@ -9,6 +9,11 @@ policy):
   restarted daemon does not retry a stocked-out spot group at once. A hold is saved while it
   can still matter: until ``cap_s`` after it ends (after that a new failure starts a fresh
   hold anyway). Holds of groups no longer in the pool are not resumed.
+* **boot-watch timings** (``autoscaler.core.availability.BootWatch``): since when each group
+  has had instances waiting without progress, so a restart does not restart the
+  ``boot_timeout`` clock of a group whose instances are stuck. Resumed only from a record
+  saved less than one ``boot_timeout`` ago (older, the fleet may have changed in between:
+  the watch starts afresh, as without a store).
 * **counter baselines** (``autoscaler.ports.source.CounterBaselines``): the last readings of
   each pool's arrival and completion counters, so the first tick after a restart has rates
   (averaged over the gap since the saved reading). A baseline older than
@@ -25,7 +30,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from autoscaler.core.availability import Hold, Holds
+from autoscaler.core.availability import BootWatch, Hold, Holds
 from autoscaler.core.state_codec import StateCodec, StateCodecError
 from autoscaler.ports.provider import GroupId
 from autoscaler.ports.source import Baselines, CounterBaselines, QueueSampler
@@ -69,6 +74,38 @@ def resume_holds(
             holds.marks[gid] = hold
             adopted.append((name, hold))
     return adopted
+
+
+def decode_timings(codec: StateCodec, data: Any) -> dict[str, tuple[float, int]]:
+    """Saved boot-watch timings by group name; ``StateCodecError`` for anything else."""
+    value = codec.decode(data)
+    if not isinstance(value, dict):
+        raise StateCodecError("boot watch: not a mapping of group names to timings")
+    out: dict[str, tuple[float, int]] = {}
+    for name, timing in value.items():
+        reading = _reading(timing)
+        if reading is None:
+            raise StateCodecError(f"boot watch: no timing for {name!r:.40}")
+        out[name] = reading
+    return out
+
+
+def timings_of(watch: BootWatch[GroupId] | None) -> dict[str, tuple[float, int]]:
+    """The pool's boot-watch timings by group name (empty without a watch)."""
+    return {} if watch is None else {gid.group: t for gid, t in watch.timing().items()}
+
+
+def resume_timings(
+    watch: BootWatch[GroupId], pool: str, groups: Iterable[str],
+    saved: Mapping[str, tuple[float, int]], age_s: float,
+) -> list[str]:
+    """Adopt saved timings of the pool's current groups if the record is younger than the
+    watch's timeout; the groups adopted."""
+    if not 0.0 <= age_s <= watch.timeout_s:
+        return []
+    names = set(groups)
+    return [name for name, (since, running) in saved.items()
+            if name in names and watch.resume(GroupId(pool, name), since, running)]
 
 
 def baselines_of(samplers: Sequence[QueueSampler]) -> dict[str, Baselines]:

@@ -2,13 +2,14 @@
 
 Before the first tick the daemon loads every pool's record (one round trip per server); after
 each tick it saves them all (one round trip per server, bounded by the store's timeout). A
-record is JSON: ``{"format", "fingerprint", "saved_wall", "state", "holds", "queue",
+record is JSON: ``{"format", "fingerprint", "saved_wall", "state", "holds", "watch", "queue",
 "baselines"}``, where ``state`` is the ``ControllerState`` through the core's ``StateCodec``
 (never pickle: a record read from a shared server cannot run code), ``fingerprint`` digests
 what the state is meaningful under (the policy, the SLA, the groups' identity:
-``autoscaler.config.to_core.state_fingerprint``), and ``holds`` and ``baselines`` are the
-pool's capacity holds and counter baselines (``autoscaler.runtime.carryover``), resumed
-whatever the fingerprint: they describe the groups and the queue, not the policy (baselines
+``autoscaler.config.to_core.state_fingerprint``), and ``holds``, ``watch`` and ``baselines``
+are the pool's capacity holds, boot-watch timings and counter baselines
+(``autoscaler.runtime.carryover``), resumed whatever the fingerprint: they describe the
+groups and the queue, not the policy (baselines
 only while ``queue``, a digest of the pool's queue block, is unchanged: another queue has
 other counters). ``format`` is ``STATE_FORMAT``; a record of another format is discarded.
 
@@ -37,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,7 +47,7 @@ from prometheus_client import Counter
 
 from autoscaler.config.models import Config, PoolConfig, StateStoreConfig
 from autoscaler.config.to_core import STATE_FORMAT, state_fingerprint
-from autoscaler.core.availability import Holds
+from autoscaler.core.availability import BootWatch, Holds
 from autoscaler.core.pipeline import ControllerState, PoolController
 from autoscaler.core.state_codec import StateCodec, StateCodecError, is_state_type
 from autoscaler.ports.clock import Clock
@@ -59,10 +60,13 @@ from autoscaler.runtime.carryover import (
     baselines_of,
     decode_baselines,
     decode_holds,
+    decode_timings,
     fresh_baselines,
     holds_by_pool,
     resume_baselines,
     resume_holds,
+    resume_timings,
+    timings_of,
 )
 from autoscaler.runtime.metrics import PrometheusTelemetry
 from autoscaler.runtime.state_store import RedisStateStore
@@ -71,7 +75,7 @@ from autoscaler.sources.redis.settings import RedisSettings
 log = structlog.get_logger("autoscaler.runtime")
 
 RECORD_FIELDS = frozenset(
-    {"format", "fingerprint", "saved_wall", "state", "holds", "queue", "baselines"})
+    {"format", "fingerprint", "saved_wall", "state", "holds", "watch", "queue", "baselines"})
 
 
 class PoolRuntimeLike(Protocol):
@@ -93,6 +97,15 @@ class PoolBinding:
     queue: str = ""
     """``queue_identity`` of the pool's queue: saved counter baselines are another queue's
     counters when it differs, and are not resumed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """Where a load puts what the shell remembers besides the controllers."""
+
+    holds: Holds[GroupId] | None
+    watches: dict[str, BootWatch[GroupId]] | None
+    baselines: dict[str, Baselines]
 
 
 def codec_for(controller: PoolController) -> StateCodec:
@@ -140,9 +153,11 @@ class ControllerPersistence:
     async def load(
         self, pools: Sequence[PoolRuntimeLike], *, holds: Holds[GroupId] | None = None,
         samplers: Sequence[QueueSampler] = (),
+        watches: dict[str, BootWatch[GroupId]] | None = None,
     ) -> None:
-        """Resume each pool's state from its store, and its groups' holds into ``holds`` and
-        its counter baselines into ``samplers``; once (later calls do nothing)."""
+        """Resume each pool's state from its store, its groups' holds into ``holds``, their
+        boot-watch timings into ``watches`` (by pool) and its counter baselines into
+        ``samplers``; once (later calls do nothing)."""
         if self.loaded:
             return
         self.loaded = True
@@ -163,14 +178,13 @@ class ControllerPersistence:
             for rt in group:
                 text = result.get(rt.name)
                 if text is not None:
-                    self._resume(rt, text, holds, baselines)
+                    self._resume(rt, text, Memory(holds, watches, baselines))
         if baselines:
             resumed = resume_baselines(samplers, baselines)
             if resumed:
                 log.info("baselines_resumed", pools=len(resumed))
 
-    def _resume(self, rt: PoolRuntimeLike, text: str, holds: Holds[GroupId] | None,
-                baselines: dict[str, Baselines]) -> None:
+    def _resume(self, rt: PoolRuntimeLike, text: str, memory: Memory) -> None:
         binding = self._bindings[rt.name]
         try:
             record = self._record(text)
@@ -178,7 +192,7 @@ class ControllerPersistence:
             log.warning("state_discarded", pool=rt.name, store=binding.store.location,
                         reason=str(exc))
             return
-        self._resume_carryover(rt, binding, record, holds, baselines)
+        self._resume_carryover(rt, binding, record, memory)
         try:
             state, saved_wall = self._decode(binding, rt.controller, record)
         except StateCodecError as exc:
@@ -190,26 +204,35 @@ class ControllerPersistence:
                  age_s=round(self._clock.wall() - saved_wall, 3))
 
     def _resume_carryover(
-        self, rt: PoolRuntimeLike, binding: PoolBinding, record: dict[str, Any],
-        holds: Holds[GroupId] | None, baselines: dict[str, Baselines],
+        self, rt: PoolRuntimeLike, binding: PoolBinding, record: dict[str, Any], memory: Memory,
     ) -> None:
         now = self._clock.monotonic()
         try:
             saved_holds = decode_holds(binding.codec, record["holds"])
+            saved_timings = decode_timings(binding.codec, record["watch"])
             saved_baselines = decode_baselines(binding.codec, record["baselines"])
+            if not isinstance(record["saved_wall"], int | float):
+                raise StateCodecError("saved_wall is not a number")
         except StateCodecError as exc:
             log.warning("carryover_discarded", pool=rt.name, store=binding.store.location,
                         reason=str(exc))
             return
-        if holds is not None:
-            groups = [g.name for g in rt.controller.spec.groups]
-            for group, hold in resume_holds(holds, rt.name, groups, saved_holds, now):
+        groups = [g.name for g in rt.controller.spec.groups]
+        if memory.holds is not None:
+            for group, hold in resume_holds(memory.holds, rt.name, groups, saved_holds, now):
                 log.info("hold_resumed", pool=rt.name, group=group, reason=hold.reason,
                          remaining_s=round(max(0.0, hold.until - now), 3), hold_s=hold.hold_s)
+        timeout = rt.controller.spec.capacity.boot_timeout_s
+        if memory.watches is not None and saved_timings and timeout is not None:
+            watch = memory.watches.setdefault(rt.name, BootWatch(timeout))
+            age = self._clock.wall() - float(record["saved_wall"])
+            resumed = resume_timings(watch, rt.name, groups, saved_timings, age)
+            if resumed:
+                log.info("boot_watch_resumed", pool=rt.name, groups=resumed)
         if saved_baselines is not None and record["queue"] == binding.queue:
             fresh = fresh_baselines(saved_baselines, now)
             if fresh is not None:
-                baselines[rt.name] = fresh
+                memory.baselines[rt.name] = fresh
 
     @staticmethod
     def _record(text: str) -> dict[str, Any]:
@@ -249,9 +272,10 @@ class ControllerPersistence:
     async def save(
         self, pools: Sequence[PoolRuntimeLike], *, holds: Holds[GroupId] | None = None,
         samplers: Sequence[QueueSampler] = (),
+        watches: Mapping[str, BootWatch[GroupId]] | None = None,
     ) -> None:
-        """Save every pool's state (with its groups' holds and its counter baselines), one call
-        per store; failures are logged and counted."""
+        """Save every pool's state (with its groups' holds and boot-watch timings and its
+        counter baselines), one call per store; failures are logged and counted."""
         if self.read_only:
             return
         wall = self._clock.wall()
@@ -267,6 +291,7 @@ class ControllerPersistence:
                 try:
                     encoded = codec.encode(rt.state)
                     pool_holds = codec.encode(held.get(rt.name, {}))
+                    timings = codec.encode(timings_of((watches or {}).get(rt.name)))
                     pool_baselines = codec.encode(baselines.get(rt.name))
                 except StateCodecError as exc:
                     log.warning("state_not_saved", pool=rt.name, reason=str(exc))
@@ -274,7 +299,8 @@ class ControllerPersistence:
                 records[rt.name] = json.dumps(
                     {"format": STATE_FORMAT, "fingerprint": self._bindings[rt.name].fingerprint,
                      "saved_wall": wall, "state": encoded, "holds": pool_holds,
-                     "queue": binding_of.queue, "baselines": pool_baselines},
+                     "watch": timings, "queue": binding_of.queue,
+                     "baselines": pool_baselines},
                     separators=(",", ":"), allow_nan=False,
                 )
             calls.append((binding.store, records))
