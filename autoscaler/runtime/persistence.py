@@ -9,16 +9,16 @@ what the state is meaningful under (the policy, the SLA, the groups' identity:
 ``autoscaler.config.to_core.state_fingerprint``), and ``holds``, ``watch`` and ``baselines``
 are the pool's capacity holds, boot-watch timings and counter baselines
 (``autoscaler.runtime.carryover``), resumed whatever the fingerprint: they describe the
-groups and the queue, not the policy (baselines
-only while ``queue``, a digest of the pool's queue block, is unchanged: another queue has
-other counters). ``format`` is ``STATE_FORMAT``; a record of another format is discarded.
+groups and the queue, not the policy (baselines only while ``queue``, a digest of the pool's
+queue block, is unchanged: another queue has other counters). ``format`` is
+``STATE_FORMAT``; a record of another format is discarded.
 
 Every failure degrades to "no state", never to a failed tick: an unreachable store at start,
 an expired, foreign, corrupt or stale-config record (a line ``state_discarded`` with the
-reason; ``carryover_discarded`` for bad holds or baselines) means the pool starts fresh
-(restart-safe by its guards: a seeded scale-down window and no scale-in before rates are
-measured); a failed save is logged (``state_save_failed``) and counted, and the next tick
-saves again.
+reason; ``carryover_discarded`` for bad holds, timings or baselines) means the pool starts
+fresh (restart-safe by its guards: a seeded scale-down window and no scale-in before rates
+are measured); a failed save is logged (``state_save_failed``) and counted, and the next
+tick saves again.
 
 What is not guaranteed:
 
