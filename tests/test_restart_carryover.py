@@ -9,6 +9,7 @@ with ``CapacityUnavailable`` (a stockout) and an on-demand one. Daemons run in-p
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,7 +20,7 @@ from pydantic import BaseModel
 from structlog.testing import capture_logs
 
 from autoscaler.config.models import Config, load_config, parse_config
-from autoscaler.config.to_core import pool_spec, state_fingerprint
+from autoscaler.config.to_core import STATE_FORMAT, pool_spec, state_fingerprint
 from autoscaler.core.availability import Hold, Holds
 from autoscaler.core.model import GroupState, Market
 from autoscaler.ports.clock import Clock, ManualClock
@@ -359,3 +360,27 @@ async def test_a_restart_keeps_timing_a_stuck_boot(
     else:
         assert timed_out == []
     await daemon2.close(1.0)
+
+
+def test_explain_sees_the_live_daemons_holds(tmp_path: Path, redis_url: str) -> None:
+    """``explain`` reads the acting daemon's record: a group it holds unavailable is shown
+    held, and its share on the next group, as the daemon would decide."""
+    import redis as sync_redis
+
+    from tests.test_explain import explain, write
+
+    client = sync_redis.Redis.from_url(redis_url)
+    now = time.time()
+    client.lpush("explain-q", *[json.dumps({"id": i, "enqueued_at": now - 5}) for i in range(50)])
+    hold = {"$type": "autoscaler.core.availability.Hold",
+            "fields": {"until": now + 600.0, "reason": "insufficient capacity", "hold_s": 600.0}}
+    client.set("ex:chat", json.dumps({
+        "format": STATE_FORMAT, "fingerprint": "another config", "saved_wall": now,
+        "state": None, "holds": {"$dict": {"spot": hold}}, "watch": {"$dict": {}},
+        "queue": "", "baselines": None}))
+    result = explain(write(tmp_path, redis_url), "--pool", "chat", "--json")
+    assert result.returncode == 0, result.stderr
+    [pool] = json.loads(result.stdout)["pools"]
+    spot, od = pool["allocation"]
+    assert not spot["available"] and (spot["target"], od["target"]) == (0, 4)
+    client.close()
