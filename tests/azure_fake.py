@@ -9,8 +9,9 @@ answers ``{"status": ...}``), and models what the adapter reads: ``sku.capacity`
 ``PowerState/running``; scale-in marks the highest instance ids ``Deleting`` (Azure's default
 scale-in policy) for ``drain_s``; launches beyond a scale set's ``stock`` fail with
 ``ProvisioningState/failed/AllocationFailed``; Spot evictions (``Deallocate`` policy) leave VMs
-``PowerState/deallocated``. Faults (429 with ``Retry-After``, 5xx, 409...) are injected per
-method. Binds 127.0.0.1 on a free port, in the test's own event loop.
+``PowerState/deallocated`` (counted in the capacity, as Azure does) until a Delete Instances
+``POST .../delete`` removes them and lowers the capacity. Faults (429 with ``Retry-After``,
+5xx, 409...) are injected per method. Binds 127.0.0.1 on a free port, in the test's own event loop.
 """
 
 from __future__ import annotations
@@ -227,6 +228,8 @@ class AzureFake:
             return web.json_response(self._vmss_json(ss))
         if len(parts) == 8 and request.method == "PATCH":
             return self._patch(ss, body)
+        if len(parts) == 9 and lower[8] == "delete" and request.method == "POST":
+            return self._delete_instances(ss, body)
         if len(parts) == 9 and lower[8] == "virtualmachines" and request.method == "GET":
             expand = request.query.get("$expand") == "instanceView"
             return self._page(request, [self._vm_json(ss, vm, expand) for vm in ss.vms])
@@ -262,11 +265,29 @@ class AzureFake:
             vm.deleting_until = now + self.drain_s
         ss.capacity = capacity
         self._purge(ss)
-        operation = (f"{self.base_url}/subscriptions/{self.subscription}/providers/"
-                     f"Microsoft.Compute/locations/{self.location}/operations/{uuid.uuid4()}"
-                     "?api-version=2024-07-01")
         return web.json_response(self._vmss_json(ss, "Updating"),
-                                 headers={"Azure-AsyncOperation": operation})
+                                 headers={"Azure-AsyncOperation": self._operation_url()})
+
+    def _delete_instances(self, ss: FakeScaleSet, body: Any) -> web.Response:
+        """``POST .../virtualMachineScaleSets/{vmss}/delete`` (Delete Instances): the listed
+        VMs start deleting and the capacity drops by their number; 202 and an async operation."""
+        ids = body.get("instanceIds") if isinstance(body, dict) else None
+        if not isinstance(ids, list) or not ids:
+            return self._error(400, "InvalidParameter", "instanceIds is required.")
+        now = self.clock()
+        doomed = [vm for vm in ss.vms
+                  if str(vm.instance_id) in {str(i) for i in ids} and vm.deleting_until is None]
+        for vm in doomed:
+            vm.deleting_until = now + self.drain_s
+        ss.capacity = max(0, ss.capacity - len(doomed))
+        self._purge(ss)
+        return web.Response(status=202, headers={"Azure-AsyncOperation": self._operation_url(),
+                                                 "Location": self._operation_url()})
+
+    def _operation_url(self) -> str:
+        return (f"{self.base_url}/subscriptions/{self.subscription}/providers/"
+                f"Microsoft.Compute/locations/{self.location}/operations/{uuid.uuid4()}"
+                "?api-version=2024-07-01")
 
     def _purge(self, ss: FakeScaleSet) -> None:
         now = self.clock()

@@ -111,8 +111,8 @@ def _vm(provisioning: str, *codes: str, message: str = "") -> dict[str, Any]:
     (_vm("Failed", "ProvisioningState/failed/OverconstrainedAllocationRequest"), True,
      "pending", False),
     (_vm("Failed", "ProvisioningState/failed/OSProvisioningTimedOut"), False, "booting", False),
-    (_vm("Succeeded", "ProvisioningState/succeeded", "PowerState/deallocated"), True, "pending",
-     True),
+    (_vm("Succeeded", "ProvisioningState/succeeded", "PowerState/deallocated"), True,
+     "draining", True),
     (_vm("Succeeded", "ProvisioningState/succeeded", "PowerState/deallocated"), False,
      "pending", False),
 ])
@@ -129,7 +129,25 @@ def test_capacity_not_yet_created_is_pending_and_failures_give_the_reason() -> N
     state, evicted = group_state("g", Market.SPOT, vmss, vms)
     assert (state.desired, state.running, state.booting, state.pending) == (5, 1, 0, 4)
     assert not state.available and state.reason == "ZonalAllocationFailed: zone 2 (2 instances)"
-    assert evicted == 0
+    assert evicted == frozenset()
+
+
+def test_evicted_spot_vms_are_not_capacity_and_only_new_ones_make_the_group_unavailable(
+) -> None:
+    vmss = {"sku": {"capacity": 4}, "properties": {"virtualMachineProfile": {"priority": "Spot"}}}
+    running = _vm("Succeeded", "ProvisioningState/succeeded", "PowerState/running")
+    evicted = _vm("Succeeded", "ProvisioningState/succeeded", "PowerState/deallocated")
+    vms = [{**running, "instanceId": "0"}, {**running, "instanceId": "1"},
+           {**evicted, "instanceId": "2"}, {**evicted, "instanceId": "3"}]
+    state, ids = group_state("g", Market.SPOT, vmss, vms)
+    # Azure counts them in sku.capacity; the daemon must not (nothing would launch for them)
+    assert (state.desired, state.running, state.pending, state.draining) == (2, 2, 0, 2)
+    assert state.current == 2 and ids == {"2", "3"}
+    assert not state.available and "2 instances evicted" in state.reason
+    state, _ = group_state("g", Market.SPOT, vmss, vms, seen_evicted=frozenset({"2", "3"}))
+    assert state.available and state.desired == 2
+    state, _ = group_state("g", Market.SPOT, vmss, vms, seen_evicted=frozenset({"2"}))
+    assert not state.available and "1 instance evicted" in state.reason
 
 
 def test_retry_after_in_seconds_or_as_a_date() -> None:

@@ -250,10 +250,51 @@ async def test_spot_eviction_is_visible_and_moves_load(
     assert tick.fleet is not None and tick.decision is not None
     state = tick.fleet.group("spot")
     assert state is not None and not state.available and "spot eviction" in state.reason
-    assert (state.running, state.pending) == (2, 2)
+    # not capacity: out of desired and current, so the core sizes from what can serve
+    assert (state.desired, state.running, state.pending, state.draining) == (2, 2, 0, 2)
     [event] = [e for e in logs if e["event"] == "spot_evicted"]
     assert event["evicted"] == 2 and event["group"] == "chat/spot"
     assert tick.decision.targets["od"] >= 2  # the evicted share lands on on-demand
+    await daemon.close(1.0)
+
+
+async def test_evicted_spot_vms_are_deleted_before_the_next_resize(
+    registries: dict[str, Registry[Any]], fake: AzureFake,
+) -> None:
+    """Two of four spot VMs are evicted (Deallocate policy): Azure keeps them, deallocated, in
+    the capacity. The load moves to on-demand; once the hold ends it comes back to spot, and
+    the resize first deletes the two evicted VMs (Delete Instances, which lowers the capacity
+    to 2) and then PATCHes 4: two new VMs launch. A PATCH of 4 alone would launch nothing
+    (the capacity is 4 already) and leave the deallocated VMs billed for their disks."""
+    daemon = Daemon.build(config(registries, fake, FIXED_4), registries=registries)
+    await daemon.start()
+    await daemon.loop.tick()
+    await daemon.loop.settle()
+    await asyncio.sleep(BOOT_S + 1)
+    fake.evict("rg", "chat-spot", 2)
+    evicted = sorted(str(vm.instance_id) for vm in fake.get("rg", "chat-spot").vms
+                     if vm.evicted)
+    await daemon.loop.tick()
+    await daemon.loop.settle()
+    assert not [r for r in fake.requests if r.method == "POST"]  # a describe never deletes
+    with capture_logs() as logs:
+        for _ in range(240):  # until the hold ends and spot is asked for 4 again
+            await asyncio.sleep(1.0)
+            await daemon.loop.tick()
+            await daemon.loop.settle()
+            if serving(fake, "chat-spot") == 4:
+                break
+    [delete] = [r for r in fake.requests if r.method == "POST"]
+    assert delete.path.endswith("/virtualMachineScaleSets/chat-spot/delete")
+    assert delete.body == {"instanceIds": evicted} and delete.status == 202
+    spot_writes = fake.writes("chat-spot")
+    assert spot_writes[-1].body["sku"]["capacity"] == 4 and spot_writes[-1].at >= delete.at
+    assert delete.request_id == spot_writes[-1].request_id  # one actuation
+    spot = fake.get("rg", "chat-spot")
+    assert serving(fake, "chat-spot") == 4 and not any(vm.evicted for vm in spot.vms)
+    assert spot.capacity == 4
+    [event] = [e for e in logs if e["event"] == "spot_evicted_deleted"]
+    assert event["instance_ids"] == evicted
     await daemon.close(1.0)
 
 

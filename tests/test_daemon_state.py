@@ -250,11 +250,22 @@ async def test_state_from_another_config_or_corrupt_is_discarded(
     daemon1, _ = await one_tick(restart_config(registries, "st-discard", store), registries,
                                 clock)
     await daemon1.close(1.0)
-    changed = restart_config(registries, "st-discard", store, max_=40)
+    # A bound is no reason to forget: the saved windows still describe this fleet.
+    bounds = restart_config(registries, "st-discard", store, max_=40)
+    with capture_logs() as logs:
+        daemon2, tick = await one_tick(bounds, registries, clock)
+    assert [e["event"] for e in logs if e["event"].startswith("state_")][:2] == [
+        "state_store_configured", "state_resumed"]
+    assert daemon2.loop.pools[0].state.guards.started == 10.0 and tick.decision is not None
+    await daemon2.close(1.0)
+    # A policy parameter is: the estimators were fitted under another one.
+    changed = restart_config(registries, "st-discard", store, max_=40,
+                             policy="{kind: threshold, target: 2.0}")
     with capture_logs() as logs:
         daemon2, tick = await one_tick(changed, registries, clock)
     [event] = [e for e in logs if e["event"] == "state_discarded"]
     assert "another config" in event["reason"]
+    assert not any(e["event"] == "state_resumed" for e in logs)
     assert tick.decision is not None
     await daemon2.close(1.0)
 

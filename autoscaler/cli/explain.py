@@ -117,7 +117,9 @@ async def explain_config(config: Config, pool: str | None) -> tuple[list[dict[st
     loop = daemon.loop
     try:
         if loop.persistence is not None:
-            await loop.persistence.load(loop.pools)  # the live daemon's windows, read-only
+            # the live daemon's windows, holds and counter readings, read-only
+            await loop.persistence.load(loop.pools, holds=loop.unavailability,
+                                        samplers=loop.samplers)
         before = {rt.name: rt.state for rt in loop.pools}
         await daemon.start()
         results = await loop.tick()

@@ -33,8 +33,13 @@ from autoscaler.core.specs import (
 )
 from autoscaler.registry import Registry
 
-STATE_FORMAT = 1
-"""Bumped when the persisted controller state changes meaning (part of every fingerprint)."""
+STATE_FORMAT = 2
+"""Bumped when the persisted record changes layout or meaning (part of every fingerprint).
+
+1: ``{format, fingerprint, saved_wall, state}``. 2: adds ``holds``, ``queue`` and
+``baselines`` (see ``autoscaler.runtime.persistence``), kept across fingerprint changes; a
+format-1 record is read for nothing (its fingerprint covered the whole spec) and replaced at
+the next save."""
 
 
 def scaling_spec(behavior: ScalingBehavior) -> ScalingSpec:
@@ -101,14 +106,29 @@ def controller_for(
 
 
 def state_fingerprint(spec: PoolSpec, kind: str, params: PolicyParams) -> str:
-    """A digest of what persisted state was computed under: the pool's spec, the policy kind
-    and its parameters, and ``STATE_FORMAT``. State saved under another fingerprint is
-    discarded (windows and estimators tuned for another config could mislead the new one)."""
+    """A digest of what makes persisted state meaningful: saved state under another digest is
+    discarded at a restart or reload, so it covers only what would make it mislead the new
+    config, and nothing else (an operator who edits a price, a bound or a label must not lose
+    the pool's windows and estimators, nor wait out a fresh scale-down window for it).
+
+    Covered: ``STATE_FORMAT``; the policy kind and its parameters (its state's type and
+    meaning, and the windows, targets and service time its estimators were fitted with); the
+    SLA (the ``sla`` policy counts late requests and spends its error budget against
+    ``max_wait`` and ``target``); the groups' identity, their names and markets, in order (what
+    the fleet the state was learned on was made of: a renamed or re-marketed group is another
+    fleet).
+
+    Not covered, because saved state stays true under them: prices and group bounds (the
+    allocator reads them each tick), the pool's capacity bounds (the guards apply them last,
+    over what their windows say), the behavior windows and rules (the guards prune their
+    samples to the windows in force), the tick interval and any labels or provider settings
+    (the state holds times and counts, not ticks or settings)."""
     document = {
         "format": STATE_FORMAT,
-        "spec": asdict(spec),
         "policy": kind,
         "params": params.model_dump(mode="json"),
+        "sla": asdict(spec.sla),
+        "groups": [[g.name, str(g.market)] for g in spec.groups],
     }
     text = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]

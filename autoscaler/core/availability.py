@@ -99,6 +99,18 @@ class BootWatch(Generic[K]):
         self._since[key] = since
         return None
 
+    def timing(self) -> dict[K, tuple[float, int]]:
+        """Each group being timed: since when it waits without progress, and how many ran
+        then (saved across a restart, so a restart does not restart the clock)."""
+        return {key: (since, self._running.get(key, 0)) for key, since in self._since.items()}
+
+    def resume(self, key: K, since: float, running: int) -> bool:
+        """Adopt a saved timing for a group this watch does not time yet; whether it did."""
+        if key in self._since:
+            return False
+        self._since[key], self._running[key] = since, running
+        return True
+
 
 @dataclass(frozen=True, slots=True)
 class Marked(Generic[K]):

@@ -27,6 +27,7 @@ import typing
 from collections.abc import Iterable
 from typing import Any
 
+from autoscaler.core.availability import Hold
 from autoscaler.core.guards import GuardState
 from autoscaler.core.pipeline import ControllerState
 
@@ -63,8 +64,9 @@ def _state_types_in(hint: Any) -> list[type]:
 class StateCodec:
     """Encodes and decodes controller state made of registered named tuples and dataclasses.
 
-    ``GuardState`` and ``ControllerState`` are always registered; a pool adds its policy's
-    state types (the type of ``initial_state()`` and any ``state_types`` the policy lists).
+    ``GuardState``, ``ControllerState`` and ``Hold`` (a capacity hold, saved beside the
+    state) are always registered; a pool adds its policy's state types (the type of
+    ``initial_state()`` and any ``state_types`` the policy lists).
     """
 
     def __init__(self, extra: Iterable[type] = ()) -> None:
@@ -73,7 +75,7 @@ class StateCodec:
         # Per registered type: (stored name, field names, is a named tuple), for ``encode``,
         # which runs for every pool after every tick.
         self._layout: dict[type, tuple[str, tuple[str, ...], bool]] = {}
-        for cls in (GuardState, ControllerState, *extra):
+        for cls in (GuardState, ControllerState, Hold, *extra):
             self.register(cls)
 
     def register(self, cls: type) -> None:

@@ -8,11 +8,12 @@ so the kind returns a ``sampler_key`` and builds one ``QueueSampler`` for all po
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
 from autoscaler.core.model import Observation
+from autoscaler.core.rates import Reading
 from autoscaler.ports.clock import Clock
 
 
@@ -22,6 +23,24 @@ class QueueSampler(Protocol):
     async def sample(self) -> Mapping[str, Observation]: ...
 
     async def close(self) -> None: ...
+
+
+Baselines = tuple[Reading | None, Reading | None]
+"""One pool's counter baselines: (arrivals, completions), each ``(time, value)`` or ``None``."""
+
+
+@runtime_checkable
+class CounterBaselines(Protocol):
+    """A sampler whose rates come from counter deltas (``autoscaler.core.rates``) and that lets
+    the daemon save and restore its baselines, so the first tick after a restart has rates
+    (``autoscaler.runtime.persistence``). Optional: samplers without it start afresh."""
+
+    def baselines(self) -> Mapping[str, Baselines]:
+        """Each pool's current baselines (pools with neither may be left out)."""
+
+    def resume_baselines(self, baselines: Mapping[str, Baselines]) -> list[str]:
+        """Adopt saved baselines for pools that have none yet; the pools resumed. Names this
+        sampler does not serve are ignored."""
 
 
 class SourceKind(Protocol):

@@ -179,7 +179,9 @@ class ControlLoop:
     async def tick(self) -> list[PoolTick]:
         started = self.clock.monotonic()
         if self.persistence is not None:
-            await self.persistence.load(self.pools)  # once, before the first decision
+            await self.persistence.load(  # once, before the first decision
+                self.pools, holds=self.unavailability, samplers=self.samplers,
+                watches=self._watches)
         self.fold_outcomes()
         observations, described = await asyncio.gather(self._sample(), self._describe())
         results: dict[str, PoolTick] = {}
@@ -198,7 +200,9 @@ class ControlLoop:
         if self.persistence is not None and self.gate.is_open():
             # Only the actor writes: a standby (or a dry run) behind a closed gate keeps its own
             # warm state in memory but must not overwrite the state of the daemon acting.
-            await self.persistence.save(self.pools)  # bounded; a failure is logged, not raised
+            await self.persistence.save(  # bounded; a failure is logged, not raised
+                self.pools, holds=self.unavailability, samplers=self.samplers,
+                watches=self._watches)
         self.telemetry.record_tick(self.clock.monotonic() - started)
         return [results[rt.name] for rt in self.pools]
 

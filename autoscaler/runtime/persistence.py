@@ -2,16 +2,23 @@
 
 Before the first tick the daemon loads every pool's record (one round trip per server); after
 each tick it saves them all (one round trip per server, bounded by the store's timeout). A
-record is JSON: ``{"format", "fingerprint", "saved_wall", "state"}``, where ``state`` is the
-``ControllerState`` through the core's ``StateCodec`` (never pickle: a record read from a shared
-server cannot run code) and ``fingerprint`` digests the pool's spec and its policy kind and
-parameters (``autoscaler.config.to_core.state_fingerprint``).
+record is JSON: ``{"format", "fingerprint", "saved_wall", "state", "holds", "watch", "queue",
+"baselines"}``, where ``state`` is the ``ControllerState`` through the core's ``StateCodec``
+(never pickle: a record read from a shared server cannot run code), ``fingerprint`` digests
+what the state is meaningful under (the policy, the SLA, the groups' identity:
+``autoscaler.config.to_core.state_fingerprint``), and ``holds``, ``watch`` and ``baselines``
+are the pool's capacity holds, boot-watch timings and counter baselines
+(``autoscaler.runtime.carryover``), resumed whatever the fingerprint: they describe the
+groups and the queue, not the policy (baselines only while ``queue``, a digest of the pool's
+queue block, is unchanged: another queue has other counters). ``format`` is
+``STATE_FORMAT``; a record of another format is discarded.
 
 Every failure degrades to "no state", never to a failed tick: an unreachable store at start,
 an expired, foreign, corrupt or stale-config record (a line ``state_discarded`` with the
-reason) means the pool starts fresh (restart-safe by its guards: a seeded scale-down window and
-no scale-in before rates are measured); a failed save is logged (``state_save_failed``) and
-counted, and the next tick saves again.
+reason; ``carryover_discarded`` for bad holds, timings or baselines) means the pool starts
+fresh (restart-safe by its guards: a seeded scale-down window and no scale-in before rates
+are measured); a failed save is logged (``state_save_failed``) and counted, and the next
+tick saves again.
 
 What is not guaranteed:
 
@@ -29,27 +36,46 @@ What is not guaranteed:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from prometheus_client import Counter
 
 from autoscaler.config.models import Config, PoolConfig, StateStoreConfig
 from autoscaler.config.to_core import STATE_FORMAT, state_fingerprint
+from autoscaler.core.availability import BootWatch, Holds
 from autoscaler.core.pipeline import ControllerState, PoolController
 from autoscaler.core.state_codec import StateCodec, StateCodecError, is_state_type
 from autoscaler.ports.clock import Clock
-from autoscaler.ports.redis_urls import redis_url_kind
+from autoscaler.ports.provider import GroupId
+from autoscaler.ports.redis_urls import redact_url, redis_url_kind
+from autoscaler.ports.source import Baselines, QueueSampler
 from autoscaler.ports.state_store import StateStore
 from autoscaler.ports.telemetry import Telemetry
+from autoscaler.runtime.carryover import (
+    baselines_of,
+    decode_baselines,
+    decode_holds,
+    decode_timings,
+    fresh_baselines,
+    holds_by_pool,
+    resume_baselines,
+    resume_holds,
+    resume_timings,
+    timings_of,
+)
 from autoscaler.runtime.metrics import PrometheusTelemetry
 from autoscaler.runtime.state_store import RedisStateStore
 from autoscaler.sources.redis.settings import RedisSettings
 
 log = structlog.get_logger("autoscaler.runtime")
+
+RECORD_FIELDS = frozenset(
+    {"format", "fingerprint", "saved_wall", "state", "holds", "watch", "queue", "baselines"})
 
 
 class PoolRuntimeLike(Protocol):
@@ -68,6 +94,18 @@ class PoolBinding:
     store: StateStore
     codec: StateCodec
     fingerprint: str
+    queue: str = ""
+    """``queue_identity`` of the pool's queue: saved counter baselines are another queue's
+    counters when it differs, and are not resumed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """Where a load puts what the shell remembers besides the controllers."""
+
+    holds: Holds[GroupId] | None
+    watches: dict[str, BootWatch[GroupId]] | None
+    baselines: dict[str, Baselines]
 
 
 def codec_for(controller: PoolController) -> StateCodec:
@@ -112,8 +150,14 @@ class ControllerPersistence:
                 groups.setdefault(id(binding.store), []).append(rt)
         return groups
 
-    async def load(self, pools: Sequence[PoolRuntimeLike]) -> None:
-        """Resume each pool's state from its store; once (later calls do nothing)."""
+    async def load(
+        self, pools: Sequence[PoolRuntimeLike], *, holds: Holds[GroupId] | None = None,
+        samplers: Sequence[QueueSampler] = (),
+        watches: dict[str, BootWatch[GroupId]] | None = None,
+    ) -> None:
+        """Resume each pool's state from its store, its groups' holds into ``holds``, their
+        boot-watch timings into ``watches`` (by pool) and its counter baselines into
+        ``samplers``; once (later calls do nothing)."""
         if self.loaded:
             return
         self.loaded = True
@@ -122,6 +166,7 @@ class ControllerPersistence:
             *(self._bindings[g[0].name].store.load([rt.name for rt in g]) for g in groups),
             return_exceptions=True,
         )
+        baselines: dict[str, Baselines] = {}
         for group, result in zip(groups, results, strict=True):
             store = self._bindings[group[0].name].store
             if isinstance(result, BaseException):
@@ -133,12 +178,23 @@ class ControllerPersistence:
             for rt in group:
                 text = result.get(rt.name)
                 if text is not None:
-                    self._resume(rt, text)
+                    self._resume(rt, text, Memory(holds, watches, baselines))
+        if baselines:
+            resumed = resume_baselines(samplers, baselines)
+            if resumed:
+                log.info("baselines_resumed", pools=len(resumed))
 
-    def _resume(self, rt: PoolRuntimeLike, text: str) -> None:
+    def _resume(self, rt: PoolRuntimeLike, text: str, memory: Memory) -> None:
         binding = self._bindings[rt.name]
         try:
-            state, saved_wall = self._decode(binding, rt.controller, text)
+            record = self._record(text)
+        except StateCodecError as exc:
+            log.warning("state_discarded", pool=rt.name, store=binding.store.location,
+                        reason=str(exc))
+            return
+        self._resume_carryover(rt, binding, record, memory)
+        try:
+            state, saved_wall = self._decode(binding, rt.controller, record)
         except StateCodecError as exc:
             log.warning("state_discarded", pool=rt.name, store=binding.store.location,
                         reason=str(exc))
@@ -147,22 +203,59 @@ class ControllerPersistence:
         log.info("state_resumed", pool=rt.name, store=binding.store.location,
                  age_s=round(self._clock.wall() - saved_wall, 3))
 
+    def _resume_carryover(
+        self, rt: PoolRuntimeLike, binding: PoolBinding, record: dict[str, Any], memory: Memory,
+    ) -> None:
+        now = self._clock.monotonic()
+        try:
+            saved_holds = decode_holds(binding.codec, record["holds"])
+            saved_timings = decode_timings(binding.codec, record["watch"])
+            saved_baselines = decode_baselines(binding.codec, record["baselines"])
+            if not isinstance(record["saved_wall"], int | float):
+                raise StateCodecError("saved_wall is not a number")
+        except StateCodecError as exc:
+            log.warning("carryover_discarded", pool=rt.name, store=binding.store.location,
+                        reason=str(exc))
+            return
+        groups = [g.name for g in rt.controller.spec.groups]
+        if memory.holds is not None:
+            for group, hold in resume_holds(memory.holds, rt.name, groups, saved_holds, now):
+                log.info("hold_resumed", pool=rt.name, group=group, reason=hold.reason,
+                         remaining_s=round(max(0.0, hold.until - now), 3), hold_s=hold.hold_s)
+        timeout = rt.controller.spec.capacity.boot_timeout_s
+        if memory.watches is not None and saved_timings and timeout is not None:
+            watch = memory.watches.setdefault(rt.name, BootWatch(timeout))
+            age = self._clock.wall() - float(record["saved_wall"])
+            resumed = resume_timings(watch, rt.name, groups, saved_timings, age)
+            if resumed:
+                log.info("boot_watch_resumed", pool=rt.name, groups=resumed)
+        if saved_baselines is not None and record["queue"] == binding.queue:
+            fresh = fresh_baselines(saved_baselines, now)
+            if fresh is not None:
+                memory.baselines[rt.name] = fresh
+
     @staticmethod
-    def _decode(
-        binding: PoolBinding, controller: PoolController, text: str
-    ) -> tuple[ControllerState, float]:
+    def _record(text: str) -> dict[str, Any]:
+        """The record's fields, of this ``STATE_FORMAT``; ``StateCodecError`` otherwise."""
         try:
             record = json.loads(text)
         except ValueError as exc:
             raise StateCodecError(f"not JSON: {exc}") from None
-        if not isinstance(record, dict) or set(record) != {
-            "format", "fingerprint", "saved_wall", "state"
-        }:
+        if not isinstance(record, dict) or "format" not in record:
             raise StateCodecError("not a controller state record")
         if record["format"] != STATE_FORMAT:
             raise StateCodecError(f"state format {record['format']!r}, expected {STATE_FORMAT}")
+        if set(record) != RECORD_FIELDS:
+            raise StateCodecError("not a controller state record")
+        return record
+
+    @staticmethod
+    def _decode(
+        binding: PoolBinding, controller: PoolController, record: dict[str, Any]
+    ) -> tuple[ControllerState, float]:
         if record["fingerprint"] != binding.fingerprint:
-            raise StateCodecError("saved under another config (pool spec or policy changed)")
+            raise StateCodecError("saved under another config (the policy, its parameters, "
+                                  "the SLA or the groups changed)")
         saved_wall = record["saved_wall"]
         if not isinstance(saved_wall, int | float):
             raise StateCodecError("saved_wall is not a number")
@@ -176,25 +269,38 @@ class ControllerPersistence:
             )
         return state, float(saved_wall)
 
-    async def save(self, pools: Sequence[PoolRuntimeLike]) -> None:
-        """Save every pool's state, one call per store; failures are logged and counted."""
+    async def save(
+        self, pools: Sequence[PoolRuntimeLike], *, holds: Holds[GroupId] | None = None,
+        samplers: Sequence[QueueSampler] = (),
+        watches: Mapping[str, BootWatch[GroupId]] | None = None,
+    ) -> None:
+        """Save every pool's state (with its groups' holds and boot-watch timings and its
+        counter baselines), one call per store; failures are logged and counted."""
         if self.read_only:
             return
         wall = self._clock.wall()
+        held = holds_by_pool(holds, self._clock.monotonic()) if holds is not None else {}
+        baselines = baselines_of(samplers)
         calls: list[tuple[StateStore, dict[str, str]]] = []
         for group in self._by_store(pools).values():
             binding = self._bindings[group[0].name]
             records: dict[str, str] = {}
             for rt in group:
-                codec = self._bindings[rt.name].codec
+                binding_of = self._bindings[rt.name]
+                codec = binding_of.codec
                 try:
                     encoded = codec.encode(rt.state)
+                    pool_holds = codec.encode(held.get(rt.name, {}))
+                    timings = codec.encode(timings_of((watches or {}).get(rt.name)))
+                    pool_baselines = codec.encode(baselines.get(rt.name))
                 except StateCodecError as exc:
                     log.warning("state_not_saved", pool=rt.name, reason=str(exc))
                     continue
                 records[rt.name] = json.dumps(
                     {"format": STATE_FORMAT, "fingerprint": self._bindings[rt.name].fingerprint,
-                     "saved_wall": wall, "state": encoded},
+                     "saved_wall": wall, "state": encoded, "holds": pool_holds,
+                     "watch": timings, "queue": binding_of.queue,
+                     "baselines": pool_baselines},
                     separators=(",", ":"), allow_nan=False,
                 )
             calls.append((binding.store, records))
@@ -213,6 +319,18 @@ class ControllerPersistence:
 
     async def close(self) -> None:
         await asyncio.gather(*(s.close() for s in self._stores), return_exceptions=True)
+
+
+def queue_identity(pool: PoolConfig) -> str:
+    """A digest of the pool's queue block (kind and settings, URLs with their password
+    redacted): which counters the saved baselines were read from."""
+    settings = pool.queue.settings.model_dump(mode="json")
+    for name, value in settings.items():
+        if isinstance(value, str) and "://" in value:
+            settings[name] = redact_url(value)
+    text = json.dumps({"kind": pool.queue.kind, "settings": settings}, sort_keys=True,
+                      separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _store_url(pool: PoolConfig, settings: StateStoreConfig) -> str | None:
@@ -252,7 +370,8 @@ def build_persistence(
                 url, prefix=settings.prefix, ttl_s=settings.ttl, timeout_s=settings.timeout
             )
         fingerprint = state_fingerprint(rt.controller.spec, pool.policy.kind, pool.policy.params)
-        bindings.append(PoolBinding(rt.name, store, codec_for(rt.controller), fingerprint))
+        bindings.append(PoolBinding(rt.name, store, codec_for(rt.controller), fingerprint,
+                                    queue_identity(pool)))
     if not bindings:
         return None
     failures: Counter | None = None

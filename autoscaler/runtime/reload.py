@@ -20,7 +20,9 @@ loop's ``tick_lock`` (never in the middle of a tick):
   at the next tick, the old one's actuators are stopped and it is closed in the background;
   unchanged accounts keep their client, actuators and in-flight calls;
 * queue samplers are rebuilt (their connections reopen; a sample that fails right after a
-  reload skips that pool for the tick instead of reusing a stale copy);
+  reload skips that pool for the tick instead of reusing a stale copy); they start from the
+  old ones' counter readings for pools whose queue block is unchanged, so rates are measured
+  from the first tick after the reload (``carry_baselines``);
 * the cross-pool steps (pauses, budgets, the attainment estimate) and the gate that honours
   pauses are rebuilt from the new file; kept actuators ask the new gate from their next
   resize. Their metrics are registered again (``ReloadableRegistry.replacing``): a rebuilt
@@ -59,6 +61,7 @@ from autoscaler.ports.source import QueueSampler
 from autoscaler.ports.telemetry import Telemetry
 from autoscaler.registry import Registry
 from autoscaler.runtime.accounts import AccountRuntime
+from autoscaler.runtime.carryover import baselines_of, resume_baselines
 from autoscaler.runtime.loop import ControlLoop, PoolRuntime
 from autoscaler.runtime.metrics import PrometheusTelemetry, ReloadableRegistry
 
@@ -123,6 +126,17 @@ def carried_state(state: ControllerState, controller: PoolController) -> Control
     if type(state.policy) is type(fresh.policy):
         return state
     return replace(fresh, guards=state.guards)
+
+
+def carry_baselines(old: Sequence[QueueSampler], new: Sequence[QueueSampler],
+                    old_config: Config, config: Config) -> None:
+    """The new samplers start from the old ones' counter readings for pools whose queue block
+    did not change, so the first tick after a reload has rates (a changed queue's counters
+    are other counters: its baselines start afresh)."""
+    blocks = {p.name: p.queue for p in config.pools}
+    same = {p.name for p in old_config.pools if blocks.get(p.name) == p.queue}
+    saved = {name: b for name, b in baselines_of(old).items() if name in same}
+    resume_baselines(new, saved)
 
 
 def _members(config: Config) -> dict[str, list[ManagedGroup]]:
@@ -321,7 +335,9 @@ class ConfigReloader:
         if persistence is not None:
             first = loop.persistence is not None and not loop.persistence.loaded
             await persistence.load(pools if first else [rt for rt in pools
-                                                        if rt.name in added])
+                                                        if rt.name in added],
+                                   holds=loop.unavailability, samplers=new.samplers)
+        carry_baselines(loop.samplers, new.samplers, old_config, config)
         old_samplers, old_persistence = list(loop.samplers), loop.persistence
         loop.reconfigure(pools, new.samplers, accounts, interval_s=new.interval_s,
                          cross_pool=new.cross_pool, persistence=persistence, gate=new.gate)

@@ -15,6 +15,10 @@ Choices, and what they cost:
   PATCH of an absolute capacity is idempotent; ``request_id`` goes out as
   ``x-ms-client-request-id`` (ARM has no idempotency key; the id ties the retries of one
   actuation together in Azure's activity log).
+- **Evicted Spot VMs** (``Deallocate`` policy) are not capacity (``states``) and are deleted,
+  and waited for, right before the group's next resize: a write, so only the acting daemon
+  does it, and only when it changes the group (never from a describe, which standbys and dry
+  runs make too).
 - **azure-core's own retries are off** (``retry_total=0``): the daemon's actuator retries by
   class, with ``Retry-After`` for 429, so backoff happens in one place, logged and counted,
   instead of hidden inside one call that the daemon cannot see and that could outlast its
@@ -50,6 +54,9 @@ if TYPE_CHECKING:
     from azure.mgmt.compute.aio import ComputeManagementClient
 
 log = structlog.get_logger("autoscaler.providers.azure")
+
+DELETE_POLL_S = 5.0
+"""Seconds between polls of an evicted-VM deletion (Azure's ``Retry-After`` wins if sent)."""
 
 
 def make_credential(settings: AzureAccountSettings) -> AsyncTokenCredential:
@@ -119,7 +126,9 @@ class AzureClient:
         self._policies = list(per_call_policies)
         self._compute: ComputeManagementClient | None = None
         self._skus: dict[GroupId, Mapping[str, Any]] = {}
-        self._evicted: dict[GroupId, int] = {}
+        self._evicted: dict[GroupId, frozenset[str]] = {}
+        """Instance ids of each group's evicted (deallocated) Spot VMs at its last describe:
+        deleted before its next resize (``states``: they are not capacity)."""
 
     @staticmethod
     def _key(group: ManagedGroup) -> tuple[str, str]:
@@ -237,11 +246,13 @@ class AzureClient:
         sku = vmss.get("sku")
         if isinstance(sku, Mapping):
             self._skus[gid] = sku
-        state, evicted = group_state(gid.group, self.groups[gid].market, vmss, vms)
-        if evicted != self._evicted.get(gid, 0):
-            log.warning("spot_evicted", account=self.account, group=str(gid), evicted=evicted,
-                        previously=self._evicted.get(gid, 0))
-            self._evicted[gid] = evicted
+        seen = self._evicted.get(gid, frozenset())
+        state, evicted = group_state(gid.group, self.groups[gid].market, vmss, vms, seen)
+        if evicted - seen:
+            log.warning("spot_evicted", account=self.account, group=str(gid),
+                        evicted=len(evicted), previously=len(seen),
+                        action="not counted as capacity; deleted before the group's next resize")
+        self._evicted[gid] = evicted
         return state
 
     # ------------------------------------------------------------------ resize
@@ -254,6 +265,7 @@ class AzureClient:
 
         try:
             sdk = self._sdk(group, "resize")
+            await self._delete_evicted(sdk, group, settings, request_id)
             known = self._skus.get(group)
             if known is None:
                 current = await sdk.virtual_machine_scale_sets.get(
@@ -269,3 +281,22 @@ class AzureClient:
                             operation="resize") from exc
         log.info("azure_capacity_accepted", account=self.account, group=str(group),
                  target=target, request_id=request_id)
+
+    async def _delete_evicted(self, sdk: ComputeManagementClient, group: GroupId,
+                              settings: AzureGroupSettings, request_id: str) -> None:
+        """Delete the group's evicted Spot VMs and wait for Azure to finish: each lowers
+        ``sku.capacity`` by one, so the PATCH that follows sets a capacity of VMs that can
+        run (done the other way round, the delete would lower the new capacity)."""
+        ids = sorted(self._evicted.get(group, frozenset()))
+        if not ids:
+            return
+        from azure.mgmt.compute.models import VirtualMachineScaleSetVMInstanceRequiredIDs
+
+        poller = await sdk.virtual_machine_scale_sets.begin_delete_instances(
+            settings.resource_group, settings.vmss,
+            VirtualMachineScaleSetVMInstanceRequiredIDs(instance_ids=ids),
+            polling_interval=DELETE_POLL_S, request_id=request_id)
+        await poller.result()
+        self._evicted[group] = frozenset()
+        log.info("spot_evicted_deleted", account=self.account, group=str(group),
+                 instance_ids=ids, request_id=request_id)

@@ -10,20 +10,33 @@ How one scale-set VM (``.../virtualMachineScaleSets/{vmss}/virtualMachines`` lis
 a ``ProvisioningState/failed/<code>`` status, code    ``pending`` and the group unavailable:
 in ``CAPACITY_CODES``                                the launch is failing for want of capacity
 ``PowerState/deallocated|deallocating|stopped…``     ``pending``; on a ``Spot`` scale set it is an
-                                                     eviction: the group is unavailable
+                                                     eviction: ``draining``, out of ``desired``
+                                                     (a new one makes the group unavailable)
 ``provisioningState: Succeeded|Updating`` and        ``running``
 ``PowerState/running``
 anything else (``Creating``, ``Starting``, no        ``booting``
 instance view yet, another failure)
 ==================================================  ===========================================
 
-``desired`` is ``sku.capacity``; VMs the scale set has not created yet are ``pending``.
+``desired`` is ``sku.capacity`` less the evicted VMs; VMs the scale set has not created yet are
+``pending``.
+
+Evictions. With the ``Deallocate`` eviction policy Azure keeps an evicted Spot VM in the set,
+deallocated: it serves nothing, keeps its disks (billed) and still counts in ``sku.capacity``
+and against the Spot core quota, so a PATCH of the capacity it already counts in launches
+nothing. It is therefore never capacity here: it counts as ``draining`` (leaving, not serving)
+and not in ``desired``, so the core sizes from the VMs that can serve. The client deletes it
+(``POST .../virtualMachineScaleSets/{vmss}/delete`` with its instance id, which lowers the
+capacity by one) before the group's next resize, so the new capacity is real. New evictions
+(ids not seen evicted at the previous describe) make the group unavailable with the reason,
+so the allocator moves their load elsewhere at once and the capacity hold backs spot off; VMs
+already reported evicted do not keep it unavailable (a group held for as long as nobody
+deletes them would never be resized, so never cleaned).
 
 Not guaranteed: Azure keeps no record of an eviction once a ``Delete``-policy Spot VM is gone;
 then the only trace is the capacity that Azure lowered, and the daemon simply sees a smaller
-group. With the ``Deallocate`` policy evicted VMs stay in the set, deallocated, until someone
-deletes or restarts them: the daemon reports them as evicted (``pending``, group unavailable)
-and moves their load elsewhere, but does not delete them itself.
+group. An evicted VM lingers (not counted) until the group's next resize: a group whose
+allocation stays what it runs is not resized, so its evicted VMs wait for the next change.
 """
 
 from __future__ import annotations
@@ -63,7 +76,7 @@ def is_capacity_failure(code: str, message: str) -> bool:
 class VmView:
     """What counts about one VM: where it stands and, if its launch failed, why."""
 
-    bucket: str  # running | booting | pending | draining
+    bucket: str  # running | booting | pending | draining (evicted: draining)
     failure_code: str = ""
     failure_message: str = ""
     evicted: bool = False
@@ -100,7 +113,7 @@ def classify_vm(vm: Mapping[str, Any], spot: bool) -> VmView:
     if failure is not None and is_capacity_failure(*failure):
         return VmView("pending", failure_code=failure[0], failure_message=failure[1])
     if power in STOPPED_POWER:
-        return VmView("pending", evicted=spot)
+        return VmView("draining", evicted=True) if spot else VmView("pending")
     if provisioning in ("succeeded", "updating") and power == "running":
         return VmView("running")
     return VmView("booting")
@@ -117,31 +130,35 @@ def capacity_of(vmss: Mapping[str, Any]) -> int:
 
 
 def group_state(
-    name: str, market: Market, vmss: Mapping[str, Any], vms: Iterable[Mapping[str, Any]]
-) -> tuple[GroupState, int]:
-    """The group's state and its number of evicted Spot VMs (for the ``spot_evicted`` log)."""
-    desired = capacity_of(vmss)
+    name: str, market: Market, vmss: Mapping[str, Any], vms: Iterable[Mapping[str, Any]],
+    seen_evicted: frozenset[str] = frozenset(),
+) -> tuple[GroupState, frozenset[str]]:
+    """The group's state and the instance ids of its evicted Spot VMs; ``seen_evicted`` are
+    those already reported (only new ones make the group unavailable)."""
     spot = is_spot(vmss)
     counts = {"running": 0, "booting": 0, "pending": 0, "draining": 0}
     failures: dict[str, tuple[int, str]] = {}
-    evicted = 0
+    evicted_ids: set[str] = set()
     for vm in vms:
         view = classify_vm(vm, spot)
         counts[view.bucket] += 1
-        evicted += view.evicted
+        if view.evicted:
+            evicted_ids.add(str(vm.get("instanceId", "")))
         if view.failure_code:
             seen, _ = failures.get(view.failure_code, (0, ""))
             failures[view.failure_code] = (seen + 1, view.failure_message)
+    desired = max(0, capacity_of(vmss) - len(evicted_ids))
     live = counts["running"] + counts["booting"] + counts["pending"]
     pending = counts["pending"] + max(0, desired - live)
     reasons = [f"{code}: {message} ({n} instance{'s' if n > 1 else ''})".replace(": (", " (")
                for code, (n, message) in sorted(failures.items())]
-    if evicted:
-        reasons.append(f"spot eviction: {evicted} instance{'s' if evicted > 1 else ''} "
+    new = len(evicted_ids - seen_evicted)
+    if new:
+        reasons.append(f"spot eviction: {new} instance{'s' if new > 1 else ''} "
                        "evicted (deallocated)")
     state = GroupState(
         name=name, market=market, desired=desired, booting=counts["booting"],
         running=counts["running"], draining=counts["draining"], pending=pending,
         available=not reasons, reason="; ".join(reasons),
     )
-    return state, evicted
+    return state, frozenset(evicted_ids)

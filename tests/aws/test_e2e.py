@@ -3,16 +3,21 @@ stockout hook on the daemon's own aiobotocore client), two moto ASGs (spot and o
 the state store on the same redis-server.
 
 Requests are pushed with the producer convention (``LPUSH`` + ``INCR :enqueued``) and served
-by popping them (``RPOP`` + ``INCR :completed``), standing in for ``autoscaler worker``: moto's
-instances run no code, so what serves the queue is the test.
+by a real ``autoscaler worker`` process with one slot per instance the ASGs run: moto's
+instances run no code, so the worker stands in for them, serving each request for its
+``service_s`` and counting it in ``:completed`` as a deployed worker would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -51,12 +56,38 @@ async def push(client: Any, n: int, age_s: float) -> None:
         await client.incr(KEY + ":enqueued")
 
 
-async def serve_all(client: Any) -> int:
-    served = 0
-    while await client.rpop(KEY) is not None:
-        await client.incr(KEY + ":completed")
-        served += 1
-    return served
+AUTOSCALER = Path(sys.executable).parent / "autoscaler"
+DEADLINE_S = 60.0
+"""How long the workers may take to drain the queue: generous, never a timed assertion."""
+
+
+async def serve_with_workers(client: Any, redis_url: str, slots: int, log_path: Path) -> int:
+    """Run ``autoscaler worker`` with ``slots`` slots until the queue is drained and every
+    request is counted completed; stop it with SIGTERM (it finishes what it holds) and return
+    the completions it added."""
+    before = int(await client.get(KEY + ":completed") or 0)
+    waiting = await client.llen(KEY)
+    env = {**os.environ, "AUTOSCALER_QUEUE_URL": redis_url}
+    with log_path.open("w") as log:
+        proc = await asyncio.create_subprocess_exec(
+            str(AUTOSCALER), "worker", "--kind", "redis-list", "--key", KEY,
+            "--slots", str(slots), "--block", "0.1", "--heartbeat", "5",
+            env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log)
+    deadline = time.monotonic() + DEADLINE_S
+    try:
+        while int(await client.get(KEY + ":completed") or 0) < before + waiting:
+            assert proc.returncode is None, log_path.read_text()[-2000:]
+            assert time.monotonic() < deadline, log_path.read_text()[-2000:]
+            await asyncio.sleep(0.1)
+        while '"worker_started"' not in log_path.read_text():  # its handlers are installed
+            await asyncio.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), DEADLINE_S) == 0, log_path.read_text()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    return int(await client.get(KEY + ":completed") or 0) - before
 
 
 def sizes(cloud: MotoCloud) -> dict[str, tuple[int, int]]:
@@ -64,7 +95,7 @@ def sizes(cloud: MotoCloud) -> dict[str, tuple[int, int]]:
 
 
 async def test_backlog_spot_first_stockout_on_demand_restart_cuts_nothing(
-    registries: dict[str, Registry[Any]], cloud: MotoCloud, redis_url: str
+    registries: dict[str, Registry[Any]], cloud: MotoCloud, redis_url: str, tmp_path: Path
 ) -> None:
     cloud.create("chat-spot", "chat-od")
     config: Config = parse_config(CONFIG.format(redis=redis_url, url=cloud.url, key=KEY),
@@ -101,8 +132,11 @@ async def test_backlog_spot_first_stockout_on_demand_restart_cuts_nothing(
     before = sizes(cloud)
     await daemon.close(1.0)
 
-    # The queue is served; a restarted daemon resumes its state and cuts no running ASG.
-    assert await serve_all(queue) == 12
+    # The fleet's instances serve the queue (a worker slot each); a restarted daemon resumes
+    # its state and cuts no running ASG.
+    running = cloud.instances("chat-spot") + cloud.instances("chat-od")
+    assert await serve_with_workers(queue, redis_url, running, tmp_path / "worker.log") == 12
+    assert await queue.llen(KEY) == 0
     with capture_logs() as logs:
         restarted = await started(config, registries, cloud)
         for _ in range(3):

@@ -11,7 +11,9 @@ reconnects on the next tick; a timeout mid-reply discards that connection.
 Rates come from counter deltas over the injected clock's monotonic time, through the core's
 one helper (``autoscaler.core.rates``): the first sample, an absent counter or a counter that
 went backwards (reset) gives ``None`` for that tick. A failed round leaves the previous counter
-reading in place, so the next good one averages over the gap.
+reading in place, so the next good one averages over the gap. The baselines are saved with
+each pool's state and resumed after a restart (``baselines``/``resume_baselines``, the
+``CounterBaselines`` port), so a restarted daemon measures rates from its first tick.
 
 An implausible head enqueue time (``autoscaler.core.plausibility``: future beyond the skew,
 before 2001, non-finite, milliseconds) gives ``oldest_wait_s=None`` (unknown) on a fresh
@@ -34,6 +36,7 @@ from autoscaler.core.plausibility import classify_enqueue_time
 from autoscaler.core.rates import Reading, counter_rate
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.observations import InvalidObservations
+from autoscaler.ports.source import Baselines
 from autoscaler.sources.redis.connect import is_cluster, redis_client
 from autoscaler.sources.redis.observations import observation
 from autoscaler.sources.redis.probe import (
@@ -136,6 +139,24 @@ class RedisSampler:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+    def baselines(self) -> Mapping[str, Baselines]:
+        """The counters' last readings per pool (``CounterBaselines``: saved with the pool's
+        state, so a restarted daemon has rates from its first tick)."""
+        return {p.name: (p.arrivals, p.completions) for p in self._pools
+                if p.arrivals is not None or p.completions is not None}
+
+    def resume_baselines(self, baselines: Mapping[str, Baselines]) -> list[str]:
+        """Saved readings become the baselines of pools not sampled yet (a live baseline is
+        newer); the next reading's rate averages over the gap since the saved one."""
+        resumed = []
+        for pool in self._pools:
+            saved = baselines.get(pool.name)
+            if saved is None or pool.arrivals is not None or pool.completions is not None:
+                continue
+            pool.arrivals, pool.completions = saved
+            resumed.append(pool.name)
+        return resumed
 
     async def _round_trip(self, out: dict[str, Observation]) -> None:
         missing = await self._execute(range(len(self._calls)), out)
