@@ -151,7 +151,10 @@ def test_redis_killed_and_restarted_under_a_running_daemon(tmp_path: Path) -> No
                 proc.wait()
     assert proc.returncode == 0, log.read_text()[-2000:]
     events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
-    assert "queue_sample_failed" in events
+    # ~20 failed ticks while down: logged once per change of error (the first reset, then
+    # refused connections), not once per tick; and once when Redis answers again
+    assert 1 <= events.count("queue_sample_failed") <= 3, events.count("queue_sample_failed")
+    assert events.count("queue_sample_recovered") == 1
 
 
 class SteppedClock:

@@ -4,7 +4,9 @@ The round trip is a non-transactional pipeline of ``EVALSHA`` calls (one per ``C
 see ``redis_probe``), bounded by ``asyncio.timeout(timeout_s)``. A failed round (connection
 refused, timeout, server error) never raises: every pool gets its last known observation with
 ``fresh=False`` and no rates (depth 0 and nothing else if it was never measured), and a
-``queue_sample_failed`` warning names the URL with its password redacted. The guards hold the
+``queue_sample_failed`` warning names the URL with its password redacted: once per change of
+error (a 20 s outage at 100 ms ticks is one line, not 200), then ``queue_sample_recovered``
+when the server answers again (``autoscaler.sources.polled.SampleFailures``). The guards hold the
 fleet on stale data, so repeating the last known depth cannot cause a scale-in. redis-py
 reconnects on the next tick; a timeout mid-reply discards that connection.
 
@@ -34,6 +36,7 @@ from autoscaler.core.plausibility import classify_enqueue_time
 from autoscaler.core.rates import RateMeter
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.observations import InvalidObservations
+from autoscaler.sources.polled import SampleFailures
 from autoscaler.sources.redis.probe import (
     CHUNK,
     SCRIPT,
@@ -47,6 +50,9 @@ from autoscaler.sources.redis.probe import (
 from autoscaler.sources.redis.settings import RedisSettings, redact_url
 
 log = structlog.get_logger(__name__)
+
+_ROUND = ("round",)
+"""The failure key of a whole round (pool names are strings: no clash)."""
 
 
 @dataclass(slots=True)
@@ -89,6 +95,7 @@ class RedisSampler:
         self._timeout_s = timeout_s
         self.invalid = InvalidObservations()
         """Implausible enqueue times seen; the daemon points its ``sink`` at telemetry."""
+        self._failures = SampleFailures(log)
         self._pools = [_Pool(name, probe_for(settings)) for name, settings in pools]
         self._calls = [
             (self._pools[i : i + chunk], call_args([p.probe for p in self._pools[i : i + chunk]]))
@@ -104,22 +111,25 @@ class RedisSampler:
             async with asyncio.timeout(self._timeout_s):
                 replies = await self._round_trip()
         except Exception as exc:  # any failure of the I/O: report stale data, keep the loop alive
-            log.warning(
-                "queue_sample_failed", url=self.url, error=str(exc) or type(exc).__name__,
-                error_type=type(exc).__name__, pools=len(self._pools),
-            )
+            if isinstance(exc, TimeoutError):
+                error = f"no answer within the sample timeout ({self._timeout_s:g} s)"
+            else:
+                error = str(exc) or type(exc).__name__
+            self._failures.failed(_ROUND, error, url=self.url, error_type=type(exc).__name__,
+                                  pools=len(self._pools))
             return self._stale_all(self._clock.monotonic())
+        self._failures.recovered(_ROUND, url=self.url, pools=len(self._pools))
         now, wall = self._clock.monotonic(), self._clock.wall()
         out: dict[str, Observation] = {}
         for (pools, _), reply in zip(self._calls, replies, strict=True):
             rows = split_reply(reply, len(pools))
+            chunk = ("chunk", pools[0].name)
             if rows is None:
-                log.warning(
-                    "queue_sample_failed", url=self.url, error=str(reply)[:200],
-                    error_type=type(reply).__name__, pools=len(pools),
-                )
+                self._failures.failed(chunk, str(reply)[:200], url=self.url,
+                                      error_type=type(reply).__name__, pools=len(pools))
                 out.update((p.name, self._stale(p, now)) for p in pools)
                 continue
+            self._failures.recovered(chunk, url=self.url, pools=len(pools))
             for pool, row in zip(pools, rows, strict=True):
                 out[pool.name] = self._observe(pool, row, now, wall)
         return out
@@ -158,8 +168,10 @@ class RedisSampler:
             head_time = head_seconds(pool.probe, head) if head and depth else None
         except ValueError:  # not the common row: decode names the problem
             error = decode(pool.probe, row).error or f"unexpected probe reply {row!r:.80}"
-            log.warning("queue_sample_failed", url=self.url, pool=pool.name, error=error)
+            self._failures.failed(pool.name, error, url=self.url, pool=pool.name)
             return self._stale(pool, now)
+        if self._failures.failing(pool.name):
+            self._failures.recovered(pool.name, url=self.url, pool=pool.name)
         wait = 0.0 if depth == 0 else None  # nobody waits in an empty queue: known, not unknown
         if head_time is not None:
             reason = classify_enqueue_time(head_time, wall)
