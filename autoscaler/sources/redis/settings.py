@@ -111,6 +111,10 @@ class RedisSettings(BaseModel):
         sampler never needs to import the kinds."""
         raise NotImplementedError(f"{type(self).__name__} does not say how to probe it")
 
+    def worker_url(self) -> str:
+        """Workers consume this server (``autoscaler.ports.source.ConsumedQueue``)."""
+        return self.url
+
 
 def plain_name(value: str, what: str) -> str:
     """Reject whitespace around and line breaks inside a key or group name (the probe's
