@@ -10,8 +10,9 @@ whose exact value is in the key may extend or delete it.
 decides and exports metrics (warm state); only the one whose lease is valid is open. Its
 ``run`` coroutine is a supervised root task: try to acquire every tick (at most every
 ``ttl / 3``) while a standby, renew every ``ttl / 3`` while the holder, release on shutdown.
-``confirm`` is called by each group actuator right before a resize: it reads the key, so a replica whose lease was deleted or taken over drops its queued resizes at once
-instead of at its next renewal.
+``confirm`` is called by each group actuator right before a resize: it reads the key, so a
+replica whose lease was deleted or taken over drops its queued resizes at once instead of at
+its next renewal.
 
 What is not guaranteed: the providers do not check the fencing token, so a resize that passed
 ``confirm`` just before the lease changed hands can still land (a window of one Redis round trip
