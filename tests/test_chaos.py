@@ -36,15 +36,20 @@ REDIS = shutil.which("redis-server")
 
 
 @contextmanager
-def restartable_redis(port: int, workdir: Path) -> Iterator[Callable[[], None]]:
-    """A redis-server on ``port``; yields ``start`` (SIGKILL it yourself through ``procs``)."""
+def restartable_redis(port: int, workdir: Path, *,
+                      persistent: bool = False) -> Iterator[Callable[[], None]]:
+    """A redis-server on ``port``; yields ``start`` (SIGKILL it yourself through ``procs``).
+    ``persistent``: an append-only file fsynced on every write, so a SIGKILLed server restarts
+    with every write it acknowledged (otherwise it restarts empty)."""
     procs: list[subprocess.Popen[bytes]] = []
+    aof = ["--appendonly", "yes", "--appendfsync", "always"] if persistent else [
+        "--appendonly", "no"]
 
     def start() -> None:
         assert REDIS is not None
         proc = subprocess.Popen(
             [REDIS, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-             "--appendonly", "no", "--dir", str(workdir)],
+             *aof, "--dir", str(workdir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(proc)
         client = redis.Redis(port=port, socket_connect_timeout=0.2)
