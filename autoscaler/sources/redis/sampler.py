@@ -17,7 +17,9 @@ reading in place, so the next good one averages over the gap.
 
 An implausible head enqueue time (``autoscaler.core.plausibility``: future beyond the skew,
 before 2001, non-finite, milliseconds) gives ``oldest_wait_s=None`` (unknown) on a fresh
-observation and is counted in ``self.invalid`` with a rate-limited warning.
+observation and is counted in ``self.invalid`` with a rate-limited warning; so is a list head
+with no readable top-level ``enqueued_at`` (reason ``unreadable``: not JSON, a wrong type, a
+nested or missing key, or one past the scanned prefix of a huge payload).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from pydantic import BaseModel
 from redis.exceptions import NoScriptError
 
 from autoscaler.core.model import Observation
-from autoscaler.core.plausibility import classify_enqueue_time
+from autoscaler.core.plausibility import UNREADABLE, classify_enqueue_time
 from autoscaler.core.rates import RateMeter
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.observations import InvalidObservations
@@ -180,6 +182,8 @@ class RedisSampler:
                 wait = wait if wait > 0.0 else 0.0
             else:  # unknown, never a 57-year wait nor a hidden one
                 self.invalid.record(pool.name, reason, head_time)
+        elif depth and pool.probe.kind == "list":  # a head with no readable time: say so
+            self.invalid.record(pool.name, UNREADABLE, None)
         obs = Observation(
             time=now,
             depth=depth,
