@@ -11,6 +11,8 @@ cluster hash tags):
   (and ``<key>:inflight:score``: their scores).
 * ``<key>:consumers``, ``<key>:alive:<consumer>`` - worker liveness (``reclaim``).
 * ``<key>:dead``       - all kinds: payloads a worker could not serve, ``LPUSH``-ed for a human.
+* ``<key>:bighead``    - list kind: written by the probe itself (30 s TTL) to remember the
+  time field of a head over 64 KiB instead of copying it every sample (``probe.HEAD_PREFIX``).
 
 All three kinds return the same ``sampler_key`` for one URL, so a daemon that groups pools by
 that key samples every pool on a Redis server in one round trip, whatever their kinds.
