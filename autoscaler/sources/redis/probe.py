@@ -190,17 +190,19 @@ end
 local spec = {}
 for line in (ARGV[2] .. '\n'):gmatch('([^\n]*)\n') do spec[#spec + 1] = line end
 local names = {}
+local at = {}  -- each pool's first name in the MGET (lists have a third: :bighead)
 for i = 2, #spec, 3 do
+  at[#at + 1] = #names + 1
   names[#names + 1] = spec[i] .. ':enqueued'
   names[#names + 1] = spec[i] .. ':completed'
-  names[#names + 1] = spec[i] .. ':bighead'
+  if spec[i - 1] == 'list' then names[#names + 1] = spec[i] .. ':bighead' end
 end
 local counts = call('MGET', unpack(names))
 for i = 1, #spec / 3 do
-  local kind, key = spec[3 * i - 2], spec[3 * i - 1]
-  local enq, done = int(counts[3 * i - 2]), int(counts[3 * i - 1])
+  local kind, key, j = spec[3 * i - 2], spec[3 * i - 1], at[i]
+  local enq, done = int(counts[j]), int(counts[j + 1])
   if kind == 'list' then
-    out[i] = list(key, enq, done, counts[3 * i])
+    out[i] = list(key, enq, done, counts[j + 2])
   elseif kind == 'zset' then
     out[i] = zset(key, enq, done)
   else
