@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import redis
@@ -174,3 +175,46 @@ def test_a_stolen_lease_stops_the_actor(tmp_path: Path, redis_url: str) -> None:
         else:
             raise AssertionError("the daemon stopped ticking")
         assert client.get("test:lease") == b"thief"  # it never overwrote the thief's lease
+
+
+def log_time(event: dict[str, object]) -> float:
+    stamp = str(event["timestamp"]).replace("Z", "+00:00")
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+TTL_S, INTERVAL_S = 1.0, 0.1
+
+
+def test_three_daemons_one_actor_through_two_sigkilled_actors(
+    tmp_path: Path, redis_url: str,
+) -> None:
+    """Three replicas on one lease; the actor is SIGKILLed, then the next one: at every sampled
+    instant at most one replica leads and no standby runs an instance, and each failover (the
+    SIGKILL to the next ``leader_acquired``) takes at most the TTL plus one tick."""
+    with replicas(tmp_path, redis_url, 3) as group:
+        alive = list(group)
+        actor = wait_for_one_actor(alive)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # every standby up and ticking before the first kill
+            warm = [r.sample() for r in alive if r is not actor]
+            if all(m is not None and "autoscaler_desired_instances" in m for m in warm):
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the standbys never ticked")
+        failovers = []
+        for _ in range(2):
+            for _ in range(10):  # a stretch of steady state: still one actor
+                assert wait_for_one_actor(alive) is actor
+            killed_at = time.time()
+            actor.proc.kill()  # SIGKILL: no release; the lease must expire
+            actor.proc.wait()
+            alive.remove(actor)
+            actor = wait_for_one_actor(alive)
+            acquired = [log_time(e) for e in actor.events() if e["event"] == "leader_acquired"]
+            assert acquired and acquired[-1] > killed_at
+            failovers.append(acquired[-1] - killed_at)
+        print(f"\nfailover after SIGKILL (ttl {TTL_S:g} s, interval {INTERVAL_S:g} s): "
+              + ", ".join(f"{f:.2f} s" for f in failovers))
+        assert all(f <= TTL_S + INTERVAL_S for f in failovers), failovers
+        assert len(alive) == 1 and alive[0] is actor

@@ -317,3 +317,46 @@ async def test_crash_loop_backs_off_then_reports_the_group_unavailable(
     assert state.available and state.running == 1 and provider.fast_failures == 0
     await provider.close(5.0)
     assert provider.fast_failures_total == CRASH_LIMIT  # a stop asked for is not a failure
+
+
+ENV_PROBE = r"""
+import os, pathlib, signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+out = pathlib.Path(sys.argv[1]) / f"env-{os.environ['AUTOSCALER_INSTANCE']}"
+out.write_text(os.environ.get("AUTOSCALER_QUEUE_URL", "<unset>"))
+time.sleep(3600)
+"""
+
+
+@pytest.mark.parametrize(("queue", "expected"), [
+    ('{kind: redis-list, url: "redis://:pw@127.0.0.1:6399/2", key: k}',
+     "redis://:pw@127.0.0.1:6399/2"),
+    ('{kind: rabbitmq, url: "amqp://u:pw@127.0.0.1:5699/v", queue: q, '
+     'management_url: "http://u:pw@127.0.0.1:15699"}', "amqp://u:pw@127.0.0.1:5699/v"),
+    ('{kind: prometheus, url: "http://u:pw@127.0.0.1:9099", depth: "queue_depth"}', "<unset>"),
+])
+async def test_workers_get_only_a_queue_url_they_consume(
+    registries: dict[str, Registry[Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    queue: str, expected: str,
+) -> None:
+    """``AUTOSCALER_QUEUE_URL`` is the URL a worker consumes the queue at; a Prometheus pool's
+    URL is a metrics server (and may carry its password): workers never get it."""
+    monkeypatch.delenv("AUTOSCALER_QUEUE_URL", raising=False)
+    script = tmp_path / "env.py"
+    script.write_text(ENV_PROBE)
+    command = [sys.executable, str(script), str(tmp_path)]
+    group = "{name: g, provider: local, command: " + repr(command).replace("'", '"') + "}"
+    pool = parse_config(f"""
+pools:
+  - name: p
+    queue: {queue}
+    sla: {{max_wait: 2s}}
+    capacity: {{max: 1, boot_time: 0s}}
+    groups: [{group}]
+""", registries=registries).pools[0]
+    provider = make(pool, ManualClock())
+    await provider.resize(1)
+    await until(lambda: bool(files(tmp_path, "env-")), "the worker's environment")
+    [written] = tmp_path.glob("env-*")
+    await until(lambda: written.read_text() != "", "the worker's environment")
+    assert written.read_text() == expected

@@ -453,3 +453,39 @@ async def test_list_head_field_matches_a_json_parser_on_many_shapes(
         assert (got is None) == (wait is None), key
         if wait is not None and got is not None:
             assert got == pytest.approx(wait, abs=1e-3), key
+
+
+async def test_an_outage_is_logged_once_per_change_of_error_then_recovered(
+    redis_url: str, r: redis.Redis, clock: ManualClock, make_sampler: MakeSampler
+) -> None:
+    """Eight failed rounds are one warning, not eight; the first good round after them
+    says so once; a pool's own error (WRONGTYPE) is logged apart, once."""
+    r.lpush("q", job(clock.wall() - 1))
+    r.set("a-string", "x")
+    sampler = make_sampler([lst(redis_url), lst(redis_url, "a-string")], timeout_s=0.25)
+    with capture_logs() as first:
+        for _ in range(3):
+            await sampler.sample()
+    assert [(e["event"], e.get("pool")) for e in first] == [("queue_sample_failed", "a-string")]
+    with capture_logs() as logs:
+        r.client_pause(30_000, all=False)  # WRITE pause: holds scripts, not CLIENT UNPAUSE
+        try:
+            for _ in range(8):
+                clock.advance(0.1)
+                assert not (await sampler.sample())["q"].fresh
+        finally:
+            r.client_unpause()
+        for _ in range(3):
+            clock.advance(0.1)
+            observations = await sampler.sample()
+        r.delete("a-string")
+        clock.advance(0.1)
+        await sampler.sample()
+    assert observations["q"].fresh and not observations["a-string"].fresh
+    events = [(e["event"], e.get("pool"), e.get("error_type")) for e in logs]
+    assert events == [
+        ("queue_sample_failed", None, "TimeoutError"),  # once for eight rounds
+        ("queue_sample_recovered", None, None),
+        ("queue_sample_recovered", "a-string", None),  # WRONGTYPE was not logged again
+    ], events
+    assert "sample timeout" in logs[0]["error"]

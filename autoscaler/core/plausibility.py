@@ -20,8 +20,14 @@ SANE_EPOCH = 978_307_200.0
 DEFAULT_SKEW_S = 5.0
 """How far in the future (producer clock ahead of ours) an enqueue time may be and still count."""
 
-REASONS = ("non_finite", "before_epoch", "milliseconds", "future")
-"""Every reason ``classify_enqueue_time`` can give, for metric labels and docs."""
+UNREADABLE = "unreadable"
+"""A head the source holds but cannot read a time from (not a JSON object, a top-level
+``enqueued_at`` that is missing, not a number, or beyond the scanned prefix): the wait is
+unknown for the same reason as for an implausible time, and counted the same way."""
+
+REASONS = ("non_finite", "before_epoch", "milliseconds", "future", UNREADABLE)
+"""Every reason an enqueue time is not used (``classify_enqueue_time`` gives all but
+``unreadable``, which the sources give), for metric labels and docs."""
 
 
 def classify_enqueue_time(

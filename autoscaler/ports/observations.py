@@ -31,8 +31,8 @@ class InvalidObservations:
         self._last_warned: dict[tuple[str, str], float] = {}
         self._suppressed: dict[tuple[str, str], int] = {}
 
-    def record(self, pool: str, reason: str, value: float) -> None:
-        """One implausible enqueue time ``value`` seen on ``pool``."""
+    def record(self, pool: str, reason: str, value: float | None) -> None:
+        """One implausible enqueue time ``value`` seen on ``pool`` (None: none could be read)."""
         key = (pool, reason)
         self.counts[key] = self.counts.get(key, 0) + 1
         if self.sink is not None:

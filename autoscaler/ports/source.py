@@ -54,3 +54,18 @@ class SourceKind(Protocol):
     def make_sampler(
         cls, pools: Sequence[tuple[str, BaseModel]], clock: Clock, timeout_s: float
     ) -> QueueSampler: ...
+
+
+@runtime_checkable
+class ConsumedQueue(Protocol):
+    """Settings of a queue that workers consume: ``worker_url`` is the address a worker connects
+    to (a Redis, AMQP or NATS URL, an SQS queue URL). Kinds whose URL is something else (a
+    Prometheus server, which workers never read) do not implement it."""
+
+    def worker_url(self) -> str: ...
+
+
+def worker_queue_url(settings: BaseModel | None) -> str | None:
+    """The URL to hand a pool's workers (the ``local`` provider passes it as
+    ``AUTOSCALER_QUEUE_URL``), or None when the pool's queue is not one they consume."""
+    return settings.worker_url() if isinstance(settings, ConsumedQueue) else None

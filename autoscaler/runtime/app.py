@@ -218,6 +218,7 @@ async def run_daemon(
             make_lease(election), LoopClock(),
             on_change=telemetry.record_leader if isinstance(telemetry, PrometheusTelemetry)
             else None,
+            retry_s=ctl.interval,
         )
     elif isinstance(telemetry, PrometheusTelemetry):
         telemetry.record_leader(not dry_run)

@@ -8,10 +8,11 @@ whose exact value is in the key may extend or delete it.
 
 ``LeaderGate`` is the ``ActuationGate`` of a replica that takes part: every replica samples,
 decides and exports metrics (warm state); only the one whose lease is valid is open. Its
-``run`` coroutine is a supervised root task: acquire when free, renew every ``ttl / 3``, release
-on shutdown. ``confirm`` is called by each group actuator right before a resize: it reads the
-key, so a replica whose lease was deleted or taken over drops its queued resizes at once
-instead of at its next renewal.
+``run`` coroutine is a supervised root task: try to acquire every tick (at most every
+``ttl / 3``) while a standby, renew every ``ttl / 3`` while the holder, release on shutdown.
+``confirm`` is called by each group actuator right before a resize: it reads the key, so a
+replica whose lease was deleted or taken over drops its queued resizes at once instead of at
+its next renewal.
 
 What is not guaranteed: the providers do not check the fencing token, so a resize that passed
 ``confirm`` just before the lease changed hands can still land (a window of one Redis round trip
@@ -170,10 +171,16 @@ class LeaderGate:
         clock: Clock,
         *,
         on_change: Callable[[bool], None] | None = None,
+        retry_s: float | None = None,
     ) -> None:
         self.lease = lease
         self.clock = clock
         self.ttl_s = lease.ttl_ms / 1000
+        self.retry_s = self.ttl_s / 3 if retry_s is None else min(retry_s, self.ttl_s / 3)
+        """How often a standby tries to acquire: the daemon passes its tick interval, so a
+        standby takes a lease that expired within one tick (failover <= ttl + one tick; at
+        ``ttl / 3`` alone a SIGKILLed actor's lease was taken up to 1.33 s after the kill
+        at ttl 1 s). The holder renews every ``ttl / 3`` whatever this is."""
         self._valid_until = 0.0
         self._leader = False
         self._on_change = on_change
@@ -227,7 +234,8 @@ class LeaderGate:
             self._set(False, "lease_taken")
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Acquire or renew every ``ttl / 3`` until ``stop``; then release the lease."""
+        """Acquire every ``retry_s`` or renew every ``ttl / 3`` until ``stop``; then release
+        the lease."""
         try:
             while not stop.is_set():
                 await self.step()
@@ -245,9 +253,9 @@ class LeaderGate:
             await self.lease.close()
 
     async def _expire_or_wait(self, stop: asyncio.Event) -> None:
-        period = self.ttl_s / 3
-        if self._leader:  # wake at the local expiry if that comes first
-            period = max(0.0, min(period, self._valid_until - self.clock.monotonic()))
+        period = self.retry_s
+        if self._leader:  # renew; wake at the local expiry if that comes first
+            period = max(0.0, min(self.ttl_s / 3, self._valid_until - self.clock.monotonic()))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=period)
         if self._leader and self.clock.monotonic() >= self._valid_until:

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import structlog
 from pydantic import BaseModel
@@ -41,6 +41,28 @@ S = TypeVar("S", bound=BaseModel)
 DEFAULT_CONCURRENCY = 32
 """Requests one sampler keeps in flight: enough to read hundreds of pools within a tick
 without opening hundreds of connections to one server at once."""
+
+
+class SampleFailures:
+    """Logs ``queue_sample_failed`` once per change of error per key (a pool, or a whole
+    server's round) and ``queue_sample_recovered`` when that key reads again: an outage at
+    100 ms ticks is one line, not ten a second. Every sampler logs through one of these."""
+
+    def __init__(self, logger: Any = None) -> None:
+        self._log = logger if logger is not None else log
+        self._last: dict[Hashable, str] = {}
+
+    def failed(self, key: Hashable, error: str, **fields: Any) -> None:
+        if self._last.get(key) != error:
+            self._log.warning("queue_sample_failed", error=error, **fields)
+        self._last[key] = error
+
+    def recovered(self, key: Hashable, **fields: Any) -> None:
+        if self._last and self._last.pop(key, None) is not None:
+            self._log.info("queue_sample_recovered", **fields)
+
+    def failing(self, key: Hashable) -> bool:
+        return key in self._last
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +90,6 @@ class _Pool(Generic[S]):
     arrivals: RateMeter = field(default_factory=RateMeter)
     completions: RateMeter = field(default_factory=RateMeter)
     last: Observation | None = None
-    last_error: str | None = None
 
 
 class PolledSampler(ABC, Generic[S]):
@@ -102,6 +123,7 @@ class PolledSampler(ABC, Generic[S]):
         self._limit = asyncio.Semaphore(concurrency)
         self.invalid = InvalidObservations()
         """Implausible enqueue times seen; the daemon points its ``sink`` at telemetry."""
+        self._failures = SampleFailures()
 
     @abstractmethod
     async def read(self, pool: str, settings: S) -> Reading:
@@ -150,17 +172,14 @@ class PolledSampler(ABC, Generic[S]):
             error = f"no answer within the sample timeout ({self.timeout_s:g} s)"
         else:
             error = str(exc) or type(exc).__name__
-        if error != pool.last_error:
-            log.warning("queue_sample_failed", source=self.source, pool=pool.name,
-                        queue=self.describe(pool.settings), error=error,
-                        error_type=type(exc).__name__)
-        pool.last_error = error
+        self._failures.failed(pool.name, error, source=self.source, pool=pool.name,
+                              queue=self.describe(pool.settings),
+                              error_type=type(exc).__name__)
 
     def _observe(self, pool: _Pool[S], reading: Reading, now: float, wall: float) -> Observation:
-        if pool.last_error is not None:
-            log.info("queue_sample_recovered", source=self.source, pool=pool.name,
-                     queue=self.describe(pool.settings))
-            pool.last_error = None
+        if self._failures.failing(pool.name):
+            self._failures.recovered(pool.name, source=self.source, pool=pool.name,
+                                     queue=self.describe(pool.settings))
         depth = max(0, reading.depth)
         wait = reading.oldest_wait_s
         if wait is not None:

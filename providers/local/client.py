@@ -20,6 +20,7 @@ from autoscaler.core.model import GroupState, scale_in_key
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.errors import CapacityUnavailable, NotFound, ProviderError
 from autoscaler.ports.provider import AccountSpec, GroupId, ManagedGroup
+from autoscaler.ports.source import worker_queue_url
 from autoscaler.ports.telemetry import InstanceFailures
 from autoscaler.providers.local.output import finish_forwarding, pipes, start_forwarding
 from autoscaler.providers.local.settings import LocalSettings, group_problems
@@ -56,9 +57,11 @@ def tied_to_daemon(command: tuple[str, ...], path: str | None) -> tuple[str, ...
 
 def instance_env(extra: dict[str, str], instance: int, slots: int,
                  queue_url: str | None = None) -> dict[str, str]:
-    """An instance's environment: the daemon's, ``AUTOSCALER_QUEUE_URL`` (the pool's queue URL,
-    which ``autoscaler worker`` reads when ``--url`` is absent: the environment of a process is
-    readable by its user and root only, its argv by every local user), the group's ``env``,
+    """An instance's environment: the daemon's, ``AUTOSCALER_QUEUE_URL`` (the URL a worker
+    consumes the pool's queue at, ``autoscaler.ports.source.worker_queue_url``: never a
+    Prometheus server's; ``autoscaler worker`` reads it when ``--url`` is absent: the
+    environment of a process is readable by its user and root only, its argv by every local
+    user), the group's ``env``,
     then what the provider says about the instance (its number, and the slots the pool models
     it with)."""
     url = {"AUTOSCALER_QUEUE_URL": queue_url} if queue_url is not None else {}
@@ -297,9 +300,8 @@ class LocalGroup:
             log.info("instance_started", group=self.group.name, instance=inst.id, mode="task")
             return
         command = self.settings.command
-        queue_url = getattr(self.group.queue_settings, "url", None)
         env = instance_env(self.settings.env, inst.id, self._slots,
-                           queue_url if isinstance(queue_url, str) else None)
+                           worker_queue_url(self.group.queue_settings))
         sink = pipes(self.settings.output)
         try:
             inst.process = await asyncio.create_subprocess_exec(

@@ -67,5 +67,9 @@ class NatsSettings(BaseModel):
     def queue_identity(self) -> str:
         return f"{self.stream}/{self.consumer}"
 
+    def worker_url(self) -> str:
+        """Workers pull from this server (``autoscaler.ports.source.ConsumedQueue``)."""
+        return self.url
+
     def describe(self) -> str:
         return f"{redact(self.url)} stream {self.stream!r} consumer {self.consumer!r}"

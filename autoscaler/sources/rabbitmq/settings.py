@@ -94,5 +94,9 @@ class RabbitMqSettings(BaseModel):
     def queue_identity(self) -> str:
         return f"{self.vhost}/{self.queue}"
 
+    def worker_url(self) -> str:
+        """Workers consume the AMQP URL (never the management API's)."""
+        return self.url
+
     def describe(self) -> str:
         return f"{redact(self.url)} vhost {self.vhost!r} queue {self.queue!r}"

@@ -4,7 +4,9 @@ The round trip is a non-transactional pipeline of ``EVALSHA`` calls (one per ``C
 see ``redis_probe``), bounded by ``asyncio.timeout(timeout_s)``. A failed round (connection
 refused, timeout, server error) never raises: every pool gets its last known observation with
 ``fresh=False`` and no rates (depth 0 and nothing else if it was never measured), and a
-``queue_sample_failed`` warning names the URL with its password redacted. The guards hold the
+``queue_sample_failed`` warning names the URL with its password redacted: once per change of
+error (a 20 s outage at 100 ms ticks is one line, not 200), then ``queue_sample_recovered``
+when the server answers again (``autoscaler.sources.polled.SampleFailures``). The guards hold the
 fleet on stale data, so repeating the last known depth cannot cause a scale-in. redis-py
 reconnects on the next tick; a timeout mid-reply discards that connection.
 
@@ -17,7 +19,9 @@ each pool's state and resumed after a restart (``baselines``/``resume_baselines`
 
 An implausible head enqueue time (``autoscaler.core.plausibility``: future beyond the skew,
 before 2001, non-finite, milliseconds) gives ``oldest_wait_s=None`` (unknown) on a fresh
-observation and is counted in ``self.invalid`` with a rate-limited warning.
+observation and is counted in ``self.invalid`` with a rate-limited warning; so is a list head
+with no readable top-level ``enqueued_at`` (reason ``unreadable``: not JSON, a wrong type, a
+nested or missing key, or one past the scanned prefix of a huge payload).
 """
 
 from __future__ import annotations
@@ -32,11 +36,12 @@ from redis.crc import key_slot
 from redis.exceptions import NoScriptError, ResponseError
 
 from autoscaler.core.model import Observation
-from autoscaler.core.plausibility import classify_enqueue_time
+from autoscaler.core.plausibility import UNREADABLE, classify_enqueue_time
 from autoscaler.core.rates import Reading, counter_rate
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.observations import InvalidObservations
 from autoscaler.ports.source import Baselines
+from autoscaler.sources.polled import SampleFailures
 from autoscaler.sources.redis.connect import is_cluster, redis_client
 from autoscaler.sources.redis.observations import observation
 from autoscaler.sources.redis.probe import (
@@ -54,6 +59,9 @@ log = structlog.get_logger(__name__)
 
 CLUSTER_CONCURRENCY = 32
 """Script calls in flight at once on Redis Cluster (one per hash slot sampled)."""
+
+_ROUND = ("round",)
+"""The failure key of a whole round (pool names are strings: no clash)."""
 
 
 @dataclass(slots=True)
@@ -100,6 +108,7 @@ class RedisSampler:
         self._timeout_s = timeout_s
         self.invalid = InvalidObservations()
         """Implausible enqueue times seen; the daemon points its ``sink`` at telemetry."""
+        self._failures = SampleFailures(log)
         self._pools = [_Pool(name, probe, probe.kind == "stream")
                        for name, probe in ((n, probe_for(s)) for n, s in pools)]
         self._cluster = is_cluster(url)
@@ -130,11 +139,14 @@ class RedisSampler:
             async with asyncio.timeout(self._timeout_s):
                 await self._round_trip(out)
         except Exception as exc:  # any failure of the I/O: report stale data, keep the loop alive
-            log.warning(
-                "queue_sample_failed", url=self.url, error=str(exc) or type(exc).__name__,
-                error_type=type(exc).__name__, pools=len(self._pools),
-            )
+            if isinstance(exc, TimeoutError):
+                error = f"no answer within the sample timeout ({self._timeout_s:g} s)"
+            else:
+                error = str(exc) or type(exc).__name__
+            self._failures.failed(_ROUND, error, url=self.url, error_type=type(exc).__name__,
+                                  pools=len(self._pools))
             return self._stale_all(self._clock.monotonic())
+        self._failures.recovered(_ROUND, url=self.url, pools=len(self._pools))
         return out
 
     async def close(self) -> None:
@@ -209,13 +221,13 @@ class RedisSampler:
         pools = self._calls[index][0]
         now, wall = self._clock.monotonic(), self._clock.wall()
         rows = split_reply(reply, len(pools))
+        chunk = ("chunk", pools[0].name)
         if rows is None:
-            log.warning(
-                "queue_sample_failed", url=self.url, error=str(reply)[:200],
-                error_type=type(reply).__name__, pools=len(pools),
-            )
+            self._failures.failed(chunk, str(reply)[:200], url=self.url,
+                                  error_type=type(reply).__name__, pools=len(pools))
             out.update((p.name, self._stale(p, now)) for p in pools)
             return False
+        self._failures.recovered(chunk, url=self.url, pools=len(pools))
         for pool, row in zip(pools, rows, strict=True):
             out[pool.name] = self._observe(pool, row, now, wall)
         return False
@@ -260,8 +272,10 @@ class RedisSampler:
                 head_time = int(head.partition("-")[0]) / 1000.0 if pool.stream else float(head)
         except ValueError:  # not the common row: decode names the problem
             error = decode(pool.probe, row).error or f"unexpected probe reply {row!r:.80}"
-            log.warning("queue_sample_failed", url=self.url, pool=pool.name, error=error)
+            self._failures.failed(pool.name, error, url=self.url, pool=pool.name)
             return self._stale(pool, now)
+        if self._failures.failing(pool.name):
+            self._failures.recovered(pool.name, url=self.url, pool=pool.name)
         wait = 0.0 if depth == 0 else None  # nobody waits in an empty queue: known, not unknown
         if head_time is not None:
             reason = classify_enqueue_time(head_time, wall)
@@ -270,6 +284,8 @@ class RedisSampler:
                 wait = wait if wait > 0.0 else 0.0
             else:  # unknown, never a 57-year wait nor a hidden one
                 self.invalid.record(pool.name, reason, head_time)
+        elif depth and pool.probe.kind == "list":  # a head with no readable time: say so
+            self.invalid.record(pool.name, UNREADABLE, None)
         arrival_rate, pool.arrivals = counter_rate(pool.arrivals, now, arrivals)
         completion_rate, pool.completions = counter_rate(pool.completions, now, completed)
         obs = observation(now, depth, wait, in_flight, arrival_rate, completion_rate)

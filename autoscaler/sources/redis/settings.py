@@ -11,6 +11,8 @@ cluster hash tags):
   (and ``<key>:inflight:score``: their scores).
 * ``<key>:consumers``, ``<key>:alive:<consumer>`` - worker liveness (``reclaim``).
 * ``<key>:dead``       - all kinds: payloads a worker could not serve, ``LPUSH``-ed for a human.
+* ``<key>:bighead``    - list kind: written by the probe itself (30 s TTL) to remember the
+  time field of a head over 64 KiB instead of copying it every sample (``probe.HEAD_PREFIX``).
 
 Every Redis kind returns the same ``sampler_key`` for one URL, so a daemon that groups pools by
 that key samples every pool on a Redis server in one round trip, whatever their kinds.
@@ -71,6 +73,10 @@ class RedisSettings(BaseModel):
         """What the sampler's script reads for this pool; each kind's settings say it, so the
         sampler never needs to import the kinds."""
         raise NotImplementedError(f"{type(self).__name__} does not say how to probe it")
+
+    def worker_url(self) -> str:
+        """Workers consume this server (``autoscaler.ports.source.ConsumedQueue``)."""
+        return self.url
 
 
 CLUSTER_KINDS = ("list", "zset", "stream")

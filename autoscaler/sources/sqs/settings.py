@@ -82,3 +82,7 @@ class SqsSettings(BaseModel):
 
     def queue_identity(self) -> str:
         return self.queue_url
+
+    def worker_url(self) -> str:
+        """Workers receive from this queue (``autoscaler.ports.source.ConsumedQueue``)."""
+        return self.queue_url
