@@ -33,6 +33,7 @@ from autoscaler.core.rates import RateMeter
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.errors import SourceError
 from autoscaler.ports.observations import InvalidObservations
+from autoscaler.ports.redis_urls import redact_url  # any scheme's user-info, not only Redis
 
 log = structlog.get_logger(__name__)
 
@@ -217,20 +218,6 @@ def require(condition: bool, message: str) -> None:
     """Raise ``SourceError(message)`` unless ``condition``: a reply not shaped as documented."""
     if not condition:
         raise SourceError(message)
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password in its user-info replaced by ``***`` (safe to log). The
-    user-info is everything before the LAST ``@`` of the authority, so a password holding an
-    unencoded ``/``, ``#`` or ``@`` is never echoed in part."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "<unparseable url>" if "@" in url else url
-    userinfo, at, hostpart = rest.rpartition("@")
-    if not at:
-        return url
-    user, colon, _password = userinfo.partition(":")
-    return f"{scheme}://{user + ':***' if colon else '***'}@{hostpart}"
 
 
 def validate_http_url(value: str, what: str) -> str:
