@@ -275,3 +275,18 @@ pools:
     assert daemon.extensions is not None and daemon.extensions.budget is not None
     assert daemon.extensions.budget.ledgers["pool:chat"].spent_usd > 0  # accrued in memory
     await daemon.close(1.0)
+
+
+def test_a_dropped_resize_names_its_own_pools_reason() -> None:
+    """``resize_dropped`` says ``paused`` only for a paused pool's resize; another pool's
+    gate reason (here: none, the gate is open for it) is its own."""
+    from autoscaler.runtime.gate import DryRunGate, OpenGate, why_closed
+    from autoscaler.runtime.pause import PauseGate
+
+    gate = PauseGate(OpenGate())
+    gate.paused = frozenset({"a"})
+    assert why_closed(gate, "a") == "paused"
+    assert why_closed(gate, "b") == ""
+    dry = PauseGate(DryRunGate())
+    dry.paused = frozenset({"a"})
+    assert why_closed(dry, "b") == DryRunGate().why_closed != ""

@@ -44,7 +44,7 @@ from autoscaler.ports.errors import (
 )
 from autoscaler.ports.provider import AccountClient, GroupId
 from autoscaler.ports.telemetry import Telemetry
-from autoscaler.runtime.gate import ActuationGate, may_actuate
+from autoscaler.runtime.gate import ActuationGate, may_actuate, why_closed
 
 log = structlog.get_logger("autoscaler.runtime")
 
@@ -247,7 +247,7 @@ class GroupActuator:
             work, self._wanted = self._wanted, None
             if self._gate is not None and not await may_actuate(self._gate, self.group.pool):
                 log.warning("resize_dropped", group=str(self.group), target=work.target,
-                            reason=self._gate.why_closed or "not_confirmed")
+                            reason=why_closed(self._gate, self.group.pool) or "not_confirmed")
                 self._reported.set()
                 continue  # a deposed leader's queued resize is never carried out
             self._current = work

@@ -38,10 +38,21 @@ class PoolGate(ActuationGate, Protocol):
     def is_open_for(self, pool: str) -> bool:
         ...
 
+    def why_closed_for(self, pool: str) -> str:
+        ...
+
 
 def open_for(gate: ActuationGate, pool: str) -> bool:
     """Whether ``pool``'s decisions may be carried out now."""
     return gate.is_open_for(pool) if isinstance(gate, PoolGate) else gate.is_open()
+
+
+def why_closed(gate: ActuationGate, pool: str | None) -> str:
+    """Why ``pool``'s resize was not carried out ("" when the gate is open for it), for the
+    ``resize_dropped`` log line: a pool gate names its own pool's reason, not another's."""
+    if pool is not None and isinstance(gate, PoolGate):
+        return gate.why_closed_for(pool)
+    return gate.why_closed
 
 
 async def may_actuate(gate: ActuationGate, pool: str | None = None) -> bool:

@@ -104,6 +104,9 @@ class PauseGate:
     def is_open_for(self, pool: str) -> bool:
         return pool not in self.paused and self.inner.is_open()
 
+    def why_closed_for(self, pool: str) -> str:
+        return self.inner.why_closed or ("paused" if pool in self.paused else "")
+
     async def confirm(self) -> bool:
         return await self.inner.confirm() if isinstance(self.inner, FencedGate) else True
 

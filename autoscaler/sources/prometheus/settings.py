@@ -12,7 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from autoscaler.sources.polled import redact_url, validate_http_url
+from autoscaler.ports.redis_urls import redact_url
+from autoscaler.sources.polled import validate_http_url
 
 Preset = Literal["vllm", "tgi"]
 
