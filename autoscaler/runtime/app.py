@@ -272,7 +272,7 @@ async def run_daemon(
             daemon, config_path, lambda new: Daemon.build(
                 new, registries=registries, clock=clock, telemetry=telemetry, dry_run=dry_run,
                 gate=leader),
-            telemetry=telemetry, registries=registries, watch=watch_config)
+            telemetry=telemetry, registries=registries, watch=watch_config, leader=leader)
         if install_signals:
             reloader.install_signal_handler()
     try:
