@@ -202,12 +202,7 @@ class ControlLoop:
         for name, wanted in decided.items():  # after the caps: a held pool is saturated too
             self._saturation(self._by_name[name], observations[name], wanted,
                              carried.get(name, wanted))
-        if self.persistence is not None and self.gate.is_open():
-            # Only the actor writes: a standby (or a dry run) behind a closed gate keeps its own
-            # warm state in memory but must not overwrite the state of the daemon acting.
-            await self.persistence.save(  # bounded; a failure is logged, not raised
-                self.pools, holds=self.unavailability, samplers=self.samplers,
-                watches=self._watches)
+        await self.save_state()
         self.telemetry.record_tick(self.clock.monotonic() - started)
         return [results[rt.name] for rt in self.pools]
 
@@ -287,6 +282,21 @@ class ControlLoop:
                 a.waiting(first_outcome) for a in actuators
             ):
                 return self.fold_outcomes()
+
+    async def save_state(self, *, every_pool: bool = False) -> None:
+        """Save the pools' state (the changed and the due ones; ``every_pool`` at a clean
+        stop). Only the actor writes: a standby (or a dry run) behind a closed gate keeps its
+        own warm state in memory but must not overwrite the state of the daemon acting."""
+        if self.persistence is None:
+            return
+        if not self.gate.is_open():
+            self.persistence.forget_written()  # another actor writes meanwhile
+            return
+        if every_pool:
+            self.persistence.forget_written()
+        await self.persistence.save(  # bounded; a failure is logged, not raised
+            self.pools, holds=self.unavailability, samplers=self.samplers,
+            watches=self._watches)
 
     async def stop_actuators(self, timeout_s: float) -> None:
         await asyncio.gather(*(a.stop(timeout_s) for a in self.actuators.values()))

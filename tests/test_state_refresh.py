@@ -1,0 +1,95 @@
+"""State saves skip a pool whose guards' state is unchanged, within ``REFRESH_S``; a change,
+the refresh period, a failed save and a clean stop write it (``runtime.persistence``).
+
+In-process daemons on a ManualClock with a memory queue and a real redis-server as the store;
+a record's ``saved_wall`` tells when it was last written."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+
+from autoscaler import testing
+from autoscaler.ports.clock import ManualClock
+from autoscaler.registry import Registry
+from autoscaler.runtime.app import Daemon
+from autoscaler.runtime.persistence import REFRESH_S
+from autoscaler.sources.memory import reset_queue
+from tests.test_daemon_state import CloudGroup, restart_config
+
+PREFIX = "test:refresh:"
+
+
+def saved_wall(url: str) -> float:
+    text = redis.Redis.from_url(url).get(PREFIX + "chat")
+    assert text is not None
+    return float(json.loads(text)["saved_wall"])
+
+
+async def test_an_unchanged_pool_is_written_on_change_refresh_and_clean_stop(
+    registries: dict[str, Registry[Any]], redis_url: str
+) -> None:
+    redis.Redis.from_url(redis_url).delete(PREFIX + "chat")
+    CloudGroup.sizes["g"] = 3
+    clock = ManualClock(start=1000.0)
+    reset_queue("rf-chat")
+    config = restart_config(registries, "rf-chat",
+                            f"{{url: '{redis_url}', prefix: '{PREFIX}'}}")
+    daemon = Daemon.build(config, registries=registries, clock=clock)
+    persistence = daemon.loop.persistence
+    assert persistence is not None
+    await daemon.loop.tick()
+    assert saved_wall(redis_url) == clock.wall()  # the first save writes every pool
+    clock.advance(5.0)
+    await daemon.loop.tick()
+    first = clock.wall()
+    assert saved_wall(redis_url) == first  # rates measured for the first time: written
+
+    clock.advance(5.0)
+    await daemon.loop.tick()  # the same fleet and window values: not written again
+    assert saved_wall(redis_url) == first and persistence.skipped == 1
+
+    CloudGroup.sizes["g"] = 4  # the fleet's desired size is in the guards' state
+    clock.advance(5.0)
+    await daemon.loop.tick()
+    assert saved_wall(redis_url) == clock.wall()
+    await daemon.loop.settle()  # it is held at 3 by its window: a scale-in is a change too
+    for _ in range(4):  # until the scale events leave the rules' window (a change too)
+        clock.advance(5.0)
+        await daemon.loop.tick()
+    steady, skipped = saved_wall(redis_url), persistence.skipped
+    clock.advance(5.0)
+    await daemon.loop.tick()
+    assert saved_wall(redis_url) == steady and persistence.skipped == skipped + 1
+
+    clock.advance(REFRESH_S)
+    await daemon.loop.tick()  # due: written though unchanged
+    assert saved_wall(redis_url) == clock.wall()
+
+    clock.advance(5.0)
+    await daemon.loop.tick()
+    assert saved_wall(redis_url) < clock.wall()
+    await daemon.close(1.0)  # a clean stop writes what the last ticks skipped
+    assert saved_wall(redis_url) == clock.wall()
+    state = json.loads(redis.Redis.from_url(redis_url).get(PREFIX + "chat") or "")["state"]
+    assert state == persistence._bindings["chat"].codec.encode(daemon.loop.pools[0].state)
+
+
+async def test_a_failed_save_is_not_taken_for_written(
+    registries: dict[str, Registry[Any]],
+) -> None:
+    CloudGroup.sizes["g"] = 2
+    clock = ManualClock()
+    reset_queue("rf-down")
+    url = f"redis://127.0.0.1:{testing.free_port()}/0"  # nothing listens there
+    config = restart_config(registries, "rf-down", f"{{url: '{url}', timeout: 200ms}}")
+    daemon = Daemon.build(config, registries=registries, clock=clock)
+    persistence = daemon.loop.persistence
+    assert persistence is not None
+    await daemon.loop.tick()
+    clock.advance(5.0)
+    await daemon.loop.tick()  # unchanged, but the last save failed: tried again
+    assert persistence.save_failures == 2 and persistence.skipped == 0
+    await daemon.close(1.0)
