@@ -93,3 +93,55 @@ async def test_a_failed_save_is_not_taken_for_written(
     await daemon.loop.tick()  # unchanged, but the last save failed: tried again
     assert persistence.save_failures == 2 and persistence.skipped == 0
     await daemon.close(1.0)
+
+
+async def test_records_are_refreshed_well_before_they_expire(
+    registries: dict[str, Registry[Any]], redis_url: str
+) -> None:
+    reset_queue("rf-ttl")
+    for ttl, refresh in (("24h", REFRESH_S), ("20s", 10.0)):
+        config = restart_config(registries, "rf-ttl", f"{{url: '{redis_url}', ttl: {ttl}}}")
+        daemon = Daemon.build(config, registries=registries, clock=ManualClock())
+        assert daemon.loop.persistence is not None
+        assert daemon.loop.persistence.refresh_s == refresh
+        await daemon.close(1.0)
+
+
+async def test_unchanged_pools_are_refreshed_within_the_period_spread_over_ticks(
+    registries: dict[str, Registry[Any]], redis_url: str
+) -> None:
+    """24 idle pools ticking every 5 s for 2 min: each record is rewritten at least every
+    ``REFRESH_S``, and the refreshes are spread (no tick after the first rewrites them all)."""
+    prefix = "test:spread:"
+    client = redis.Redis.from_url(redis_url)
+    names = [f"p{i}" for i in range(24)]
+    client.delete(*(prefix + n for n in names))
+    registries["providers"].register("cloud", CloudGroup)
+    CloudGroup.sizes["g"] = 1
+    text = (f"controller: {{interval: 5s, state_store: {{url: '{redis_url}', "
+            f"prefix: '{prefix}'}}}}\npools:\n")
+    for name in names:
+        reset_queue(f"sp-{name}")
+        text += (f"  - {{name: {name}, queue: {{kind: memory, name: sp-{name}}}, "
+                 f"sla: {{max_wait: 2s}}, capacity: {{min: 1, max: 5, boot_time: 60s}}, "
+                 f"groups: [{{name: g, provider: cloud}}]}}\n")
+    from autoscaler.config.models import parse_config
+
+    clock = ManualClock(start=1000.0)
+    daemon = Daemon.build(parse_config(text, "spread.yaml", registries=registries),
+                          registries=registries, clock=clock)
+    last = dict.fromkeys(names, clock.wall())
+    written_per_tick = []
+    for _ in range(25):
+        await daemon.loop.tick()
+        walls = [float(json.loads(client.get(prefix + n) or "")["saved_wall"]) for n in names]
+        written = [n for n, w in zip(names, walls, strict=True) if w == clock.wall()]
+        for name in written:
+            assert clock.wall() - last[name] <= REFRESH_S
+            last[name] = clock.wall()
+        written_per_tick.append(len(written))
+        clock.advance(5.0)
+    assert all(clock.wall() - 5.0 - w <= REFRESH_S for w in last.values())
+    assert written_per_tick[0] == len(names)
+    assert max(written_per_tick[3:]) < len(names) / 2 and sum(written_per_tick[3:]) > 0
+    await daemon.close(1.0)

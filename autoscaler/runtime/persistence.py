@@ -34,15 +34,16 @@ What is not guaranteed:
 * A pool is written in every tick where what its guards decide on changed (a value entering
   or leaving a stabilization window, a scale event or one leaving the rules' window, the
   fleet's desired size, the first measured rate), or its capacity holds or boot-watch timings
-  changed; otherwise at most every ``REFRESH_S`` (30 s; every tick at longer intervals). So a
-  crash loses at most that tick's changes plus up to ``REFRESH_S`` of refreshes: the times of
-  window entries whose value did not change (a scale-down stabilization window or the
-  scale-to-zero idle window resumes measured from up to 30 s earlier, so a scale-down can come
-  that much sooner than without the crash), the policy's estimators' drift (rates, the ``sla``
-  policy's error budget) and counter baselines (the first rate after the restart spans the
-  longer interval). A clean stop writes every pool (unless the gate is closed by then: under
-  leader election the lease is handed over first). Saving every pool every tick cost ~45 us of
-  CPU per pool (``benchmarks/bench_persistence.py``), more than the decision itself.
+  changed; otherwise once per ``REFRESH_S`` period (30 s, or half the store's ``ttl`` if less;
+  every tick at longer intervals). So a crash loses at most that tick's changes plus up to
+  ``REFRESH_S`` of refreshes: the times of window entries whose value did not change (a
+  scale-down stabilization window or the scale-to-zero idle window resumes measured from up to
+  30 s earlier, so a scale-down can come that much sooner than without the crash), the
+  policy's estimators' drift (rates, the ``sla`` policy's error budget) and counter baselines
+  (the first rate after the restart spans the longer interval). A clean stop writes every
+  pool (unless the gate is closed by then: under leader election the lease is handed over
+  first). Saving every pool every tick cost ~45 us of CPU per pool
+  (``benchmarks/bench_persistence.py``), more than the decision itself.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -156,8 +158,9 @@ class ControllerPersistence:
         self._failures = failures
         self.refresh_s = refresh_s
         """0 writes every pool every tick (see the module docstring)."""
-        self._written: dict[str, tuple[float, tuple[Any, ...]]] = {}
-        """Per pool: when its record was last written (monotonic) and its ``_steady_key``."""
+        self._written: dict[str, tuple[int, tuple[Any, ...]]] = {}
+        """Per pool: the ``_epoch`` its record was last written in and its ``_steady_key``."""
+        self._phases: dict[str, float] = {}
         self.skipped = 0
         """Pool records not written because unchanged and fresh, summed over ticks."""
 
@@ -292,10 +295,15 @@ class ControllerPersistence:
             )
         return state, float(saved_wall)
 
-    def _phase(self, pool: str) -> float:
-        """A fixed share of ``refresh_s / 2`` per pool, so the pools unchanged since the same
-        tick are not all due in one later tick (a p90 as high as writing them all)."""
-        return (zlib.crc32(pool.encode()) % 1024) / 2048 * self.refresh_s
+    def _epoch(self, pool: str, now: float) -> int:
+        """Which of the pool's ``refresh_s`` periods ``now`` falls in: an unchanged pool is
+        written once per period (never more than ``refresh_s`` apart). Each pool's periods
+        are shifted by a fixed share of ``refresh_s``, so pools unchanged since the same tick
+        are due in different ticks rather than all in one (as costly as writing them all)."""
+        phase = self._phases.get(pool)
+        if phase is None:
+            phase = self._phases[pool] = (zlib.crc32(pool.encode()) % 1024) / 1024
+        return math.floor(now / self.refresh_s + phase)
 
     def forget_written(self) -> None:
         """Write every pool at the next save: another daemon may have written meanwhile
@@ -324,12 +332,14 @@ class ControllerPersistence:
             for rt in group:
                 pool_held = held.get(rt.name, {})
                 pool_timings = timings_of((watches or {}).get(rt.name))
-                key = _steady_key(rt.state, pool_held, pool_timings)
-                written = self._written.get(rt.name)
-                if (written is not None and now - written[0] < self.refresh_s
-                        and written[1] == key):
-                    self.skipped += 1
-                    continue
+                key: tuple[Any, ...] = ()
+                if self.refresh_s > 0:
+                    key = _steady_key(rt.state, pool_held, pool_timings)
+                    written = self._written.get(rt.name)
+                    if (written is not None and written[0] == self._epoch(rt.name, now)
+                            and written[1] == key):
+                        self.skipped += 1
+                        continue
                 binding_of = self._bindings[rt.name]
                 codec = binding_of.codec
                 try:
@@ -365,8 +375,9 @@ class ControllerPersistence:
                 for pool in records:  # written again at the next save
                     self._written.pop(pool, None)
                 continue
-            for pool in records:  # dated back by the pool's phase: refreshes spread over ticks
-                self._written[pool] = (now - self._phase(pool), keys[pool])
+            if self.refresh_s > 0:
+                for pool in records:
+                    self._written[pool] = (self._epoch(pool, now), keys[pool])
 
     async def close(self) -> None:
         await asyncio.gather(*(s.close() for s in self._stores), return_exceptions=True)
@@ -378,7 +389,7 @@ def _steady_key(
     """What a restart must not lose: the guards' window values (not the refreshed times of
     unchanged ones, nor ``last_active`` while demand lasts), scale events, the first tick and
     the expected size, whether rates were measured; the holds and boot-watch timings.
-    Compared with ``==`` each tick instead of encoding the record (~3 us against ~45)."""
+    Compared with ``==`` each tick instead of encoding the record (~4 us against ~45)."""
     g = state.guards
     return (tuple(v for _, v in g.highs), tuple(v for _, v in g.lows), g.up_events,
             g.down_events, g.last_active is None, g.started, g.measured, g.fleet_desired,
@@ -443,5 +454,7 @@ def build_persistence(
         failures = telemetry.state_save_failures
     log.info("state_store_configured", stores=[s.location for s in stores.values()],
              pools=[b.pool for b in bindings], read_only=read_only)
-    return ControllerPersistence(bindings, clock, read_only=read_only, failures=failures)
+    # a record must be rewritten before it expires, however long nothing changes
+    return ControllerPersistence(bindings, clock, read_only=read_only, failures=failures,
+                                 refresh_s=min(REFRESH_S, settings.ttl / 2))
 
