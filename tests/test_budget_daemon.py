@@ -351,3 +351,45 @@ async def test_only_the_actor_posts_the_webhook(registries: dict[str, Registry[A
         assert r.bodies == []
     finally:
         r.close()
+
+
+async def test_a_pool_held_by_the_hard_cap_while_waits_exceed_the_sla_is_saturated(
+    registries: dict[str, Registry[Any]]
+) -> None:
+    """Below ``max`` (50) but cut by the budget to 2 while the oldest wait (5 s) exceeds the
+    SLA (2 s): saturated with cause ``budget_cap``; serving the backlog ends it."""
+    CloudGroup.sizes["g"] = 0
+    clock = clock_at(START)
+    queue = reset_queue("bd-sat")
+    for _ in range(40):
+        queue.put(clock.wall(), 1.0)
+    clock.advance(5.0)
+    cfg = config(registries, "bd-sat", pool_budget="{monthly_usd: 1000, hard_cap: true}")
+    telemetry = PrometheusTelemetry()
+    daemon = Daemon.build(cfg, registries=registries, clock=clock, telemetry=telemetry)
+    budget = daemon.extensions.budget if daemon.extensions else None
+    assert budget is not None
+    from autoscaler.core.budget import Ledger
+
+    budget.ledgers["pool:chat"] = Ledger("2026-12", spent_usd=964.0)
+    await daemon.start()
+    try:
+        with capture_logs() as logs:
+            [tick] = await daemon.loop.tick()
+            await daemon.loop.tick()  # still held: no second warning
+        assert tick.decision is not None and tick.decision.desired == 2
+        warnings = [e for e in logs if e["event"] == "pool_saturated"]
+        assert len(warnings) == 1
+        assert warnings[0]["cause"] == "budget_cap" and warnings[0]["wanted"] == 40
+        assert warnings[0]["desired"] == 2 and warnings[0]["max_instances"] == 50
+        assert telemetry.registry.get_sample_value(
+            "autoscaler_pool_saturated", {"pool": "chat"}) == 1
+        while queue.take_nowait(clock.wall()) is not None:  # the backlog is served
+            pass
+        with capture_logs() as logs:
+            await daemon.loop.tick()
+        assert [e["pool"] for e in logs if e["event"] == "pool_saturation_ended"] == ["chat"]
+        assert telemetry.registry.get_sample_value(
+            "autoscaler_pool_saturated", {"pool": "chat"}) == 0
+    finally:
+        await daemon.close(1.0)

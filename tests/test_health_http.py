@@ -193,6 +193,7 @@ async def test_saturation_gauge_and_warning_and_recommended(
         assert tick.decision is not None and tick.decision.desired == 2
         warnings = [e for e in logs if e["event"] == "pool_saturated"]
         assert len(warnings) == 1 and warnings[0]["pool"] == "chat"
+        assert warnings[0]["cause"] == "capacity_max"
         assert warnings[0]["oldest_wait_s"] > 2 and warnings[0]["max_instances"] == 2
         chat = (("pool", "chat"),)
         samples = scrape(port)

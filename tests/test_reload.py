@@ -15,6 +15,7 @@ from autoscaler.ports.clock import ManualClock
 from autoscaler.ports.provider import GroupId
 from autoscaler.registry import Registry
 from autoscaler.runtime.app import Daemon
+from autoscaler.runtime.leader import LeaderGate, RedisLease
 from autoscaler.runtime.metrics import PrometheusTelemetry
 from autoscaler.runtime.reload import ConfigReloader
 from autoscaler.sources.memory import reset_queue
@@ -274,4 +275,30 @@ pools:
     finally:
         await store.close()
         await h.reloader.close(1.0)
+        await h.daemon.close(1.0)
+
+
+async def test_a_new_interval_sets_the_standbys_lease_retry_period(
+    registries: dict[str, Registry[Any]], tmp_path: Path, redis_url: str
+) -> None:
+    """A standby retries the lease every tick interval (capped at ttl / 3): a reload that
+    changes ``controller.interval`` must move that period too, or a standby keeps the old one
+    (a longer failover after a faster interval)."""
+    path = tmp_path / "autoscaler.yaml"
+    reset_queue("r-lease")
+    write(path, {"name": "chat", "queue": "r-lease"}, interval="2s")
+    h = Harness(registries, path)
+    leader = LeaderGate(RedisLease(redis_url, "test:reload-lease", 30.0), h.clock, retry_s=2.0)
+    h.reloader.leader = leader
+    try:
+        assert leader.retry_s == 2.0
+        write(path, {"name": "chat", "queue": "r-lease"}, interval="500ms")
+        assert (await h.reloader.reload()).ok
+        assert h.daemon.loop.interval_s == 0.5
+        assert leader.retry_s == 0.5
+        write(path, {"name": "chat", "queue": "r-lease"}, interval="1m")
+        assert (await h.reloader.reload()).ok
+        assert leader.retry_s == 10.0  # capped at ttl / 3
+    finally:
+        await leader.lease.close()
         await h.daemon.close(1.0)

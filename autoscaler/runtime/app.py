@@ -129,6 +129,8 @@ class Daemon:
                                         for a in self.accounts.values()))
         await asyncio.gather(*(s.close() for s in self.samplers), return_exceptions=True)
         if self.loop.persistence is not None:
+            if self.loop.persistence.loaded:  # what ticks skipped as unchanged (persistence)
+                await self.loop.save_state(every_pool=True)
             await self.loop.persistence.close()
         if self.extensions is not None:
             await self.extensions.close()
@@ -272,7 +274,7 @@ async def run_daemon(
             daemon, config_path, lambda new: Daemon.build(
                 new, registries=registries, clock=clock, telemetry=telemetry, dry_run=dry_run,
                 gate=leader),
-            telemetry=telemetry, registries=registries, watch=watch_config)
+            telemetry=telemetry, registries=registries, watch=watch_config, leader=leader)
         if install_signals:
             reloader.install_signal_handler()
     try:

@@ -176,16 +176,23 @@ class LeaderGate:
         self.lease = lease
         self.clock = clock
         self.ttl_s = lease.ttl_ms / 1000
-        self.retry_s = self.ttl_s / 3 if retry_s is None else min(retry_s, self.ttl_s / 3)
+        self.retry_s = self.ttl_s / 3
         """How often a standby tries to acquire: the daemon passes its tick interval, so a
         standby takes a lease that expired within one tick (failover <= ttl + one tick; at
         ``ttl / 3`` alone a SIGKILLed actor's lease was taken up to 1.33 s after the kill
         at ttl 1 s). The holder renews every ``ttl / 3`` whatever this is."""
+        if retry_s is not None:
+            self.set_retry(retry_s)
         self._valid_until = 0.0
         self._leader = False
         self._on_change = on_change
         if on_change is not None:
             on_change(False)
+
+    def set_retry(self, interval_s: float) -> None:
+        """Follow a new tick interval (a config reload): a standby's next wait uses it, capped
+        at ``ttl / 3``; a wait already under way ends at its old period (at most ``ttl / 3``)."""
+        self.retry_s = min(interval_s, self.ttl_s / 3)
 
     # ------------------------------------------------------------------ ActuationGate
 

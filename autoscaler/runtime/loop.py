@@ -154,8 +154,9 @@ class ControlLoop:
         self._last: dict[str, tuple[Decision, FleetState]] = {}
         """Per pool, the latest decision sent to the gate and the fleet it was made on."""
         self._seq = 0
-        self._saturated: set[str] = set()
-        """Pools saturated at their last decision (a warning when one starts, info at its end)."""
+        self._saturated: dict[str, str] = {}
+        """Pools saturated at their last decision, with the cause (``capacity_max`` or
+        ``budget_cap``): a warning when one starts or its cause changes, info at its end."""
         self.persistence: ControllerPersistence | None = None  # controller.state_store
         self.tick_lock = asyncio.Lock()
         """Held by ``run`` for each tick: a config reload swaps parts only between ticks."""
@@ -193,16 +194,15 @@ class ControlLoop:
             if tick.decision is not None and fleet is not None:
                 decided[rt.name], fleets[rt.name] = tick.decision, fleet
         view = TickView(decided, fleets, observations)
-        for name, decision in (await self.cross_pool(view)).items():
+        carried = await self.cross_pool(view)
+        for name, decision in carried.items():
             if decision is not decided[name]:  # a budget cap changed it: export what stands
                 self.telemetry.record_decision(decision)
             results[name] = self._actuate(results[name], decision, fleets[name])
-        if self.persistence is not None and self.gate.is_open():
-            # Only the actor writes: a standby (or a dry run) behind a closed gate keeps its own
-            # warm state in memory but must not overwrite the state of the daemon acting.
-            await self.persistence.save(  # bounded; a failure is logged, not raised
-                self.pools, holds=self.unavailability, samplers=self.samplers,
-                watches=self._watches)
+        for name, wanted in decided.items():  # after the caps: a held pool is saturated too
+            self._saturation(self._by_name[name], observations[name], wanted,
+                             carried.get(name, wanted))
+        await self.save_state()
         self.telemetry.record_tick(self.clock.monotonic() - started)
         return [results[rt.name] for rt in self.pools]
 
@@ -247,7 +247,7 @@ class ControlLoop:
         for table in (self._watches, self._last):
             for name in set(table) - set(self._by_name):
                 del table[name]
-        self._saturated &= set(self._by_name)
+        self._saturated = {p: c for p, c in self._saturated.items() if p in self._by_name}
         for gid in set(self._describe_errors) - set(self._account_of):
             del self._describe_errors[gid]
         self.interval_s, self.cross_pool, self.persistence = interval_s, cross_pool, persistence
@@ -282,6 +282,21 @@ class ControlLoop:
                 a.waiting(first_outcome) for a in actuators
             ):
                 return self.fold_outcomes()
+
+    async def save_state(self, *, every_pool: bool = False) -> None:
+        """Save the pools' state (the changed and the due ones; ``every_pool`` at a clean
+        stop). Only the actor writes: a standby (or a dry run) behind a closed gate keeps its
+        own warm state in memory but must not overwrite the state of the daemon acting."""
+        if self.persistence is None:
+            return
+        if not self.gate.is_open():
+            self.persistence.forget_written()  # another actor writes meanwhile
+            return
+        if every_pool:
+            self.persistence.forget_written()
+        await self.persistence.save(  # bounded; a failure is logged, not raised
+            self.pools, holds=self.unavailability, samplers=self.samplers,
+            watches=self._watches)
 
     async def stop_actuators(self, timeout_s: float) -> None:
         await asyncio.gather(*(a.stop(timeout_s) for a in self.actuators.values()))
@@ -395,27 +410,33 @@ class ControlLoop:
             log.error("decision_failed", pool=rt.name, error=repr(exc), exc_info=exc)
             return PoolTick(rt.name, obs, fleet, errors=(f"decision failed: {exc!r}",)), None
         self.telemetry.record_decision(decision)
-        self._saturation(rt, obs, decision)
         return PoolTick(rt.name, obs, fleet, decision), fleet
 
-    def _saturation(self, rt: PoolRuntime, obs: Observation, decision: Decision) -> None:
-        """Saturated: the decision is pinned at ``capacity.max`` while the oldest wait exceeds
-        ``sla.max_wait`` (more instances would help, the bounds forbid them). An unknown wait is
-        not saturation. Judged on the decision, not on running instances: a pool still booting
-        towards max whose waits exceed the SLA is already stuck as far as the operator can act."""
+    def _saturation(self, rt: PoolRuntime, obs: Observation, wanted: Decision,
+                    decision: Decision) -> None:
+        """Saturated: the oldest wait exceeds ``sla.max_wait`` while the decision that stands
+        is held back, either pinned at ``capacity.max`` (cause ``capacity_max``) or cut below
+        what the pool decided by a budget's hard cap (``budget_cap``): more instances would
+        help, a bound forbids them. An unknown wait is not saturation. Judged on the decision,
+        not on running instances: a pool still booting towards max whose waits exceed the SLA
+        is already stuck as far as the operator can act."""
         spec = rt.controller.spec
         wait = obs.oldest_wait_s
-        saturated = (decision.desired >= spec.capacity.max and wait is not None
-                     and wait > spec.sla.max_wait_s)
-        self.telemetry.record_saturation(rt.name, saturated)
-        if saturated and rt.name not in self._saturated:
-            self._saturated.add(rt.name)
-            log.warning("pool_saturated", pool=rt.name, desired=decision.desired,
-                        max_instances=spec.capacity.max, oldest_wait_s=wait,
-                        max_wait_s=spec.sla.max_wait_s,
+        cause = ""
+        if wait is not None and wait > spec.sla.max_wait_s:
+            if decision.desired >= spec.capacity.max:
+                cause = "capacity_max"
+            elif "budget_capped_from" in decision.terms and decision.desired < wanted.desired:
+                cause = "budget_cap"
+        self.telemetry.record_saturation(rt.name, bool(cause))
+        if cause and self._saturated.get(rt.name) != cause:
+            self._saturated[rt.name] = cause
+            log.warning("pool_saturated", pool=rt.name, cause=cause, desired=decision.desired,
+                        wanted=wanted.desired, max_instances=spec.capacity.max,
+                        oldest_wait_s=wait, max_wait_s=spec.sla.max_wait_s,
                         recommended=decision.terms.get("recommended"))
-        elif not saturated and rt.name in self._saturated:
-            self._saturated.discard(rt.name)
+        elif not cause and rt.name in self._saturated:
+            del self._saturated[rt.name]
             log.info("pool_saturation_ended", pool=rt.name, desired=decision.desired,
                      oldest_wait_s=wait)
 

@@ -62,6 +62,7 @@ from autoscaler.ports.telemetry import Telemetry
 from autoscaler.registry import Registry
 from autoscaler.runtime.accounts import AccountRuntime
 from autoscaler.runtime.carryover import baselines_of, resume_baselines
+from autoscaler.runtime.leader import LeaderGate
 from autoscaler.runtime.loop import ControlLoop, PoolRuntime
 from autoscaler.runtime.metrics import PrometheusTelemetry, ReloadableRegistry
 
@@ -164,8 +165,11 @@ class ConfigReloader:
         registries: dict[str, Registry[Any]] | None = None,
         watch: bool = False,
         poll_s: float = 1.0,
+        leader: LeaderGate | None = None,
     ) -> None:
         self.daemon = daemon
+        self.leader = leader
+        """The lease task's gate: its standby retry period follows ``controller.interval``."""
         self.path = Path(path)
         self._build = build
         self._registries = registries
@@ -343,6 +347,8 @@ class ConfigReloader:
                          cross_pool=new.cross_pool, persistence=persistence, gate=new.gate)
         self.daemon.config = config
         self.daemon.samplers = list(new.samplers)
+        if self.leader is not None:
+            self.leader.set_retry(config.controller.interval)
         # the cross-pool steps (pauses, budgets) and the gate that honours pauses are the
         # new config's: the old ones are closed (a budget's ledger resumes from the store)
         old_extensions = getattr(self.daemon, "extensions", None)
