@@ -6,6 +6,7 @@ The daemons-as-processes half (failover, a stolen lease seen from outside) is in
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -145,3 +146,46 @@ def test_bad_leader_election_blocks_are_refused(
     with pytest.raises(ConfigFileError) as caught:
         parse_config(text, registries=registries)
     assert message in str(caught.value) and ":1:" in str(caught.value)
+
+
+async def test_the_actor_runs_before_release_with_the_gate_open_then_releases(
+    redis_url: str,
+) -> None:
+    """A planned handover: the daemon's final state flush (only the actor may write) runs
+    before the lease goes, while the gate is still open; a standby never runs it."""
+    gate = LeaderGate(RedisLease(redis_url, KEY, 5.0), LoopClock())
+    seen: list[tuple[bool, bool]] = []
+
+    async def flush() -> None:
+        held = redis.Redis.from_url(redis_url).exists(KEY)
+        seen.append((gate.is_open(), bool(held)))
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(gate.run(stop, before_release=flush))
+    for _ in range(200):
+        if gate.is_open():
+            break
+        await asyncio.sleep(0.01)
+    assert gate.is_open()
+    stop.set()
+    await task
+    assert seen == [(True, True)]  # the gate was open and the lease held during the flush
+    assert not gate.is_open() and not redis.Redis.from_url(redis_url).exists(KEY)
+
+    standby_calls: list[bool] = []
+    other = RedisLease(redis_url, KEY, 5.0)
+    assert await other.acquire()
+    try:
+        standby = LeaderGate(RedisLease(redis_url, KEY, 5.0), LoopClock())
+
+        async def never() -> None:
+            standby_calls.append(True)
+
+        stop2 = asyncio.Event()
+        task2 = asyncio.create_task(standby.run(stop2, before_release=never))
+        await asyncio.sleep(0.05)
+        stop2.set()
+        await task2
+        assert standby_calls == []
+    finally:
+        await other.close()

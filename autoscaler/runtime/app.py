@@ -280,7 +280,8 @@ async def run_daemon(
     try:
         try:
             if leader is not None:
-                sup.spawn("leader-lease", leader.run(sup.stop))
+                sup.spawn("leader-lease", leader.run(
+                    sup.stop, before_release=lambda: daemon.loop.save_state(every_pool=True)))
             await daemon.start()
             sup.spawn("control-loop", daemon.loop.run(
                 sup.stop, on_tick=_each_tick(notifier, recorder)))

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import structlog
@@ -240,15 +240,27 @@ class LeaderGate:
         elif self._leader:
             self._set(False, "lease_taken")
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(
+        self, stop: asyncio.Event,
+        before_release: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         """Acquire every ``retry_s`` or renew every ``ttl / 3`` until ``stop``; then release
-        the lease."""
+        the lease. ``before_release`` runs first while the gate is still open (bounded by
+        ttl/3): the daemon flushes the state that ticks skipped as unchanged, which only the
+        actor may write, so a planned handover loses none of it."""
         try:
             while not stop.is_set():
                 await self.step()
                 await self._expire_or_wait(stop)
         finally:
             was_leader = self._leader
+            if was_leader and before_release is not None:
+                try:
+                    async with asyncio.timeout(self.ttl_s / 3):
+                        await before_release()
+                except Exception as exc:  # the lease still goes; the state is at most 30 s old
+                    log.warning("leader_before_release_failed", lease=self.lease.location,
+                                error=repr(exc))
             self._set(False, "released")
             if was_leader:
                 try:
