@@ -77,9 +77,8 @@ class MemoryProducer:
         return None
 
 
-class RedisListProducer:
-    """The ``redis-list`` producer convention: ``LPUSH`` a JSON object and ``INCR <key>:enqueued``.
-    """
+class _RedisProducer:
+    """One client and a numbered id per request; a subclass adds the kind's convention."""
 
     def __init__(self, url: str, key: str, prefix: str = "req") -> None:
         import redis.asyncio as aioredis
@@ -89,65 +88,52 @@ class RedisListProducer:
         self._prefix = prefix
         self._n = 0
 
-    async def push(self, enqueued_at: float, service_s: float) -> None:
+    def _next_id(self) -> str:
         self._n += 1
-        payload = json.dumps({"id": f"{self._prefix}-{self._n}", "enqueued_at": enqueued_at,
+        return f"{self._prefix}-{self._n}"
+
+    async def push(self, enqueued_at: float, service_s: float) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class RedisListProducer(_RedisProducer):
+    """The ``redis-list`` producer convention: ``LPUSH`` a JSON object and ``INCR <key>:enqueued``.
+    """
+
+    async def push(self, enqueued_at: float, service_s: float) -> None:
+        payload = json.dumps({"id": self._next_id(), "enqueued_at": enqueued_at,
                               "service_s": round(service_s, 4)})
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.lpush(self.key, payload)
             pipe.incr(self.key + ":enqueued")
             await pipe.execute()
 
-    async def close(self) -> None:
-        await self._client.aclose()
 
-
-class RedisZsetProducer:
+class RedisZsetProducer(_RedisProducer):
     """The ``redis-zset`` producer convention: ``ZADD <key> <enqueued_at> <JSON member>`` (the
     member carries a unique id) and ``INCR <key>:enqueued``."""
 
-    def __init__(self, url: str, key: str, prefix: str = "req") -> None:
-        import redis.asyncio as aioredis
-
-        self._client: Any = aioredis.Redis.from_url(url)
-        self.key = key
-        self._prefix = prefix
-        self._n = 0
-
     async def push(self, enqueued_at: float, service_s: float) -> None:
-        self._n += 1
-        member = json.dumps({"id": f"{self._prefix}-{self._n}", "enqueued_at": enqueued_at,
+        member = json.dumps({"id": self._next_id(), "enqueued_at": enqueued_at,
                              "service_s": round(service_s, 4)})
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.zadd(self.key, {member: enqueued_at})
             pipe.incr(self.key + ":enqueued")
             await pipe.execute()
 
-    async def close(self) -> None:
-        await self._client.aclose()
 
-
-class RedisStreamProducer:
+class RedisStreamProducer(_RedisProducer):
     """The ``redis-stream`` producer convention: ``XADD <key> * ...`` (the entry ID is the
     enqueue time; the stream counts its own arrivals), fields ``id``, ``enqueued_at`` and
     ``service_s``."""
 
-    def __init__(self, url: str, key: str, prefix: str = "req") -> None:
-        import redis.asyncio as aioredis
-
-        self._client: Any = aioredis.Redis.from_url(url)
-        self.key = key
-        self._prefix = prefix
-        self._n = 0
-
     async def push(self, enqueued_at: float, service_s: float) -> None:
-        self._n += 1
-        await self._client.xadd(self.key, {"id": f"{self._prefix}-{self._n}",
+        await self._client.xadd(self.key, {"id": self._next_id(),
                                            "enqueued_at": repr(enqueued_at),
                                            "service_s": repr(round(service_s, 4))})
-
-    async def close(self) -> None:
-        await self._client.aclose()
 
 
 REDIS_PRODUCERS: dict[str, type[RedisListProducer | RedisZsetProducer | RedisStreamProducer]] = {
