@@ -69,6 +69,29 @@ async def test_daemons_on_a_shared_pool_see_each_other(
             await watch.close()
 
 
+async def test_one_queue_under_two_pool_names_is_seen(
+    registries: dict[str, Registry[Any]], redis_url: str
+) -> None:
+    """Two daemons that name the same queue differently still resize for one workload."""
+    redis.Redis.from_url(redis_url).delete(KEY)
+    renamed = POOL.format(name="llm", url=redis_url).replace('key: "q:llm"', 'key: "q:chat"')
+    text = POOLS.format(port=free_port(), pools=renamed)
+    one = PeerWatch(daemon(registries, redis_url, "chat"))
+    two = PeerWatch(Daemon.build(parse_config(text, registries=registries),
+                                 registries=registries))
+    other = PeerWatch(daemon(registries, redis_url, "code"))
+    try:
+        await one.step()
+        await other.step()
+        [peer] = await two.step()  # pool "llm" reads q:chat, as one's pool "chat" does
+        assert (peer.id, peer.pools) == (one.id, ("llm",))
+        assert [p.id for p in await one.step()] == [two.id]
+        assert await other.step() == []
+    finally:
+        for watch in (one, two, other):
+            await watch.close()
+
+
 async def test_stale_and_foreign_records_are_ignored_and_pruned(
     registries: dict[str, Registry[Any]], redis_url: str
 ) -> None:

@@ -12,9 +12,11 @@ daemon acting next to this one: a warning ``other_daemon_acting`` (again every
 ``WARN_EVERY_S`` while it lasts; ``other_daemon_gone`` when it ends) and the gauge
 ``autoscaler_other_daemons_acting``.
 
-What is not guaranteed: pools are matched by name on the same server, so two daemons that give
-the same groups different pool names, or keep their pools on memory queues without a state
-store URL, are not seen. A record older than ``PRUNE_AFTER_S`` is deleted by whoever reads it;
+Pools are matched by name, or by the queue they read on that server (kind, key, group and
+prefix: two daemons that give one queue different pool names still act on the same
+workload). What is not guaranteed: two daemons whose pools share groups but neither a pool name
+nor a queue on one server, or that keep their pools on memory queues without a state store
+URL, are not seen. A record older than ``PRUNE_AFTER_S`` is deleted by whoever reads it;
 a stopping daemon deletes its own; a closed gate (dry run, standby) writes none.
 """
 
@@ -67,6 +69,19 @@ class Peer:
     metrics: str
     pools: tuple[str, ...]
     server: str
+
+
+def queue_tags(config: Config, url: str) -> dict[str, str]:
+    """Pool name -> the queue it reads on the Redis server ``url`` (pools on another server or
+    on no Redis have none): what two daemons share even when they name their pools apart."""
+    tags = {}
+    for pool in config.pools:
+        settings = pool.queue.settings
+        if isinstance(settings, RedisSettings) and str(settings.url) == url:
+            tags[pool.name] = "|".join((pool.queue.kind, settings.key,
+                                        str(getattr(settings, "group", "") or ""),
+                                        str(getattr(settings, "prefix", "") or "")))
+    return tags
 
 
 def servers_of(config: Config) -> dict[str, list[str]]:
@@ -124,10 +139,11 @@ class PeerWatch:
                 health_check_interval=0)
         return client
 
-    def _record(self, pools: list[str]) -> str:
+    def _record(self, pools: list[str], tags: Mapping[str, str]) -> str:
         ctl = self.daemon.config.controller
         return json.dumps({"id": self.id, "host": self.host, "pid": self.pid,
                            "metrics": ctl.metrics_address, "pools": sorted(pools),
+                           "queues": sorted(tags[p] for p in pools if p in tags),
                            "wall": self._wall(), "period_s": self.period_s})
 
     async def step(self) -> list[Peer]:
@@ -144,10 +160,11 @@ class PeerWatch:
 
     async def _beat(self, url: str, pools: list[str]) -> list[Peer]:
         client = self._client(url)
+        tags = queue_tags(self.daemon.config, url)
         try:
             async with asyncio.timeout(TIMEOUT_S * 2):
                 async with client.pipeline(transaction=False) as pipe:
-                    pipe.hset(KEY, self.id, self._record(pools))
+                    pipe.hset(KEY, self.id, self._record(pools, tags))
                     pipe.hgetall(KEY)
                     _, records = await pipe.execute()
         except Exception as exc:  # never a failed tick: the warning is best effort
@@ -158,10 +175,11 @@ class PeerWatch:
         if self._errors.pop(url, None) is not None:
             log.info("peer_heartbeat_recovered", server=redact_url(url))
         self._written.add(url)
-        return await self._read(client, url, set(pools), records)
+        return await self._read(client, url, set(pools), records,
+                                {tags[p]: p for p in pools if p in tags})
 
     async def _read(self, client: aioredis.Redis, url: str, pools: set[str],
-                    records: Mapping[Any, Any]) -> list[Peer]:
+                    records: Mapping[Any, Any], by_queue: Mapping[str, str]) -> list[Peer]:
         now = self._wall()
         peers, stale = [], []
         for raw_id, raw in records.items():
@@ -173,6 +191,8 @@ class PeerWatch:
                 age = now - float(record["wall"])
                 fresh = age <= 3 * float(record.get("period_s", MIN_PERIOD_S)) + 1.0
                 shared = pools & {str(p) for p in record.get("pools", [])}
+                shared |= {by_queue[q] for q in map(str, record.get("queues", []))
+                           if q in by_queue}  # the same queue under another pool name
             except (ValueError, TypeError, KeyError, AttributeError):
                 stale.append(raw_id)  # not a record of ours
                 continue
