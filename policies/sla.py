@@ -130,7 +130,7 @@ step, growth and feedback defaults are round values chosen among a few on the Se
 from __future__ import annotations
 
 import math
-from typing import ClassVar, NamedTuple
+from typing import ClassVar
 
 from autoscaler.config.params import PolicyParams
 from autoscaler.core.erlang import min_servers, min_servers_bounds
@@ -139,40 +139,17 @@ from autoscaler.core.policy import PolicyContext, PoolSettings
 from autoscaler.policies.sla_estimators import Estimators, SlaState
 from autoscaler.policies.sla_growth import Growth
 from autoscaler.policies.sla_params import SlaParams
+from autoscaler.policies.sla_sizing import (
+    LOOSE_SERVICES,
+    PEAKED,
+    PoolConstants,
+    backlog_slots,
+    fcfs_fluid_rate,
+    instances_for,
+    tail_for,
+)
 
 __all__ = ["SlaParams", "SlaPolicy", "SlaState", "fcfs_fluid_rate"]
-
-
-class _PoolConstants(NamedTuple):
-    """What ``recommend`` derives from the pool's settings, computed once per settings object.
-
-    Each value is the expression the sizing used to evaluate inline (same operands, same
-    order), so caching it changes no decision.
-    """
-
-    settings: PoolSettings
-    slots: int
-    max_instances: int
-    upper: int  # most slots the search may return
-    max_wait: float
-    miss_budget: float  # 1 - target
-    tail: float  # (1 - target) * budget_share: the miss probability sized for at k = 1
-    boot: float
-    ahead: float  # boot + interval: how far the load trend is extrapolated
-    backlog_floor: float  # shortest backlog horizon: max(backlog_floor * max_wait, interval)
-    grown_utilisation: float  # step_utilisation * (1 + max_wait / ahead): queueing allowed
-    interval: float  # tick interval: how long a saturating surge is projected
-    goal: str
-
-
-PEAKED = 5.0  # index of dispersion above which the growth headroom does not apply
-LOOSE_SERVICES = 10.0  # a wait budget of this many service times makes the queue a buffer
-
-
-def _tail(k: _PoolConstants, budget: float) -> float:
-    """The miss probability sized for at ``budget`` x the miss budget, at most one half."""
-    tail = k.tail * budget
-    return tail if tail < 0.5 else 0.5  # min(0.5, tail)
 
 
 class SlaPolicy:
@@ -218,19 +195,19 @@ class SlaPolicy:
         self._step_utilisation = params.step_utilisation
         boost = params.budget_boost  # spare budget that lets the fleet absorb a spike
         self._absorb_budget = 1.0 + (boost - 1.0) / 2 if boost > 1.0 else math.inf
-        self._pool: _PoolConstants | None = None
+        self._pool: PoolConstants | None = None
 
     def initial_state(self) -> SlaState:
         return SlaState()
 
-    def _constants(self, pool: PoolSettings) -> _PoolConstants:
+    def _constants(self, pool: PoolSettings) -> PoolConstants:
         """A one-entry cache keyed on the settings object itself: the controller passes the
         same one every tick, and another one just recomputes."""
         cached = self._pool
         if cached is not None and cached.settings is pool:
             return cached
         s = pool.slots_per_instance
-        cached = self._pool = _PoolConstants(
+        cached = self._pool = PoolConstants(
             settings=pool,
             slots=s,
             max_instances=pool.max_instances,
@@ -252,54 +229,9 @@ class SlaPolicy:
         )
         return cached
 
-    @staticmethod
-    def _backlog(
-        k: _PoolConstants, obs: Observation, fleet: FleetState, planned: float, mu: float
-    ) -> float | None:
-        """Slots beyond the arrivals that clear the backlog left when new capacity lands
-        (``Q_b / (mu*H)``), or ``None`` without one.
-
-        The backlog is projected over the boot with the ``planned`` rate even when sizing for
-        a burst: a few seconds' spike extrapolated over minutes of boot would order a fleet
-        for traffic that is long gone when it lands.
-        """
-        if obs.depth <= 0:
-            return None
-        s, boot = k.slots, k.boot
-        landing = (planned - fleet.running * s * mu) * boot - fleet.booting * s * mu * boot / 2
-        backlog = obs.depth + landing
-        if backlog <= 0:
-            return None
-        if obs.oldest_wait_s is None:  # unknown head wait: assume the tightest horizon
-            horizon = k.backlog_floor
-        else:
-            horizon = max(k.max_wait - obs.oldest_wait_s - boot, k.backlog_floor)
-        return backlog / (mu * horizon)
-
-    @staticmethod
-    def _instances(
-        k: _PoolConstants,
-        rate: float,
-        mu: float,
-        peakedness: float,
-        c_poisson: int,
-        backlog: float | None,
-    ) -> tuple[int, int, float]:
-        """(instances, erlang slots, backlog slots) for ``c_poisson`` M/M/c slots.
-
-        Never decreases as ``c_poisson`` grows, which ``_size_bound`` relies on."""
-        upper, a = k.upper, rate / mu
-        extra = c_poisson - a
-        c_erlang = math.ceil(a + (extra if extra > 0.0 else 0.0) * peakedness - 1e-9)
-        c_erlang = c_erlang if c_erlang < upper else upper
-        c_backlog = 0.0 if backlog is None else a + backlog
-        slots = c_backlog if c_backlog > c_erlang else float(c_erlang)
-        n, most = math.ceil(slots / k.slots - 1e-9), k.max_instances
-        return (most if most < n else n), c_erlang, c_backlog
-
     def _size(
         self,
-        k: _PoolConstants,
+        k: PoolConstants,
         rate: float,
         mu: float,
         peakedness: float,
@@ -308,13 +240,13 @@ class SlaPolicy:
     ) -> tuple[int, int, float]:
         """Instances for arrival rate ``rate``: (instances, erlang slots, backlog slots)."""
         c_poisson = min_servers(
-            rate, mu, k.max_wait, _tail(k, budget), upper=k.upper, variability=self._variability
+            rate, mu, k.max_wait, tail_for(k, budget), upper=k.upper, variability=self._variability
         )
-        return self._instances(k, rate, mu, peakedness, c_poisson, backlog)
+        return instances_for(k, rate, mu, peakedness, c_poisson, backlog)
 
     def _size_bound(
         self,
-        k: _PoolConstants,
+        k: PoolConstants,
         rate: float,
         mu: float,
         peakedness: float,
@@ -328,9 +260,9 @@ class SlaPolicy:
         For sizes that are only compared with the current count: when the comparison holds
         at the bound, the search is skipped without changing any decision."""
         lo, hi = min_servers_bounds(
-            rate, mu, k.max_wait, _tail(k, budget), upper=k.upper, variability=self._variability
+            rate, mu, k.max_wait, tail_for(k, budget), upper=k.upper, variability=self._variability
         )
-        return self._instances(k, rate, mu, peakedness, hi if upper else lo, backlog)[0]
+        return instances_for(k, rate, mu, peakedness, hi if upper else lo, backlog)[0]
 
     def _starts_burst(self, n_raw: int, current: int) -> bool:
         """Whether sizing on the raw rate asks for ``burst_ratio`` x the current count."""
@@ -338,7 +270,7 @@ class SlaPolicy:
 
     def _absorbs(
         self,
-        k: _PoolConstants,
+        k: PoolConstants,
         obs: Observation,
         fleet: FleetState,
         mu: float,
@@ -377,7 +309,7 @@ class SlaPolicy:
 
     def _raw_size(
         self,
-        k: _PoolConstants,
+        k: PoolConstants,
         in_burst: bool,
         raw: float,
         mu: float,
@@ -396,7 +328,7 @@ class SlaPolicy:
 
     def _tolerated(
         self,
-        k: _PoolConstants,
+        k: PoolConstants,
         planned: float,
         mu: float,
         peakedness: float,
@@ -414,7 +346,7 @@ class SlaPolicy:
 
     def _scale_in_size(
         self,
-        k: _PoolConstants,
+        k: PoolConstants,
         obs: Observation,
         fleet: FleetState,
         inflated: float,
@@ -425,14 +357,14 @@ class SlaPolicy:
     ) -> int:
         """The size at the inflated load, or ``current`` when it surely is no smaller (the
         caller takes the lesser of the two)."""
-        backlog = self._backlog(k, obs, fleet, inflated, mu)
+        backlog = backlog_slots(k, obs, fleet, inflated, mu)
         if self._size_bound(k, inflated, mu, peakedness, budget, backlog, upper=False) >= current:
             return current
         return self._size(k, inflated, mu, peakedness, budget, backlog)[0]
 
     def _queue_buffered(
         self,
-        k: _PoolConstants,
+        k: PoolConstants,
         depth: int,
         planned: float,
         mu: float,
@@ -454,7 +386,7 @@ class SlaPolicy:
         # outgrows max_wait (a fluid bound on arrivals only sized 8 slots for 7.975 erlangs
         # at 0.1 s service, 8 % late against a 1 % budget: found by hypothesis).
         variance = dispersion + 2.0 * self._variability - 1.0
-        spread = math.sqrt(2.0 * math.log(1.0 / _tail(k, budget)) * variance * planned)
+        spread = math.sqrt(2.0 * math.log(1.0 / tail_for(k, budget)) * variance * planned)
         slots = fcfs_fluid_rate(depth, planned, spread, k.max_wait) / mu
         fluid = math.ceil(slots / k.slots - 1e-9)
         return fluid if fluid < n else n
@@ -475,7 +407,7 @@ class SlaPolicy:
         dispersion = estimators.dispersion(state, pool.interval_s)
         peakedness = math.sqrt(dispersion)
         budget = estimators.budget(state, k.miss_budget)
-        backlog = self._backlog(k, obs, fleet, planned, mu) if obs.depth > 0 else None
+        backlog = backlog_slots(k, obs, fleet, planned, mu) if obs.depth > 0 else None
         n, c_erlang, c_backlog = self._size(k, planned, mu, peakedness, budget, backlog)
         arrivals = obs.arrival_rate
         raw = arrivals if arrivals > planned else planned
@@ -536,26 +468,3 @@ class SlaPolicy:
         if burst_until != state.burst_until or floor != state.burst_floor:
             state = state._replace(burst_until=burst_until, burst_floor=floor)
         return Recommendation(n, reason, terms), state
-
-
-def fcfs_fluid_rate(depth: float, rate: float, spread: float, max_wait: float) -> float:
-    """The least start rate S (requests a second) at which every request keeps its FCFS wait
-    within ``max_wait`` when ``depth`` wait now and N(u) = rate*u + spread*sqrt(u) arrive
-    over the next u seconds (``spread`` = q*sqrt(z*rate): the count's quantile, mean plus q
-    standard deviations of a count with index of dispersion z).
-
-    A request arriving u seconds on starts once the queue and the arrivals before it have
-    started, (depth + N(u))/S seconds on, so it waits at most ``max_wait`` = t iff
-    depth + N(u) <= S*(t + u). The binding u maximises (depth + N(u))/(t + u); with
-    x = sqrt(u) and K = depth - rate*t that is S = rate + (spread*x + K)/(x^2 + t), at the
-    root x = (sqrt(K^2 + spread^2*t) - K)/spread (and x -> infinity, S -> rate, without a
-    spread). Never more than requiring the queue and all of one max_wait's arrivals to
-    *start* within it, rate + (depth + spread*sqrt(t))/t, the bound this replaces: that one
-    made the last of those arrivals wait zero, where the SLA lets it wait t as well."""
-    gap = depth - rate * max_wait
-    if spread > 0.0:
-        x = (math.sqrt(gap * gap + spread * spread * max_wait) - gap) / spread
-        excess = (spread * x + gap) / (x * x + max_wait)
-    else:
-        excess = gap / max_wait
-    return rate + (excess if excess > 0.0 else 0.0)
