@@ -22,7 +22,7 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import structlog
 from pydantic import BaseModel
@@ -258,3 +258,32 @@ def split_credentials(url: str) -> tuple[str, dict[str, str]]:
     bare = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
     return bare, {"Authorization": basic_auth(unquote(parts.username),
                                               unquote(parts.password or ""))}
+
+
+class PolledSource(Generic[S]):
+    """The entry-point class of a queue kind sampled by a ``PolledSampler``: a kind names its
+    ``Settings``, its ``Sampler`` and, in ``server_key``, what pools must share to share one
+    sampler (a server, its credentials); the settings check and the sampler's construction
+    are the same for every kind."""
+
+    kind: ClassVar[str]
+    Settings: ClassVar[type[BaseModel]]
+    Sampler: ClassVar[type[Any]]
+    """A ``PolledSampler`` subclass taking ``(pools, clock, timeout_s)``."""
+
+    @classmethod
+    def server_key(cls, settings: S) -> tuple[Hashable, ...]:
+        raise NotImplementedError
+
+    @classmethod
+    def sampler_key(cls, settings: BaseModel) -> Hashable:
+        if not isinstance(settings, cls.Settings):
+            raise TypeError(f"{cls.kind}: expected {cls.Settings.__name__}, got "
+                            f"{type(settings).__name__}")
+        return (cls.kind, *cls.server_key(cast(S, settings)))
+
+    @classmethod
+    def make_sampler(
+        cls, pools: Sequence[tuple[str, BaseModel]], clock: Clock, timeout_s: float
+    ) -> PolledSampler[S]:
+        return cast(PolledSampler[S], cls.Sampler(pools, clock, timeout_s))

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.errors import SourceError
 from autoscaler.sources.nats.settings import NatsSettings
-from autoscaler.sources.polled import PolledSampler, Reading
+from autoscaler.sources.polled import PolledSampler, PolledSource, Reading
 
 try:
     import nats
@@ -127,23 +127,15 @@ class NatsSampler(PolledSampler[NatsSettings]):
             await nc.close()
 
 
-class NatsJetStreamSource:
+class NatsJetStreamSource(PolledSource[NatsSettings]):
     kind: ClassVar[str] = "nats-jetstream"
-    Settings: ClassVar[type[NatsSettings]] = NatsSettings
+    Settings: ClassVar[type[BaseModel]] = NatsSettings
+    Sampler: ClassVar[type[Any]] = NatsSampler
 
     @classmethod
-    def sampler_key(cls, settings: BaseModel) -> Hashable:
+    def server_key(cls, settings: NatsSettings) -> tuple[Hashable, ...]:
         """Pools on one server (and credentials) share one connection."""
-        if not isinstance(settings, NatsSettings):
-            raise TypeError(f"nats-jetstream: expected NatsSettings, got "
-                            f"{type(settings).__name__}")
-        return ("nats", settings.url, settings.credentials)
-
-    @classmethod
-    def make_sampler(
-        cls, pools: Sequence[tuple[str, BaseModel]], clock: Clock, timeout_s: float
-    ) -> NatsSampler:
-        return NatsSampler(pools, clock, timeout_s)
+        return (settings.url, settings.credentials)
 
 
 __all__ = ["NatsJetStreamSource", "NatsSampler", "NatsSettings"]

@@ -49,7 +49,13 @@ except ImportError:  # named by the registry's "failed to load" message
 
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.errors import SourceError
-from autoscaler.sources.polled import PolledSampler, Reading, require, split_credentials
+from autoscaler.sources.polled import (
+    PolledSampler,
+    PolledSource,
+    Reading,
+    require,
+    split_credentials,
+)
 from autoscaler.sources.prometheus.settings import PrometheusSettings
 
 QUERY_PATH = "/api/v1/query"
@@ -262,23 +268,15 @@ class PrometheusSampler(PolledSampler[PrometheusSettings]):
             await self._session.close()
 
 
-class PrometheusSource:
+class PrometheusSource(PolledSource[PrometheusSettings]):
     kind: ClassVar[str] = "prometheus"
-    Settings: ClassVar[type[PrometheusSettings]] = PrometheusSettings
+    Settings: ClassVar[type[BaseModel]] = PrometheusSettings
+    Sampler: ClassVar[type[Any]] = PrometheusSampler
 
     @classmethod
-    def sampler_key(cls, settings: BaseModel) -> Hashable:
+    def server_key(cls, settings: PrometheusSettings) -> tuple[Hashable, ...]:
         """Pools on one server with the same headers share one HTTP session."""
-        if not isinstance(settings, PrometheusSettings):
-            raise TypeError(f"prometheus: expected PrometheusSettings, got "
-                            f"{type(settings).__name__}")
-        return ("prometheus", settings.url, tuple(sorted(settings.headers.items())))
-
-    @classmethod
-    def make_sampler(
-        cls, pools: Sequence[tuple[str, BaseModel]], clock: Clock, timeout_s: float
-    ) -> PrometheusSampler:
-        return PrometheusSampler(pools, clock, timeout_s)
+        return (settings.url, tuple(sorted(settings.headers.items())))
 
 
 __all__ = ["PrometheusSampler", "PrometheusSettings", "PrometheusSource", "parse_value"]

@@ -38,7 +38,7 @@ from pydantic import BaseModel
 
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.errors import SourceError
-from autoscaler.sources.polled import PolledSampler, Reading, basic_auth, require
+from autoscaler.sources.polled import PolledSampler, PolledSource, Reading, basic_auth, require
 from autoscaler.sources.rabbitmq.settings import RabbitMqSettings
 
 try:
@@ -185,23 +185,15 @@ def _counter(value: Any) -> float | None:
     return float(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-class RabbitMqSource:
+class RabbitMqSource(PolledSource[RabbitMqSettings]):
     kind: ClassVar[str] = "rabbitmq"
-    Settings: ClassVar[type[RabbitMqSettings]] = RabbitMqSettings
+    Settings: ClassVar[type[BaseModel]] = RabbitMqSettings
+    Sampler: ClassVar[type[Any]] = RabbitMqSampler
 
     @classmethod
-    def sampler_key(cls, settings: BaseModel) -> Hashable:
+    def server_key(cls, settings: RabbitMqSettings) -> tuple[Hashable, ...]:
         """Pools on one AMQP URL (one vhost) and management URL share the connection."""
-        if not isinstance(settings, RabbitMqSettings):
-            raise TypeError(f"rabbitmq: expected RabbitMqSettings, got "
-                            f"{type(settings).__name__}")
-        return ("rabbitmq", settings.url, settings.management_url)
-
-    @classmethod
-    def make_sampler(
-        cls, pools: Sequence[tuple[str, BaseModel]], clock: Clock, timeout_s: float
-    ) -> RabbitMqSampler:
-        return RabbitMqSampler(pools, clock, timeout_s)
+        return (settings.url, settings.management_url)
 
 
 __all__ = ["RabbitMqSampler", "RabbitMqSettings", "RabbitMqSource", "head_time"]

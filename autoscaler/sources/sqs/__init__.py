@@ -40,7 +40,13 @@ from pydantic import BaseModel
 
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.errors import SourceError
-from autoscaler.sources.polled import DEFAULT_CONCURRENCY, PolledSampler, Reading, require
+from autoscaler.sources.polled import (
+    DEFAULT_CONCURRENCY,
+    PolledSampler,
+    PolledSource,
+    Reading,
+    require,
+)
 from autoscaler.sources.sqs.settings import SqsSettings
 
 log = structlog.get_logger(__name__)
@@ -198,22 +204,15 @@ class SqsSampler(PolledSampler[SqsSettings]):
         await self._stack.aclose()
 
 
-class SqsSource:
+class SqsSource(PolledSource[SqsSettings]):
     kind: ClassVar[str] = "sqs"
-    Settings: ClassVar[type[SqsSettings]] = SqsSettings
+    Settings: ClassVar[type[BaseModel]] = SqsSettings
+    Sampler: ClassVar[type[Any]] = SqsSampler
 
     @classmethod
-    def sampler_key(cls, settings: BaseModel) -> Hashable:
+    def server_key(cls, settings: SqsSettings) -> tuple[Hashable, ...]:
         """Pools reached through one region, endpoint and profile share the clients."""
-        if not isinstance(settings, SqsSettings):
-            raise TypeError(f"sqs: expected SqsSettings, got {type(settings).__name__}")
-        return ("sqs", settings.region, settings.endpoint_url, settings.profile)
-
-    @classmethod
-    def make_sampler(
-        cls, pools: Sequence[tuple[str, BaseModel]], clock: Clock, timeout_s: float
-    ) -> SqsSampler:
-        return SqsSampler(pools, clock, timeout_s)
+        return (settings.region, settings.endpoint_url, settings.profile)
 
 
 __all__ = ["SqsSampler", "SqsSettings", "SqsSource"]
