@@ -173,3 +173,25 @@ def test_a_real_worker_serves_a_list_over_a_unix_socket_and_through_sentinel() -
         client = redis.Redis(port=master)
         drain(f"redis+sentinel://127.0.0.1:{sentinel}/gpu", client)
         client.close()
+
+
+async def test_the_pause_store_works_behind_a_sentinel_url() -> None:
+    """The pause hash lives in the state store, which accepts Sentinel URLs: its client must
+    be built for them too (a plain ``from_url`` cannot parse a Sentinel URL)."""
+    from autoscaler.runtime.pause import PauseStore
+
+    with topo.sentinel_pair("gpu") as (master, _replica, sentinel, _stack):
+        watcher = redis.Redis(port=sentinel, decode_responses=True)
+        topo.wait_until(lambda: int(watcher.info("sentinel")["sentinel_masters"]) == 1,
+                        "sentinel to watch the master")
+        store = PauseStore(f"redis+sentinel://127.0.0.1:{sentinel}/gpu", prefix="t:",
+                           timeout_s=2.0)
+        try:
+            assert await store.pause("chat", since=1.0, reason="maintenance")
+            assert list(await store.paused()) == ["chat"]
+            assert redis.Redis(port=master).hexists("t:paused", "chat")  # on the master
+            assert await store.resume("chat")
+            assert await store.paused() == {}
+        finally:
+            await store.close()
+            watcher.close()

@@ -18,7 +18,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
 from prometheus_client import CollectorRegistry, Gauge
 
@@ -27,6 +26,7 @@ from autoscaler.ports.clock import Clock
 from autoscaler.ports.state_store import StateStoreError
 from autoscaler.runtime.crosspool import TickView
 from autoscaler.runtime.gate import ActuationGate, FencedGate
+from autoscaler.sources.redis.connect import redis_client
 from autoscaler.sources.redis.settings import redact_url
 
 log = structlog.get_logger("autoscaler.runtime")
@@ -42,7 +42,7 @@ class PauseStore:
         self.url = url
         self.key = prefix + "paused"
         self._timeout_s = timeout_s
-        self._client = aioredis.Redis.from_url(
+        self._client = redis_client(  # any URL form the state store accepts
             url, socket_connect_timeout=timeout_s, health_check_interval=0
         )
 

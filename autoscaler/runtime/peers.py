@@ -34,7 +34,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
 import structlog
 from prometheus_client import Gauge
 
@@ -42,6 +41,7 @@ from autoscaler.config.models import Config
 from autoscaler.ports.telemetry import Telemetry
 from autoscaler.runtime.loop import ControlLoop
 from autoscaler.runtime.metrics import PrometheusTelemetry
+from autoscaler.sources.redis.connect import RedisClient, redis_client
 from autoscaler.sources.redis.settings import RedisSettings, redact_url
 
 log = structlog.get_logger("autoscaler.runtime")
@@ -112,7 +112,7 @@ class PeerWatch:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self._wall = wall
-        self._clients: dict[str, aioredis.Redis] = {}
+        self._clients: dict[str, RedisClient] = {}
         self._written: set[str] = set()
         self._seen: dict[str, float] = {}
         """Foreign daemon id -> when it was last warned about."""
@@ -131,10 +131,10 @@ class PeerWatch:
     def period_s(self) -> float:
         return max(MIN_PERIOD_S, self.daemon.loop.interval_s)
 
-    def _client(self, url: str) -> aioredis.Redis:
+    def _client(self, url: str) -> RedisClient:
         client = self._clients.get(url)
         if client is None:
-            client = self._clients[url] = aioredis.Redis.from_url(
+            client = self._clients[url] = redis_client(  # sentinel and unix URLs too
                 url, socket_connect_timeout=TIMEOUT_S, socket_timeout=TIMEOUT_S,
                 health_check_interval=0)
         return client
@@ -178,7 +178,7 @@ class PeerWatch:
         return await self._read(client, url, set(pools), records,
                                 {tags[p]: p for p in pools if p in tags})
 
-    async def _read(self, client: aioredis.Redis, url: str, pools: set[str],
+    async def _read(self, client: RedisClient, url: str, pools: set[str],
                     records: Mapping[Any, Any], by_queue: Mapping[str, str]) -> list[Peer]:
         now = self._wall()
         peers, stale = [], []
