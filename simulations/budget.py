@@ -20,12 +20,10 @@ from autoscaler.core.budget import (
     GLOBAL_SCOPE,
     CapInput,
     Ledger,
-    accrue,
-    allowance_usd_per_h,
     billed_rate,
     cap_scale_out,
-    crossings,
-    month_of,
+    charge,
+    max_gap_for,
     pool_scope,
     used_ratio,
 )
@@ -74,13 +72,11 @@ class SimBudget:
         rate = billed_rate(fleet, prices)
         allowances: dict[str, float | None] = {}
         for scope, budget in self.budgets.items():
-            spec = budget.spec(scope)
-            ledger = self.ledgers.get(scope) or Ledger(month_of(wall))
-            ledger, found = crossings(spec, accrue(ledger, wall, rate,
-                                                   max_gap_s=max(120.0, 5 * self.interval_s)))
+            ledger, found, allowances[scope] = charge(
+                budget.spec(scope), self.ledgers.get(scope), wall, rate,
+                max_gap_s=max_gap_for(self.interval_s))
             self.ledgers[scope] = ledger
             self.alerts.setdefault(scope, []).extend((c.level, t) for c in found)
-            allowances[scope] = allowance_usd_per_h(spec, ledger, wall)
         if all(a is None for a in allowances.values()):
             return decision
         capped = cap_scale_out(

@@ -154,6 +154,24 @@ def allowance_usd_per_h(spec: BudgetSpec, ledger: Ledger, wall: float) -> float 
     return max(0.0, spec.monthly_usd - ledger.spent_usd) / left_h
 
 
+def max_gap_for(interval_s: float) -> float:
+    """The longest unobserved stretch charged at the last rate: two minutes, or five ticks on
+    a slow loop (a longer outage is not billed on a guess)."""
+    return max(120.0, 5 * interval_s)
+
+
+def charge(
+    spec: BudgetSpec, ledger: Ledger | None, wall: float, rate_usd_per_h: float, *,
+    max_gap_s: float,
+) -> tuple[Ledger, tuple[Crossing, ...], float | None]:
+    """One tick of one scope, as the daemon and the simulator both run it: accrue up to
+    ``wall`` (a missing ledger starts the month), the levels newly crossed, and the hourly
+    allowance the rest of the budget leaves (None: no hard cap)."""
+    ledger, found = crossings(spec, accrue(ledger or Ledger(month_of(wall)), wall,
+                                           rate_usd_per_h, max_gap_s=max_gap_s))
+    return ledger, found, allowance_usd_per_h(spec, ledger, wall)
+
+
 @dataclass(frozen=True, slots=True)
 class CapInput:
     """One pool's decision and what the cap needs to re-spread a smaller total."""

@@ -37,12 +37,9 @@ from autoscaler.core.budget import (
     CapInput,
     Crossing,
     Ledger,
-    accrue,
-    allowance_usd_per_h,
     billed_rate,
     cap_scale_out,
-    crossings,
-    month_of,
+    charge,
     used_ratio,
 )
 from autoscaler.core.model import Decision
@@ -161,12 +158,11 @@ class BudgetStep:
         allowances: dict[str, float | None] = {}
         for scope, spec in self.specs.items():
             rate = rates[scope]
-            ledger = self.ledgers.get(scope) or Ledger(month_of(wall))
-            ledger, found = crossings(spec, accrue(ledger, wall, rate, max_gap_s=self.max_gap_s))
+            ledger, found, allowances[scope] = charge(
+                spec, self.ledgers.get(scope), wall, rate, max_gap_s=self.max_gap_s)
             self.ledgers[scope] = ledger
             for crossing in found:
                 self._announce(spec, crossing)
-            allowances[scope] = allowance_usd_per_h(spec, ledger, wall)
             self._export(spec, ledger, rate, allowances[scope])
         decisions = self._cap(view, allowances)
         if self._may_save() and (self._save_task is None or self._save_task.done()):

@@ -15,7 +15,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter
 
 from autoscaler.config.models import Config
-from autoscaler.core.budget import GLOBAL_SCOPE, pool_scope
+from autoscaler.core.budget import GLOBAL_SCOPE, max_gap_for, pool_scope
 from autoscaler.core.pipeline import PoolController
 from autoscaler.ports.clock import Clock
 from autoscaler.ports.telemetry import Telemetry
@@ -145,5 +145,5 @@ def _budget(
     return BudgetStep(
         [b.spec(scope) for scope, b in budgets], pricing, clock, gate=gate, store=store,
         webhooks=webhooks, metrics=BudgetMetrics(reg) if reg is not None else None,
-        max_gap_s=max(120.0, 5 * interval),
+        max_gap_s=max_gap_for(interval),
     )
