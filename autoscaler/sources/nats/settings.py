@@ -8,18 +8,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from autoscaler.ports.redis_urls import redact_url  # any scheme's user-info
+
 NAME = re.compile(r"^[^\s.*>/\\]+$")
 """JetStream stream and consumer names: no whitespace, dots, wildcards or path separators."""
-
-
-def redact(url: str) -> str:
-    """The URL with any password or token in its user-info replaced by ``***``."""
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, hostpart = rest.rpartition("@")
-    if not sep or not at:
-        return url
-    user, colon, _secret = userinfo.partition(":")
-    return f"{scheme}://{user + ':***' if colon else '***'}@{hostpart}"
 
 
 class NatsSettings(BaseModel):
@@ -38,7 +30,7 @@ class NatsSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        safe = redact(value)
+        safe = redact_url(value)
         try:
             parts = urlsplit(value)
             parts.port  # noqa: B018  (raises ValueError on a bad port)
@@ -72,4 +64,4 @@ class NatsSettings(BaseModel):
         return self.url
 
     def describe(self) -> str:
-        return f"{redact(self.url)} stream {self.stream!r} consumer {self.consumer!r}"
+        return f"{redact_url(self.url)} stream {self.stream!r} consumer {self.consumer!r}"

@@ -7,21 +7,13 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from autoscaler.ports.redis_urls import redact_url  # any scheme's user-info
+
 AgeMethod = Literal["management", "peek", "none"]
 
 
-def redact(url: str) -> str:
-    """The URL with any password in its user-info replaced by ``***``."""
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, hostpart = rest.rpartition("@")
-    if not sep or not at:
-        return url
-    user, colon, _secret = userinfo.partition(":")
-    return f"{scheme}://{user + ':***' if colon else '***'}@{hostpart}"
-
-
 def _check_url(value: str, schemes: tuple[str, ...], what: str) -> str:
-    safe = redact(value)
+    safe = redact_url(value)
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018  (raises ValueError on a bad port)
@@ -99,4 +91,4 @@ class RabbitMqSettings(BaseModel):
         return self.url
 
     def describe(self) -> str:
-        return f"{redact(self.url)} vhost {self.vhost!r} queue {self.queue!r}"
+        return f"{redact_url(self.url)} vhost {self.vhost!r} queue {self.queue!r}"
