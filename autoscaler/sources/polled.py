@@ -220,10 +220,10 @@ def require(condition: bool, message: str) -> None:
         raise SourceError(message)
 
 
-def validate_http_url(value: str, what: str) -> str:
-    """An ``http://`` or ``https://`` URL with a host and a valid port, checked at config load
-    so a typo is reported with its file and line, not as a connection error on the first tick.
-    """
+def check_url(value: str, what: str, schemes: tuple[str, ...], must: str) -> str:
+    """A URL with one of ``schemes``, a host and a valid port, checked at config load so a
+    typo is reported with its file and line, not as a connection error on the first tick;
+    the error says what the ``what`` URL ``must`` be and never echoes its password."""
     from urllib.parse import urlsplit
 
     safe = redact_url(value)
@@ -232,10 +232,15 @@ def validate_http_url(value: str, what: str) -> str:
         parts.port  # noqa: B018  (raises ValueError on a bad port)
     except ValueError as exc:
         raise ValueError(f"invalid {what} URL {safe!r}: {exc}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{what} URL must be http://host[:port][/path] or https://..., "
-                         f"got {safe!r}")
-    return value.rstrip("/")
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"{what} URL must {must}, got {safe!r}")
+    return value
+
+
+def validate_http_url(value: str, what: str) -> str:
+    """An ``http://`` or ``https://`` URL (``check_url``), without a trailing slash."""
+    return check_url(value, what, ("http", "https"),
+                     "be http://host[:port][/path] or https://...").rstrip("/")
 
 
 def basic_auth(user: str, password: str) -> str:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autoscaler.ports.redis_urls import redact_url  # any scheme's user-info
+from autoscaler.sources.polled import check_url
 
 NAME = re.compile(r"^[^\s.*>/\\]+$")
 """JetStream stream and consumer names: no whitespace, dots, wildcards or path separators."""
@@ -30,16 +30,8 @@ class NatsSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        safe = redact_url(value)
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018  (raises ValueError on a bad port)
-        except ValueError as exc:
-            raise ValueError(f"invalid NATS URL {safe!r}: {exc}") from None
-        if parts.scheme not in ("nats", "tls") or not parts.hostname:
-            raise ValueError(f"NATS URL must be nats://host[:port] or tls://host[:port], "
-                             f"got {safe!r}")
-        return value
+        return check_url(value, "NATS", ("nats", "tls"),
+                         "be nats://host[:port] or tls://host[:port]")
 
     @field_validator("stream", "consumer")
     @classmethod

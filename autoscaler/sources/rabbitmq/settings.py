@@ -8,21 +8,14 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from autoscaler.ports.redis_urls import redact_url  # any scheme's user-info
+from autoscaler.sources.polled import check_url
 
 AgeMethod = Literal["management", "peek", "none"]
 
 
 def _check_url(value: str, schemes: tuple[str, ...], what: str) -> str:
-    safe = redact_url(value)
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018  (raises ValueError on a bad port)
-    except ValueError as exc:
-        raise ValueError(f"invalid {what} URL {safe!r}: {exc}") from None
-    if parts.scheme not in schemes or not parts.hostname:
-        raise ValueError(f"{what} URL must start with {' or '.join(s + '://' for s in schemes)} "
-                         f"and name a host, got {safe!r}")
-    return value
+    return check_url(value, what, schemes,
+                     f"start with {' or '.join(s + '://' for s in schemes)} and name a host")
 
 
 class RabbitMqSettings(BaseModel):
