@@ -209,3 +209,19 @@ def test_a_level_whose_tick_noise_underflows_does_not_divide_by_zero() -> None:
     from autoscaler.policies.sla_estimators import Estimators
 
     assert Estimators._rise(5e-324, 1.0, 0.25, 1.0, 0.0, 5.0) == 0.25
+
+
+def test_surplus_relaxes_p_to_a_tenth_of_horizons_and_no_further() -> None:
+    """Twenty calm hours would move log p by +5 at a quarter per hour; it stops at 10x the
+    start value, where a tenth of the horizons may outgrow the headroom. Misses tighten it
+    from there as from anywhere else."""
+    growth = Growth(growth_window=21600.0, feedback_window=3600.0, share=1.0)
+    calm = learn(growth, [60.0] * (20 * 720))
+    assert calm.log_p == pytest.approx(math.log(10.0))
+    g = calm
+    for i in range(3 * 720):  # three hours at 3 % late against a 1 % budget
+        g = growth.tick(g, 20 * 3600.0 + i * 5.0, 60.0, 3.0, 100.0, 185.0, 0.01)
+    # The hour-long miss average climbs towards 3 % as 1 - exp(-t/1 h), so the error
+    # 3 (1 - exp(-t)) - 1 integrates to about 3.15 over three hours (ln 10 - 3.15 = -0.85;
+    # sampled every 46 s, the average runs slightly ahead): below the start value again.
+    assert -1.3 < g.log_p < -0.6
