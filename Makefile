@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint clean keda-stubs
+.PHONY: run test bench heldout lint clean keda-stubs
 
 # autoscaler/{policies,providers,simulations} link to the top-level folders; ruff does not
 # follow links, so the folders are named once each.
@@ -38,6 +38,10 @@ test: $(STAMP)
 ## Print benchmark figures (never timed assertions).
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+## Check a policy on variants of the shared traces it was not tuned on (about 10 min, 2 cores).
+heldout: $(STAMP)
+	$(BIN)/python -m benchmarks.heldout $(if $(POLICY),--policy '$(POLICY)')
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
