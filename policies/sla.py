@@ -47,11 +47,14 @@ jumps are bursts, which burst mode sizes).
 **Error budget** k: the SLA is a share of requests over time, so a fleet that has not missed
 for a while may spend what it saved. The policy keeps, over ``budget_window``, the share m of
 requests that went late and the share ``seen`` of that window it has watched. A queue reports
-only its depth Q and head wait w0, so the requests that crossed t during a tick of length D
-are estimated as the ones that arrived in that span, FCFS, with the queue's arrivals spread
-evenly over w0::
+only its depth Q and head wait w0, so the requests that went late during a tick of length D
+are estimated FCFS as one span of arrivals t earlier, the queue's arrivals spread evenly over
+w0 (entering at q = Q/w0). Those still queued arrived just past t behind the head; the rest
+of the span started since the last tick, late for the share f of the tick in which the head
+wait (linear from the last tick's w0' to w0) exceeded t (``late_rate``)::
 
-    late  = Q * min(w0 - t, D) / (w0 * D)              per second, when w0 > t
+    o     = min(max(0, w0 - t), D)
+    late  = (q*o + min(min(r, max(q, q')) * (D - o) * f, r*D - q*o)) / D     per second
     m     = EWMA(late) / EWMA(r)                       over budget_window
     k     = 1 + (budget_boost - 1) * seen * max(0, 1 - m / e)
 

@@ -44,6 +44,51 @@ class SlaState(NamedTuple):
     growth: GrowthState = GrowthState()
     fast: float = 0.0  # short EWMA of the arrival rate (``step_window``): a step's new level
     rise: float = 0.0  # CUSUM of the rate's excess over the level, in units of tick noise
+    head: float = 0.0  # the queue's oldest wait at the last observation (seconds)
+    inflow: float = 0.0  # its depth over that wait: the rate its requests arrived at
+
+
+def late_rate(
+    head: float,
+    head_before: float,
+    inflow: float,
+    inflow_before: float,
+    rate: float,
+    max_wait: float,
+    dt: float,
+) -> float:
+    """Requests per second that went late during the last ``dt`` seconds (FCFS, fluid).
+
+    The tick's late requests are those of one tick's span of arrivals, ``max_wait``
+    earlier, that did not start within ``max_wait``. The ones still queued arrived in the
+    span just past max_wait behind the head (the queue's arrivals spread evenly over its
+    head wait ``head``, at ``inflow`` = depth / head per second). The rest of the span has
+    started since the last tick, late if it started while the head wait exceeded
+    max_wait: the head wait is taken to move linearly from ``head_before`` to ``head`` over
+    the tick, and that share of the tick is the share of the started ones that went late.
+    They entered the queue at its inflow (the larger of the two ticks', at most the
+    arrival rate), and the tick's late requests are at most its arrivals.
+
+    Counting only the queued ones missed nearly all of them where the head wait hovers
+    just past max_wait: a small fleet that saturates keeps a queue of a few seconds,
+    everything waits a little too long, and a head 0.5 s past a 2 s max_wait showed a
+    tenth of a 5 s tick's requests as late. The feedback on the growth headroom then
+    relaxed through hours that were 1.5-4 % late (the deepseek-r1 day at 0.3x its rate,
+    3-8 instances). A queue whose head is past max_wait by a tick or more counts as
+    before: nothing of the span has started."""
+    over = head - max_wait if head > max_wait else 0.0
+    over = over if over < dt else dt
+    queued = inflow * over
+    hi, lo = (head, head_before) if head > head_before else (head_before, head)
+    if hi <= max_wait:
+        return queued / dt
+    share = 1.0 if lo >= max_wait else (hi - max_wait) / (hi - lo)
+    entering = inflow if inflow > inflow_before else inflow_before
+    entering = entering if entering < rate else rate
+    started = entering * (dt - over) * share
+    room = rate * dt - queued
+    started = started if started < room else (room if room > 0.0 else 0.0)
+    return (queued + started) / dt
 
 
 class Weights(NamedTuple):
@@ -106,7 +151,8 @@ class Estimators:
         interval) is the growth horizon, ``miss_budget`` is 1 - target."""
         (
             time, rate, load, slope, completions, busy, burst_until, burst_floor,
-            rate_mean, rate_sq, late, offered, seen, started, growth, fast, rise,
+            rate_mean, rate_sq, late, offered, seen, started, growth, fast, rise, head_before,
+            inflow_before,
         ) = state
         first = time is None
         if first:
@@ -122,17 +168,14 @@ class Estimators:
             busy += ws * ((in_flight if in_flight > 0 else 0) - busy)
         mu = self.service_rate(completions, busy)
         r = obs.arrival_rate
+        head = obs.oldest_wait_s if obs.oldest_wait_s is not None and obs.depth > 0 else 0.0
+        inflow = obs.depth / head if head > 0.0 else 0.0
+        if first:
+            head_before, inflow_before = head, inflow
         if r is not None:
             r = r if r > 0.0 else 0.0
             if w is not None:
-                # Requests that crossed max_wait during this tick: FCFS, so they are the
-                # ones that arrived in the tick's span just past max_wait, and the queue's
-                # arrivals are taken as spread evenly over its head wait.
-                head = obs.oldest_wait_s
-                missing = 0.0
-                if head is not None and head > max_wait:
-                    over = head - max_wait
-                    missing = obs.depth * (over if over < dt else dt) / (head * dt)
+                missing = late_rate(head, head_before, inflow, inflow_before, r, max_wait, dt)
                 late += w.budget * (missing - late)
                 offered += w.budget * (r - offered)
                 seen += w.budget * (1.0 - seen)
@@ -163,7 +206,7 @@ class Estimators:
                     )
         new = SlaState._make((
             obs.time, rate, load, slope, completions, busy, burst_until, burst_floor,
-            rate_mean, rate_sq, late, offered, seen, started, growth, fast, rise,
+            rate_mean, rate_sq, late, offered, seen, started, growth, fast, rise, head, inflow,
         ))
         return new, mu
 

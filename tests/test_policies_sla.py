@@ -317,11 +317,25 @@ def test_error_budget_counts_only_the_requests_that_crossed_max_wait() -> None:
     saved = steady(20.0, 2.0, t_end=3 * 300.0, running=12, pool=TIGHT)
     policy = SlaPolicy(SlaParams())
     _, before, _ = run(policy, saved)
-    # One request waiting 2 s on every tick: 0.1 late per second of 20 arriving, half the
-    # 1 % budget. Counting the whole tick's arrivals as late would use it fifty times over.
+    # One request waiting 2 s on every tick: the queue's requests arrive one per 2 s and
+    # each waits past max_wait (1 s), 0.5 late per second of 20 arriving. Counting the
+    # whole tick's arrivals as late would count forty times as many.
     _, state, _ = run(policy, late_ticks(900.0, depth=1, wait=2.0), before)
-    assert state.late == pytest.approx(1 * 1.0 / (2.0 * 5.0), rel=0.01)
-    assert boost(state) == pytest.approx(1.0 + 3.0 * state.seen * 0.5, rel=0.02)
+    assert state.late == pytest.approx(0.5, rel=0.01)
+    assert boost(state) == 1.0
+
+
+def test_error_budget_counts_the_late_requests_that_started_since_the_last_tick() -> None:
+    saved = steady(20.0, 2.0, t_end=3 * 300.0, running=12, pool=TIGHT)
+    policy = SlaPolicy(SlaParams())
+    _, before, _ = run(policy, saved)
+    # A saturated fleet whose queue holds 1.5 s of arrivals on every tick: every request
+    # waits 1.5 s, past max_wait (1 s). Only those of the last 0.5 s are still queued at a
+    # tick; the ones started since went late too. Counting the queued ones alone saw a
+    # tenth of them (2 late per second of 20).
+    _, state, _ = run(policy, late_ticks(900.0, depth=30, wait=1.5), before)
+    assert state.late == pytest.approx(state.offered, rel=0.01)
+    assert boost(state) == 1.0
 
 
 # --------------------------------------------------------------------------- load trend
