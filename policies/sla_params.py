@@ -106,11 +106,13 @@ class SlaParams(PolicyParams):
         description="seconds of memory of how much the load grows within one boot",
     )
     growth_share: float = Field(
-        default=1.0,
+        default=0.5,
         gt=0,
         le=50,
         description="headroom covers all but this multiple of the miss budget of the "
-        "horizons' growths (moved by the feedback)",
+        "horizons' growths (moved by the feedback); below 1 because a horizon that outgrows "
+        "the headroom is late for a whole boot, so misses come in lumps and half the budget "
+        "is kept for the step larger than any seen",
     )
     feedback_window: Duration = Field(
         default=3600.0,

@@ -225,3 +225,21 @@ def test_surplus_relaxes_p_to_a_tenth_of_horizons_and_no_further() -> None:
     # 3 (1 - exp(-t)) - 1 integrates to about 3.15 over three hours (ln 10 - 3.15 = -0.85;
     # sampled every 46 s, the average runs slightly ahead): below the start value again.
     assert -1.3 < g.log_p < -0.6
+
+
+def test_by_default_half_the_miss_budget_is_kept_for_a_step_larger_than_seen() -> None:
+    """One +50 % step in six hours: its horizons are under 1 % of the window's samples, so a
+    quantile at the whole budget leaves it uncovered; the default share (one half) holds it.
+    (Misses at exactly the budget keep the feedback still.)"""
+    loads = [60.0] * (6 * 720)
+    for i in range(3 * 720, 3 * 720 + 120):  # ten minutes at +50 %, three hours ago
+        loads[i] = 90.0
+    default = SlaParams().growth_share
+
+    def headroom(share: float) -> float:
+        growth = Growth(growth_window=21600.0, feedback_window=3600.0, share=share)
+        return learn(growth, loads, late=1.0).headroom
+
+    assert default == 0.5
+    assert headroom(1.0) < 0.1
+    assert headroom(default) >= 0.5
