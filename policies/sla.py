@@ -203,6 +203,12 @@ class SlaPolicy:
     def initial_state(self) -> SlaState:
         return SlaState()
 
+    def steady_key(self, state: SlaState) -> tuple[float, int]:
+        """The burst latch: state saves do not skip its change (a restart within the save
+        refresh would otherwise forget a burst and size below its floor). The estimators
+        move every tick and are left to the refresh."""
+        return state.burst_until, state.burst_floor
+
     def _constants(self, pool: PoolSettings) -> PoolConstants:
         """A one-entry cache keyed on the settings object itself: the controller passes the
         same one every tick, and another one just recomputes."""

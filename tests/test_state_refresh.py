@@ -12,10 +12,11 @@ from typing import Any
 import redis
 
 from autoscaler import testing
+from autoscaler.core.pipeline import ControllerState
 from autoscaler.ports.clock import ManualClock
 from autoscaler.registry import Registry
 from autoscaler.runtime.app import Daemon
-from autoscaler.runtime.persistence import REFRESH_S
+from autoscaler.runtime.persistence import REFRESH_S, _steady_key, policy_steady_key
 from autoscaler.sources.memory import reset_queue
 from tests.test_daemon_state import CloudGroup, restart_config
 
@@ -145,3 +146,31 @@ async def test_unchanged_pools_are_refreshed_within_the_period_spread_over_ticks
     assert written_per_tick[0] == len(names)
     assert max(written_per_tick[3:]) < len(names) / 2 and sum(written_per_tick[3:]) > 0
     await daemon.close(1.0)
+
+
+
+async def test_a_policy_names_the_state_saves_must_not_skip(
+    registries: dict[str, Registry[Any]], redis_url: str
+) -> None:
+    """The sla burst latch is part of the comparison; its estimators (moving every tick) are
+    not; a policy without ``steady_key`` (threshold) adds nothing."""
+    store = f"{{url: '{redis_url}', prefix: '{PREFIX}'}}"
+    reset_queue("rf-latch")
+    keys = {}
+    for kind in ("sla", "threshold"):
+        config = restart_config(registries, "rf-latch", store, policy=f"{{kind: {kind}}}")
+        daemon = Daemon.build(config, registries=registries, clock=ManualClock(start=1000.0))
+        await daemon.loop.tick()
+        keys[kind] = daemon.loop.pools[0]
+        await daemon.close(1.0)
+
+    def key(rt: Any, policy_state: Any) -> tuple[Any, ...]:
+        state = ControllerState(policy_state, rt.state.guards)
+        return _steady_key(state, {}, {}, policy_steady_key(rt.controller, state))
+
+    sla = keys["sla"]
+    calm = sla.state.policy._replace(rate=10.0, load=5.0)
+    assert key(sla, calm) == key(sla, calm._replace(rate=12.0, load=6.5))  # skipped
+    assert key(sla, calm) != key(sla, calm._replace(burst_until=1060.0, burst_floor=9))
+    threshold = keys["threshold"]
+    assert policy_steady_key(threshold.controller, threshold.state) is None

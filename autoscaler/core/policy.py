@@ -51,6 +51,12 @@ class Policy(Protocol):
     automatically; a policy whose state nests other such types lists them in an optional
     ``state_types: ClassVar[tuple[type, ...]]``. State the codec cannot encode is simply not
     saved (logged), and the policy starts fresh after a restart.
+
+    Saves skip a pool whose guards' state is unchanged (re-written at least every 30 s). A
+    policy whose own state holds a decision a restart must not lose for that long (a latch,
+    a mode) names it in an optional ``steady_key(state) -> Hashable``: a change of that value
+    is a change of the pool. Leave out what moves every tick (estimators), or nothing is
+    ever skipped.
     """
 
     kind: ClassVar[str]
