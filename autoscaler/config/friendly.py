@@ -51,6 +51,11 @@ def _sequence(error: Mapping[str, Any]) -> str:
     return f"must be a list ([a, b] or '- item' lines), not {_kind(value)}"
 
 
+def _must_be(what: str) -> Callable[[Mapping[str, Any]], str]:
+    """The message of a value of the wrong type: what it must be, and what it was."""
+    return lambda error: f"must be {what}, not {_kind(error.get('input'))}"
+
+
 def _number(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
@@ -80,19 +85,18 @@ _BY_TYPE: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "list_type": _sequence,
     "set_type": _sequence,
     "frozen_set_type": _sequence,
-    "dict_type": lambda e: f"must be a mapping (key: value), not {_kind(e.get('input'))}",
-    "model_type": lambda e: f"must be a mapping (key: value), not {_kind(e.get('input'))}",
-    "model_attributes_type": lambda e: f"must be a mapping (key: value), not "
-                                       f"{_kind(e.get('input'))}",
-    "string_type": lambda e: f"must be a string, not {_kind(e.get('input'))}",
-    "int_type": lambda e: f"must be a whole number, not {_kind(e.get('input'))}",
-    "int_parsing": lambda e: f"must be a whole number, not {_kind(e.get('input'))}",
-    "int_from_float": lambda e: f"must be a whole number, not {_kind(e.get('input'))}",
-    "float_type": lambda e: f"must be a number, not {_kind(e.get('input'))}",
-    "float_parsing": lambda e: f"must be a number, not {_kind(e.get('input'))}",
+    "dict_type": _must_be("a mapping (key: value)"),
+    "model_type": _must_be("a mapping (key: value)"),
+    "model_attributes_type": _must_be("a mapping (key: value)"),
+    "string_type": _must_be("a string"),
+    "int_type": _must_be("a whole number"),
+    "int_parsing": _must_be("a whole number"),
+    "int_from_float": _must_be("a whole number"),
+    "float_type": _must_be("a number"),
+    "float_parsing": _must_be("a number"),
     "finite_number": lambda e: "must be a finite number",
-    "bool_type": lambda e: f"must be true or false, not {_kind(e.get('input'))}",
-    "bool_parsing": lambda e: f"must be true or false, not {_kind(e.get('input'))}",
+    "bool_type": _must_be("true or false"),
+    "bool_parsing": _must_be("true or false"),
     "greater_than": lambda e: f"must be greater than {_number(e['ctx']['gt'])}",
     "greater_than_equal": lambda e: f"must be at least {_number(e['ctx']['ge'])}",
     "less_than": lambda e: f"must be less than {_number(e['ctx']['lt'])}",
