@@ -39,7 +39,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
-## Check a policy on variants of the shared traces it was not tuned on (about 10 min, 2 cores).
+## Check a policy on variants of the shared traces it was not tuned on (13 min on 2 cores; 1 min cached).
 heldout: $(STAMP)
 	$(BIN)/python -m benchmarks.heldout $(if $(POLICY),--policy '$(POLICY)')
 

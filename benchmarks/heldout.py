@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "traces"
@@ -103,7 +104,7 @@ def variants(shared: Path, out: Path) -> list[Variant]:
     return made
 
 
-def simulate(variant: Variant, policies: Sequence[str]) -> list[dict[str, object]]:
+def simulate(variant: Variant, policies: Sequence[str]) -> list[dict[str, Any]]:
     command = [
         sys.executable, "-m", "autoscaler", "simulate", "-c", str(variant.config),
         "--trace", str(variant.trace), "--warmup", "600", "--json",
@@ -114,7 +115,7 @@ def simulate(variant: Variant, policies: Sequence[str]) -> list[dict[str, object
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{variant.name}: simulate failed:\n{done.stderr[-3000:]}")
-    results: list[dict[str, object]] = json.loads(done.stdout)["results"]
+    results: list[dict[str, Any]] = json.loads(done.stdout)["results"]
     return results
 
 
@@ -125,16 +126,16 @@ def references(variant: Variant, target: float) -> dict[str, dict[str, float]]:
     for seed in SEEDS:
         mine = [r for r in rows if r["seed"] == seed]
         passing = [
-            float(r["cost_usd"])  # type: ignore[arg-type]
+            float(r["cost_usd"])
             for r in mine
             if str(r["policy"]).startswith("threshold")
-            and float(r["sla_attainment"]) >= target  # type: ignore[arg-type]
+            and float(r["sla_attainment"]) >= target
         ]
         oracle = next(r for r in mine if r["policy"] == "oracle")
         refs[str(seed)] = {
             "threshold": min(passing, default=math.inf),
-            "oracle": float(oracle["cost_usd"]),  # type: ignore[arg-type]
-            "oracle_attainment": float(oracle["sla_attainment"]),  # type: ignore[arg-type]
+            "oracle": float(oracle["cost_usd"]),
+            "oracle_attainment": float(oracle["sla_attainment"]),
         }
     return refs
 
@@ -157,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.loads(cache.read_text()) if cache.exists() else {}
     )
 
-    def run(variant: Variant) -> tuple[Variant, list[dict[str, object]]]:
+    def run(variant: Variant) -> tuple[Variant, list[dict[str, Any]]]:
         if variant.name not in refs:
             refs[variant.name] = references(variant, args.target)
         return variant, simulate(variant, [args.policy])
@@ -171,8 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for variant, rows in done:
         for row in rows:
             ref = refs[variant.name][str(row["seed"])]
-            cost = float(row["cost_usd"])  # type: ignore[arg-type]
-            attained = float(row["sla_attainment"])  # type: ignore[arg-type]
+            cost = float(row["cost_usd"])
+            attained = float(row["sla_attainment"])
             meets, cheap, near = (
                 attained >= args.target, cost <= ref["threshold"], cost <= 1.15 * ref["oracle"]
             )
