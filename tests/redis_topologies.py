@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from autoscaler.testing import free_port
+from autoscaler.testing import free_port, stop_process
 
 BINARY = shutil.which("redis-server") or "redis-server"
 
@@ -57,12 +57,7 @@ def server(*args: str, port: int | None = None, unix: Path | None = None,
             wait_until(unix.exists, f"redis on {unix}", proc)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

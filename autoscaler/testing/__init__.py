@@ -29,6 +29,16 @@ def free_port() -> int:
         return port
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 10 s; reaped either way."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextmanager
 def redis_server(timeout_s: float = 10.0) -> Iterator[str]:
     """A private, non-persistent redis-server bound to 127.0.0.1 on a free port.
@@ -61,12 +71,7 @@ def redis_server(timeout_s: float = 10.0) -> Iterator[str]:
                 time.sleep(0.05)
         yield f"redis://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
